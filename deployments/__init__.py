@@ -1,0 +1,1 @@
+"""Deployment declarations: schedules, work pools and parameters for the batch flow."""

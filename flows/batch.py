@@ -1,0 +1,104 @@
+"""The nightly batch: plan the edit, process every ready shot on Ray, conform, report.
+
+Composition only: the work is in ``tasks`` (Prefect tasks on Ray) and ``void_ops`` (pure functions). A failed shot
+never stops the others; the flow waits for every shot, conforms those that were delivered, and returns a summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+from prefect_ray import RayTaskRunner
+from prefect_ray.context import remote_options
+
+from flows.params import BatchRequest, plan
+from tasks.batch import conform_batch, report_batch
+from tasks.ledger import Ledger
+from tasks.shots import ShotJob, process_shot
+from void_ops.composite import Blend
+
+__all__ = ["BatchResult", "run_batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a batch did."""
+
+    batch_id: str
+    state: str
+    done: tuple[str, ...]
+    failed: tuple[str, ...]
+    skipped: tuple[str, ...]
+    conformed: Path | None
+    report: Path
+
+
+@flow(name="voidflow-batch", task_runner=RayTaskRunner(), log_prints=True, persist_result=False)
+def run_batch(request: BatchRequest) -> BatchResult:
+    """Process every ready shot of the edit, then conform and report.
+
+    Returns:
+        The batch's ID, final state, shot names by outcome, and where the conformed edit and report went.
+    """
+    logger = get_run_logger()
+    edit_path, edit_hash, shots = plan(request)
+    ledger = Ledger(request.db_url)
+    batch_id = ledger.create_batch(
+        edit_path=Path(edit_path),
+        edit_sha256=edit_hash,
+        out_dir=request.out_dir,
+        backend=request.backend,
+        params=request.model_dump(mode="json", exclude={"db_url"}),
+    )
+    ledger.set_flow_run(batch_id, flow_run.get_id())
+    ledger.add_shots(batch_id, shots)
+    ready = [shot for shot in shots if shot.status == "ready"]
+    skipped = tuple(shot.name for shot in shots if shot.status == "skipped")
+    print(f"batch {batch_id}: {len(ready)} shots to process, {len(skipped)} skipped")
+    job = ShotJob(
+        batch_id=batch_id,
+        db_url=request.db_url,
+        out_dir=request.out_dir.absolute(),
+        backend=request.backend,
+        seed=request.seed,
+        blend=Blend(grow=request.grow, feather=request.feather),
+        output=request.output,
+    )
+    progress = create_progress_artifact(0.0, key="voidflow-batch-progress", description=f"batch {batch_id}")
+    with remote_options(num_cpus=1, max_retries=0):
+        futures = {process_shot.submit(shot, job): shot.name for shot in ready}
+    done: list[str] = []
+    failed: list[str] = []
+    for count, future in enumerate(as_completed(list(futures)), start=1):
+        name = futures[future]
+        future.wait()  # sets the future's final state from the Ray result; the API's copy can lag behind
+        if future.state.is_completed():
+            outcome = future.result()
+            done.append(name)
+            print(f"[{count}/{len(ready)}] {name}: delivered {outcome.delivery.version} in {outcome.seconds:.1f}s")
+        else:
+            failed.append(name)
+            print(f"[{count}/{len(ready)}] {name}: FAILED: {future.state.message}")
+        update_progress_artifact(progress, 100.0 * count / max(len(ready), 1))
+    conformed = None
+    if done:
+        conformed = conform_batch(request.db_url, batch_id, request.out_dir / "conformed.otio")
+        print(f"conformed edit: {conformed}")
+    report = report_batch(request.db_url, batch_id, request.out_dir / "report.html")
+    state = ledger.finish_batch(batch_id)
+    logger.info("batch %s %s: %d done, %d failed, %d skipped", batch_id, state, len(done), len(failed), len(skipped))
+    order = {shot.name: index for index, shot in enumerate(shots)}
+    return BatchResult(
+        batch_id=batch_id,
+        state=state,
+        done=tuple(sorted(done, key=order.__getitem__)),
+        failed=tuple(sorted(failed, key=order.__getitem__)),
+        skipped=skipped,
+        conformed=conformed,
+        report=report,
+    )

@@ -1,0 +1,248 @@
+"""``voidflow``: the command line. It binds arguments to flows and reads the ledger; it does no work of its own.
+
+Exit codes: 0 success; 1 the batch ran but some shots failed (the rest completed); 2 the edit, sidecar, settings
+or database is unusable (nothing ran); 3 an internal error (traceback in ``$VOIDFLOW_HOME/logs/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from infra.settings import Settings
+from void_ops.exceptions import InvalidInput, VoidflowError
+
+__all__ = ["main"]
+
+
+def _selection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("edit", type=Path, help=".otio, .otioz, .otiod, .edl, .xml (FCP7), .fcpxml or .aaf")
+    parser.add_argument("--sidecar", type=Path, help="per-shot instructions (.yaml, .json or .csv)")
+    parser.add_argument("--track", help="process every clip of this video track")
+    parser.add_argument("--all", dest="select_all", action="store_true", help="process every clip of every track")
+    parser.add_argument("--handles", type=int, default=8, help="frames beyond each end of the cut (default 8)")
+    parser.add_argument("--edl-rate", type=float, help="timecode rate of an EDL (default: 24, or 29.97 for DF)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voidflow", description="AI object removal over the shots of an edit.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    plan = commands.add_parser("plan", help="list the shots an edit would give, without running anything")
+    _selection_arguments(plan)
+    plan.add_argument("--json", action="store_true", help='print {"shots": [...]} as JSON')
+
+    run = commands.add_parser("run", help="run a batch over an edit")
+    _selection_arguments(run)
+    run.add_argument("--out", type=Path, default=Path("voidflow-out"), help="output folder (default voidflow-out)")
+    run.add_argument("--backend", default="cleanplate", help="inpainting backend (default cleanplate)")
+    run.add_argument("--output", choices=("prores", "png", "exr"), default="prores", help="delivery format")
+    run.add_argument("--seed", type=int, default=0, help="batch seed (a shot's own seed wins)")
+    run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+
+    conform = commands.add_parser("conform", help="write an edit with a batch's results conformed in")
+    conform.add_argument("edit", type=Path)
+    conform.add_argument("--batch", required=True, help="batch ID (see voidflow status)")
+    conform.add_argument("-o", "--out", type=Path, required=True, help="output edit: .otio, .otioz, .edl or .xml")
+
+    status = commands.add_parser("status", help="batches, newest first, with their shots")
+    status.add_argument("--batch", help="only this batch")
+    status.add_argument("--json", action="store_true")
+
+    demo = commands.add_parser("demo", help="make a synthetic shoot and run the whole batch on it")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"))
+
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=("upgrade",))
+    return parser
+
+
+def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from flows.params import BatchRequest
+
+    fields = {
+        "edit": args.edit,
+        "sidecar": args.sidecar,
+        "track": args.track,
+        "select_all": args.select_all,
+        "handles": args.handles,
+        "edl_rate": args.edl_rate,
+        "out_dir": getattr(args, "out", Path("voidflow-out")),
+        "backend": getattr(args, "backend", "cleanplate"),
+        "output": getattr(args, "output", "prores"),
+        "seed": getattr(args, "seed", 0),
+        "db_url": settings.db_url,
+    }
+    try:
+        return BatchRequest(**{**fields, **overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise InvalidInput(f"--{field.replace('_', '-')}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.params import plan
+
+    _, _, shots = plan(_request(args, settings))
+    if args.json:
+        print(json.dumps({"shots": [shot.to_json() for shot in shots]}, indent=2))
+        return 0
+    for shot in shots:
+        state = "ready  " if shot.status == "ready" else "skipped"
+        first, last = shot.source_start, shot.source_start + shot.duration - 1
+        print(f"{state} {shot.name:<28} {shot.track:<10} {first}-{last} ({shot.duration} fr) {shot.reason}")
+    return 0
+
+
+def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:
+    from flows.batch import run_batch
+    from flows.params import plan
+    from infra.cluster import orchestration
+    from infra.database import ensure_schema
+
+    ensure_schema(settings.db_url)
+    _, _, shots = plan(request)  # fail fast, before Prefect and Ray start, on an unusable edit or sidecar
+    ready = sum(shot.status == "ready" for shot in shots)
+    print(f"voidflow: {ready} of {len(shots)} shots to process; starting Prefect and Ray ...", flush=True)
+    started = time.monotonic()
+    with orchestration(settings, ray_address=ray_address):
+        result = run_batch(request)
+    print(f"\nbatch {result.batch_id}: {result.state} in {time.monotonic() - started:.0f}s")
+    print(f"  done:    {len(result.done)} {' '.join(result.done)}")
+    print(f"  failed:  {len(result.failed)} {' '.join(result.failed)}")
+    print(f"  skipped: {len(result.skipped)}")
+    if result.conformed:
+        print(f"  conformed edit: {result.conformed}")
+    print(f"  report:         {result.report}")
+    return 1 if result.failed else 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    return _execute(_request(args, settings), settings, args.ray_address)
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from void_ops.demo import make_demo
+
+    out = args.out.absolute()
+    print(f"voidflow demo: writing a synthetic shoot to {out / 'input'} ...", flush=True)
+    shoot = make_demo(out)
+    namespace = argparse.Namespace(
+        edit=shoot.edit, sidecar=shoot.sidecar, track=None, select_all=False, handles=8, edl_rate=None
+    )
+    return _execute(_request(namespace, settings, out_dir=out), settings, None)
+
+
+def _conform(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.database import ensure_schema
+    from tasks.batch import conform_batch
+
+    ensure_schema(settings.db_url)
+    written = conform_batch.fn(settings.db_url, args.batch, args.out.absolute(), edit_path=args.edit.absolute())
+    print(f"conformed edit: {written}")
+    return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.database import ensure_schema
+    from tasks.ledger import Ledger
+
+    ensure_schema(settings.db_url)
+    batches = Ledger(settings.db_url).batches(args.batch)
+    document = {"batches": [_batch_json(batch) for batch in batches]}
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return 0
+    for batch in document["batches"]:
+        print(f"{batch['id']}  {batch['state']:<8} {batch['created_at']}  {batch['edit']}")
+        for shot in batch["shots"]:
+            print(f"    {shot['name']:<28} {shot['state']:<8} {shot['version'] or '':<5} {shot['reason']}")
+    return 0
+
+
+def _batch_json(batch: Any) -> dict[str, Any]:
+    def when(moment: Any) -> str | None:
+        return moment.isoformat() if moment else None
+
+    return {
+        "id": batch.id,
+        "state": batch.state,
+        "created_at": when(batch.created_at),
+        "finished_at": when(batch.finished_at),
+        "edit": batch.edit_path,
+        "out_dir": batch.out_dir,
+        "backend": batch.backend,
+        "prefect_flow_run_id": batch.prefect_flow_run_id,
+        "shots": [
+            {
+                "name": shot.name,
+                "track": shot.track,
+                "state": shot.state,
+                "reason": shot.reason,
+                "version": shot.version,
+                "stages": [
+                    {
+                        "stage": run.stage,
+                        "state": run.state,
+                        "attempt": run.attempt,
+                        "started_at": when(run.started_at),
+                        "finished_at": when(run.finished_at),
+                        "error": run.error_message,
+                    }
+                    for run in shot.stage_runs
+                ],
+            }
+            for shot in batch.shots
+        ],
+    }
+
+
+def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.database import redact_url, upgrade
+
+    upgrade(settings.db_url)
+    print(f"database {redact_url(settings.db_url)} is at the newest schema")
+    return 0
+
+
+_COMMANDS = {
+    "plan": _plan,
+    "run": _run,
+    "conform": _conform,
+    "status": _status,
+    "demo": _demo,
+    "db": _db,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``voidflow`` command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return _COMMANDS[args.command](args, settings)
+    except VoidflowError as error:
+        print(f"voidflow: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("voidflow: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        log = settings.home / "logs" / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(traceback.format_exc(), encoding="utf-8")
+        print(f"voidflow: internal error: {type(error).__name__}: {error} (traceback in {log})", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Batch-level tasks that read the ledger: conform the delivered shots, write the report."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from prefect import task
+
+from infra.database import Batch, ShotRow, StageRun
+from tasks.ledger import Ledger
+from void_ops.conform import conform, write_edit
+from void_ops.exceptions import ConformError
+from void_ops.intake import read_edit
+from void_ops.pipeline import FIRST_FRAME_NUMBER, QcReport
+from void_ops.report import ShotCard, write_report
+from void_ops.shots import Delivery, MediaKind, MediaSource
+
+__all__ = ["conform_batch", "deliveries", "load_batch", "report_batch"]
+
+
+def load_batch(ledger: Ledger, batch_id: str) -> Batch:
+    """Return the batch with its shots, or raise ConformError naming the unknown ID."""
+    found = ledger.batches(batch_id)
+    if not found:
+        raise ConformError(f"no batch with ID '{batch_id}' in the ledger")
+    return found[0]
+
+
+def _delivered_run(shot: ShotRow) -> StageRun | None:
+    runs = [run for run in shot.stage_runs if run.stage == "deliver" and run.state == "done"]
+    return runs[-1] if runs else None
+
+
+def _source(shot: ShotRow, path: str, frames: int | None, fps: float | None) -> MediaSource:
+    kind: MediaKind = "sequence" if "%" in Path(path).name else "movie"
+    first_number = FIRST_FRAME_NUMBER if kind == "sequence" else 0
+    return MediaSource(path, kind, fps or shot.rate, shot.source_start - shot.head, frames, first_number)
+
+
+def deliveries(batch: Batch) -> dict[str, Delivery]:
+    """Return the batch's delivered versions by shot name, rebuilt from the ledger's artifacts."""
+    found = {}
+    for shot in batch.shots:
+        run = _delivered_run(shot)
+        if shot.state != "done" or shot.version is None or run is None:
+            continue
+        files = {artifact.kind: artifact for artifact in run.artifacts}
+        output, matte = files["delivery"], files["matte"]
+        found[shot.name] = Delivery(
+            shot=shot.name,
+            version=shot.version,
+            media=_source(shot, output.path, output.frames, output.fps),
+            matte=_source(shot, matte.path, matte.frames, matte.fps),
+            width=output.width or 0,
+            height=output.height or 0,
+        )
+    return found
+
+
+@task(name="conform", persist_result=False)
+def conform_batch(db_url: str, batch_id: str, out: Path, *, edit_path: Path | None = None) -> Path:
+    """Write the batch's edit with every delivered shot conformed in, as ``out`` (format by suffix).
+
+    Raises:
+        ConformError: the edit changed since the batch planned it, or a delivery does not fit its clip.
+    """
+    batch = load_batch(Ledger(db_url), batch_id)
+    edit = read_edit(Path(edit_path or batch.edit_path), edl_rate=batch.params.get("edl_rate"))
+    if edit.sha256 != batch.edit_sha256:
+        raise ConformError(f"{edit.path}: the edit changed since batch {batch_id} planned it; conform refused")
+    return write_edit(conform(edit, deliveries(batch)), out)
+
+
+def _card(shot: ShotRow) -> ShotCard:
+    stages = tuple(
+        (run.stage, run.state, ((run.finished_at or run.started_at) - run.started_at).total_seconds())
+        for run in shot.stage_runs
+    )
+    run = _delivered_run(shot)
+    files = {artifact.kind: artifact.path for artifact in run.artifacts} if run else {}
+    qc = run.params.get("qc", {}) if run else {}
+    qc_line = QcReport(**{f.name: qc[f.name] for f in dataclasses.fields(QcReport)}).summary() if qc else ""
+    return ShotCard(
+        name=shot.name,
+        state=shot.state,
+        reason=shot.reason,
+        stages=stages,
+        version=shot.version,
+        output=files.get("delivery"),
+        contact_sheet=files.get("contact_sheet"),
+        overlay=files.get("overlay"),
+        qc=qc_line,
+    )
+
+
+@task(name="report", persist_result=False)
+def report_batch(db_url: str, batch_id: str, out: Path) -> Path:
+    """Write the batch's HTML report (states, timings, QC, contact sheets) to ``out``."""
+    batch = load_batch(Ledger(db_url), batch_id)
+    counts: dict[str, int] = {}
+    for shot in batch.shots:
+        counts[shot.state] = counts.get(shot.state, 0) + 1
+    summary = [
+        ("batch", batch.id),
+        ("edit", batch.edit_path),
+        ("backend", batch.backend),
+        ("started", batch.created_at.isoformat(timespec="seconds")),
+        ("shots", ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))),
+    ]
+    return write_report(
+        out, title=f"voidflow batch {batch.id[:8]}", summary=summary, cards=[_card(s) for s in batch.shots]
+    )

@@ -1,0 +1,70 @@
+"""Shared fixtures: test data paths, one Prefect test server and one local Ray for the whole run, a small demo."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+TIMELINES = SHARED / "timelines"
+
+# Before Prefect or Ray is imported anywhere: private state, no telemetry, no token notice.
+_STATE = Path(tempfile.mkdtemp(prefix="voidflow-tests-"))
+os.environ["PREFECT_HOME"] = str(_STATE / "prefect")
+os.environ["VOIDFLOW_HOME"] = str(_STATE / "home")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["RAY_AUTH_MODE"] = "disabled"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("VOIDFLOW_DB_URL", None)
+
+
+def timeline_files() -> list[Path]:
+    """Every sample timeline in ../shared/data/timelines."""
+    return sorted(p for p in TIMELINES.rglob("*") if p.suffix in (".otio", ".edl", ".xml"))
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """One Prefect test server for the whole run; its URL is exported so Ray workers report to it."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        url = PREFECT_API_URL.value()
+        os.environ["PREFECT_API_URL"] = url
+        yield url
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(prefect_api: str) -> Iterator[None]:
+    """A local Ray started after the Prefect API URL is exported (its workers inherit it)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The demo shoot at 320x180 (same edit, sidecar and motion as the real demo, 16x fewer pixels)."""
+    from void_ops.demo import make_demo
+
+    return make_demo(tmp_path_factory.mktemp("demo"), width=320, height=180)
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    """A fresh SQLite ledger at the newest schema."""
+    from infra.database import ensure_schema
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ensure_schema(url)
+    return url

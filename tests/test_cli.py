@@ -1,0 +1,81 @@
+"""The ``voidflow`` command as users run it: exit codes, one-line errors, JSON output, a real batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import opentimelineio as otio
+import pytest
+import yaml
+
+from tests.conftest import timeline_files
+
+
+def voidflow(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL")}
+    env |= {"VOIDFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    command = [sys.executable, "-m", "flows.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+@pytest.mark.parametrize("path", timeline_files(), ids=lambda p: p.name)
+def test_plan_json_on_every_sample_timeline(path: Path, tmp_path: Path) -> None:
+    result = voidflow("plan", str(path), "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    shots = json.loads(result.stdout)["shots"]
+    required = {"name", "track", "index", "media", "rate", "source_start", "duration", "handles", "record_start"}
+    assert shots and all(required | {"status", "reason"} <= set(shot) for shot in shots)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plan", "/no/such/cut.edl"], "voidflow: error: /no/such/cut.edl: edit not found"),
+        (["plan", "cut.mp4"], "voidflow: error: "),
+        (["run", "/no/such/cut.otio", "--handles", "-1"], "voidflow: error: --handles: Input should be greater"),
+    ],
+)
+def test_unusable_input_exits_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    result = voidflow(*args, home=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_run_status_and_conform(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    home, out = tmp_path / "home", tmp_path / "out"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("shots:\n  sh010:\n    affected_ring: lots\n")
+    refused = voidflow("run", str(small_demo.edit), "--sidecar", str(bad), "--out", str(out), home=home)
+    assert refused.returncode == 2 and "shot 'sh010': field 'affected_ring'" in refused.stderr
+    assert not out.exists()
+
+    entries = yaml.safe_load(small_demo.sidecar.read_text())
+    for entry in entries["shots"].values():
+        entry["matte"] = small_demo.matte
+    entries["shots"]["sh030"]["matte"] = str(tmp_path / "missing.mov")
+    sidecar = tmp_path / "sidecar.yaml"
+    sidecar.write_text(yaml.safe_dump(entries))
+    result = voidflow("run", str(small_demo.edit), "--sidecar", str(sidecar), "--out", str(out), home=home)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "[3/3]" in result.stdout + result.stderr and "sh030: FAILED" in result.stdout + result.stderr
+
+    status = voidflow("status", "--json", home=home)
+    assert status.returncode == 0
+    (batch,) = json.loads(status.stdout)["batches"]
+    states = {shot["name"]: shot["state"] for shot in batch["shots"]}
+    assert states == {"sh010": "done", "sh020": "done", "sh030": "failed", "slate": "skipped"}
+    failed = next(shot for shot in batch["shots"] if shot["name"] == "sh030")
+    assert "missing.mov: matte not found" in failed["reason"]
+
+    edl = tmp_path / "conformed.edl"
+    conformed = voidflow("conform", str(small_demo.edit), "--batch", batch["id"], "-o", str(edl), home=home)
+    assert conformed.returncode == 0, conformed.stderr
+    reread = otio.adapters.read_from_file(str(edl), rate=24)
+    assert len(list(reread.find_clips())) == 4
+    unknown = voidflow("conform", str(small_demo.edit), "--batch", "nope", "-o", str(edl), home=home)
+    assert unknown.returncode == 2 and "no batch with ID 'nope'" in unknown.stderr

@@ -1,0 +1,35 @@
+"""The three rings: void_ops never loads Prefect, Ray or SQLAlchemy; every ``__all__`` name exists."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import void_ops
+
+VOID_OPS = sorted(f"void_ops.{m.name}" for m in pkgutil.iter_modules(void_ops.__path__))
+
+
+@pytest.mark.parametrize("module", VOID_OPS)
+def test_void_ops_never_imports_orchestration(module: str) -> None:
+    code = (
+        f"import sys, {module}; "
+        "bad = sorted(m for m in ('prefect', 'ray', 'sqlalchemy', 'tasks', 'flows', 'infra') if m in sys.modules); "
+        "print(','.join(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "", f"{module} imports {result.stdout.strip()}"
+
+
+@pytest.mark.parametrize(
+    "module", [*VOID_OPS, "tasks.ledger", "tasks.shots", "tasks.batch", "flows.batch", "flows.params"]
+)
+def test_exported_names_exist(module: str) -> None:
+    loaded = importlib.import_module(module)
+    exported = getattr(loaded, "__all__", None)
+    assert exported, f"{module} has no __all__"
+    assert [name for name in exported if not hasattr(loaded, name)] == []

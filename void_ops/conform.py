@@ -1,0 +1,135 @@
+"""Conform: put delivered versions back into the edit as new, active media references.
+
+``conform`` never touches the edit it is given: it works on a deep copy and returns it. For each delivered shot
+the clip (found by the same naming policy that planned it) gains a media reference under the key
+``voidflow_<version>`` and that key becomes active; the plate stays under its own key, so editorial can switch
+back. The delivered media starts at the plate range's first media time, so the clip's ``source_range`` is left
+exactly as it was. The clip's ``voidflow`` metadata records the shot name and version; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import opentimelineio as otio
+
+from void_ops.exceptions import ConformError, InvalidInput
+from void_ops.intake import ADAPTERS, Edit, named_clips, timeline_rate
+from void_ops.shots import Delivery, MediaSource
+
+__all__ = ["WRITERS", "conform", "write_edit"]
+
+#: Suffixes ``write_edit`` can write.
+WRITERS = (".otio", ".otioz", ".edl", ".xml")
+
+
+def _reference(source: MediaSource, delivery: Delivery) -> otio.core.MediaReference:
+    rate = source.rate
+    frames = source.frames or 0
+    available = otio.opentime.TimeRange(
+        otio.opentime.RationalTime(source.start, rate), otio.opentime.RationalTime(frames, rate)
+    )
+    metadata = {"voidflow": {"shot": delivery.shot, "version": delivery.version, "matte": delivery.matte.path}}
+    if source.kind == "movie":
+        return otio.schema.ExternalReference(
+            target_url=Path(source.path).as_uri(), available_range=available, metadata=metadata
+        )
+    folder, name = Path(source.path).parent, Path(source.path).name
+    prefix, _, rest = name.partition("%")
+    padding = int(rest.split("d", 1)[0] or 0)
+    return otio.schema.ImageSequenceReference(
+        target_url_base=folder.as_uri() + "/",
+        name_prefix=prefix,
+        name_suffix=rest.split("d", 1)[1],
+        start_frame=source.first_number,
+        frame_step=1,
+        rate=rate,
+        frame_zero_padding=padding,
+        available_range=available,
+        metadata=metadata,
+    )
+
+
+def conform(edit: Edit, deliveries: Mapping[str, Delivery]) -> otio.schema.Timeline:
+    """Return a copy of the edit's timeline with each delivered shot's version made the clip's active media.
+
+    Args:
+        edit: the edit the batch was planned from (the same file: its hash must match what was planned).
+        deliveries: by shot name.
+
+    Returns:
+        A new timeline; ``edit.timeline`` is unchanged.
+
+    Raises:
+        ConformError: a delivery names a shot that is not in the edit, or its media does not cover the frames the
+            clip shows.
+    """
+    timeline = edit.timeline.deepcopy()
+    clips = dict(named_clips(timeline))
+    missing = sorted(set(deliveries) - set(clips))
+    if missing:
+        raise ConformError(f"{edit.path.name}: no clip for delivered shots {', '.join(missing)}")
+    for name, delivery in deliveries.items():
+        clip = clips[name]
+        media = delivery.media
+        shown = clip.visible_range()
+        first = round(shown.start_time.value_rescaled_to(media.rate))
+        last = first + round(shown.duration.value_rescaled_to(media.rate))
+        if media.frames is None or first < media.start or last > media.start + media.frames:
+            raise ConformError(
+                f"shot '{name}': {delivery.version} covers media frames {media.start}-"
+                f"{media.start + (media.frames or 0) - 1}, the clip shows {first}-{last - 1}"
+            )
+        key = f"voidflow_{delivery.version}"
+        references = dict(clip.media_references())
+        references[key] = _reference(media, delivery)
+        clip.set_media_references(references, key)
+        clip.metadata["voidflow"] = {
+            **dict(clip.metadata.get("voidflow", {})),
+            "shot": name,
+            "version": delivery.version,
+        }
+    return timeline
+
+
+def _video_clips(timeline: otio.schema.Timeline) -> int:
+    return sum(1 for track in timeline.video_tracks() for _ in track.find_clips())
+
+
+def write_edit(timeline: otio.schema.Timeline, path: Path) -> Path:
+    """Write ``timeline`` to ``path`` by its suffix, read it back to prove it parses, then move it into place.
+
+    Args:
+        timeline: the timeline to write.
+        path: ``.otio``, ``.otioz``, ``.edl`` (CMX 3600, one video track) or ``.xml`` (FCP7).
+
+    Raises:
+        InvalidInput: the suffix is not one of ``WRITERS``.
+        ConformError: the adapter cannot express the timeline, or the written file does not read back.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in WRITERS:
+        raise InvalidInput(f"{path}: cannot write '{suffix}' edits (use one of {', '.join(WRITERS)})")
+    adapter = ADAPTERS[suffix][0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}{suffix}")
+    try:
+        try:
+            otio.adapters.write_to_file(timeline, str(temporary), adapter_name=adapter)
+            options = {"rate": timeline_rate(timeline)} if suffix == ".edl" else {}
+            reread = otio.adapters.read_from_file(str(temporary), adapter_name=adapter, **options)
+        except Exception as error:
+            message = " ".join(str(error).split())[:300] or type(error).__name__
+            raise ConformError(
+                f"{path}: the {adapter} adapter could not write and re-read this timeline ({message})"
+            ) from None
+        written, expected = _video_clips(reread), _video_clips(timeline)
+        if written != expected:
+            raise ConformError(f"{path}: wrote {expected} clips but {written} read back")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path

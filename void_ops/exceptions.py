@@ -1,0 +1,123 @@
+"""The one exception tree of voidflow.
+
+Every error voidflow raises on purpose is a ``VoidflowError``. The tree splits on one question: would trying the
+same work again, unchanged, possibly succeed? ``retryable`` answers it, and the retry condition on every Prefect
+task in ``tasks/`` reads nothing else::
+
+    VoidflowError
+    ├── TransientError            retryable = True
+    │   ├── GpuOutOfMemory        the card ran out of memory (a cheaper recipe may fit)
+    │   ├── VlmRateLimited        the VLM answered 429 or 5xx
+    │   ├── StorageUnavailable    a read or write failed for a reason outside the input (I/O error, full disk)
+    │   └── WorkerLost            the process running the shot died
+    └── PermanentError            retryable = False
+        ├── InvalidInput          (also a ValueError) an argument breaks a documented rule
+        │   ├── EditUnreadable    the edit file is missing, unreadable or in no supported format
+        │   ├── SidecarInvalid    a sidecar entry breaks the schema
+        │   ├── MediaInvalid      media is missing, corrupt, too short, or of an unsupported kind
+        │   └── MatteInvalid      a matte does not match its plate
+        ├── ConfigurationError    settings, database or model folder are unusable
+        ├── ModelLoadError        a checkpoint does not match the architecture it is loaded into
+        ├── VlmResponseInvalid    the VLM answered, but not in the schema asked for
+        └── ConformError          a result does not fit the clip it should replace
+
+Messages are one line and name the thing (shot, file, argument), the rule and the value, so that a user who sees
+only the message knows what to fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "ConformError",
+    "EditUnreadable",
+    "GpuOutOfMemory",
+    "InvalidInput",
+    "MatteInvalid",
+    "MediaInvalid",
+    "ModelLoadError",
+    "PermanentError",
+    "SidecarInvalid",
+    "StorageUnavailable",
+    "TransientError",
+    "VlmRateLimited",
+    "VlmResponseInvalid",
+    "VoidflowError",
+    "WorkerLost",
+    "is_retryable",
+]
+
+
+class VoidflowError(Exception):
+    """Base of every error voidflow raises on purpose."""
+
+    retryable: bool = False
+
+
+class TransientError(VoidflowError):
+    """The same work may succeed if tried again."""
+
+    retryable = True
+
+
+class PermanentError(VoidflowError):
+    """The same work will fail again until its input or configuration changes."""
+
+    retryable = False
+
+
+class GpuOutOfMemory(TransientError):
+    """The accelerator ran out of memory."""
+
+
+class VlmRateLimited(TransientError):
+    """The VLM refused the call for now (HTTP 429 or 5xx)."""
+
+
+class StorageUnavailable(TransientError):
+    """Reading or writing files failed for a reason outside the input itself."""
+
+
+class WorkerLost(TransientError):
+    """The worker process running a shot died before it reported."""
+
+
+class InvalidInput(PermanentError, ValueError):
+    """An argument or input file breaks a documented rule."""
+
+
+class EditUnreadable(InvalidInput):
+    """The edit is missing, unreadable, or in no supported format."""
+
+
+class SidecarInvalid(InvalidInput):
+    """A sidecar entry breaks the schema."""
+
+
+class MediaInvalid(InvalidInput):
+    """Media is missing, corrupt, shorter than asked for, or of an unsupported kind."""
+
+
+class MatteInvalid(InvalidInput):
+    """A matte does not fit its plate (size, length, values)."""
+
+
+class ConfigurationError(PermanentError):
+    """Settings, the database or a model folder cannot be used."""
+
+
+class ModelLoadError(PermanentError):
+    """A checkpoint does not fit the architecture it is loaded into."""
+
+
+class VlmResponseInvalid(PermanentError):
+    """The VLM answered, but not in the schema it was asked for."""
+
+
+class ConformError(PermanentError):
+    """A result does not fit the clip it should replace."""
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Return True when ``error`` is a voidflow error marked retryable."""
+    return isinstance(error, VoidflowError) and error.retryable

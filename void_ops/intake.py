@@ -1,0 +1,446 @@
+"""Edit intake: read an edit with the OTIO adapters and plan one ``Shot`` per clip of its video tracks.
+
+Shot names follow one policy, first match wins:
+
+1. ``clip.metadata["voidflow"]["shot"]``;
+2. ``marker.metadata["voidflow"]["shot"]`` on a marker of the clip;
+3. the clip's name, with a media extension dropped (``sc01_sh010_anim.mov`` → ``sc01_sh010_anim``).
+
+Names are made file-safe (anything but letters, digits, ``_``, ``-`` and ``.`` becomes ``_``) and unique within
+the edit: a repeated name gets ``_001``, ``_002`` … in timeline order (tracks bottom to top, clips left to right),
+so ``ZZ100_501 (LAY3)`` becomes ``ZZ100_501_LAY3`` and a second ``clip1`` becomes ``clip1_001``.
+
+Which clips are processed (``Selection``): all clips of one named video track, or (the default) clips that carry a
+marker, ``voidflow`` metadata, or a sidecar entry. Every clip of every video track is planned either way; those not
+processed come back ``skipped`` with the reason, and so do clips that cannot be processed (missing media, time
+warps, generators, clips inside nested stacks, ranges beyond the media).
+
+Ranges: ``source_start``/``duration`` are the clip's ``visible_range()`` (frames shown, including those a
+transition borrows) rescaled to the media rate; handles are clipped to the media's ``available_range``, or to the
+probed length of the media file when the edit gives none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import opentimelineio as otio
+
+from void_ops.exceptions import EditUnreadable, InvalidInput, MediaInvalid, SidecarInvalid
+from void_ops.shots import MediaSource, NameSource, Shot, ShotInstructions
+from void_ops.sidecar import entry_to_instructions, validate_entry
+
+__all__ = [
+    "ADAPTERS",
+    "Edit",
+    "Selection",
+    "named_clips",
+    "plan_shots",
+    "read_edit",
+    "safe_name",
+    "shot_name_sources",
+    "timeline_rate",
+]
+
+#: File suffix → OTIO adapter name, and the package that provides the adapter.
+ADAPTERS: Mapping[str, tuple[str, str]] = {
+    ".otio": ("otio_json", "opentimelineio"),
+    ".otioz": ("otioz", "opentimelineio"),
+    ".otiod": ("otiod", "opentimelineio"),
+    ".edl": ("cmx_3600", "otio-cmx3600-adapter"),
+    ".xml": ("fcp_xml", "otio-fcp-adapter"),
+    ".fcpxml": ("fcpx_xml", "otio-fcpx-xml-adapter"),
+    ".aaf": ("AAF", "otio-aaf-adapter"),
+}
+_MEDIA_SUFFIXES = {".mov", ".mp4", ".mxf", ".avi", ".mkv", ".exr", ".dpx", ".png", ".tif", ".tiff", ".jpg", ".r3d"}
+_NAMESPACE = "voidflow"
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """An edit as read from disk.
+
+    Attributes:
+        path: the edit file, absolute.
+        timeline: the OTIO timeline; treat it as read-only (``conform`` works on a copy).
+        rate: the timeline's frame rate (record frames are counted at it).
+        sha256: hash of the edit file's bytes.
+        warnings: what intake had to assume, e.g. the rate of an EDL.
+    """
+
+    path: Path
+    timeline: otio.schema.Timeline
+    rate: float
+    sha256: str
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which clips to process: all clips of ``track``, or (``track`` None) clips that are marked.
+
+    A clip is marked when it carries a marker, ``voidflow`` metadata or a sidecar entry; ``everything=True``
+    processes every clip of every video track.
+    """
+
+    track: str | None = None
+    everything: bool = False
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(child.relative_to(path).as_posix().encode())
+            digest.update(child.read_bytes())
+    else:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
+    """Read an edit file with the OTIO adapter its suffix names.
+
+    Args:
+        path: ``.otio``, ``.otioz``, ``.otiod``, ``.edl``, ``.xml`` (FCP7), ``.fcpxml`` or ``.aaf``.
+        edl_rate: timecode rate of an EDL (EDLs do not say). None: 30000/1001 when the EDL declares
+            ``FCM: DROP FRAME``, else 24; the choice is recorded in ``Edit.warnings``.
+
+    Raises:
+        EditUnreadable: the file is missing, of an unsupported type, needs an adapter that is not installed, or
+            does not parse; the message names the file and the cause in one line.
+    """
+    path = Path(path).expanduser().absolute()
+    suffix = path.suffix.lower()
+    if suffix not in ADAPTERS:
+        supported = ", ".join(sorted(ADAPTERS))
+        raise EditUnreadable(f"{path}: unsupported edit type '{suffix or path.name}' (supported: {supported})")
+    if not path.exists():
+        raise EditUnreadable(f"{path}: edit not found")
+    adapter, package = ADAPTERS[suffix]
+    if adapter not in otio.adapters.available_adapter_names():
+        raise EditUnreadable(f"{path}: the OTIO adapter '{adapter}' is not installed (pip install {package})")
+    warnings: list[str] = []
+    options: dict[str, Any] = {}
+    if suffix == ".edl":
+        options["rate"] = edl_rate or _guess_edl_rate(path, warnings)
+    try:
+        try:
+            result = otio.adapters.read_from_file(str(path), adapter_name=adapter, **options)
+        except Exception as error:
+            if suffix != ".edl" or ("don't match" not in str(error) and "Overlapping record" not in str(error)):
+                raise
+            # The cmx_3600 reader's documented recovery: follow source durations where record timecode disagrees.
+            warnings.append(f"EDL timecode mismatch ({error}); record positions follow source durations")
+            result = otio.adapters.read_from_file(
+                str(path), adapter_name=adapter, ignore_timecode_mismatch=True, **options
+            )
+    except OSError as error:
+        raise EditUnreadable(f"{path}: cannot read ({error.strerror or error})") from None
+    except Exception as error:
+        message = " ".join(str(error).split()) or type(error).__name__
+        raise EditUnreadable(f"{path}: not a valid {adapter} edit ({message[:300]})") from None
+    timeline = result if isinstance(result, otio.schema.Timeline) else None
+    if timeline is None and isinstance(result, otio.schema.SerializableCollection):
+        timelines = list(result.find_children(descended_from_type=otio.schema.Timeline, shallow_search=True))
+        timeline = timelines[0] if len(timelines) == 1 else None
+    if timeline is None:
+        raise EditUnreadable(f"{path}: expected one timeline, got {type(result).__name__}")
+    return Edit(path, timeline, timeline_rate(timeline, options.get("rate")), _file_hash(path), tuple(warnings))
+
+
+def _guess_edl_rate(path: Path, warnings: list[str]) -> float:
+    head = path.read_text(encoding="utf-8", errors="replace")[:4096].upper()
+    if re.search(r"^FCM:\s*DROP FRAME", head, re.MULTILINE):
+        warnings.append("EDL rate not given; FCM: DROP FRAME read as 30000/1001")
+        return 30000 / 1001
+    warnings.append("EDL rate not given; read at 24 fps")
+    return 24.0
+
+
+def timeline_rate(timeline: otio.schema.Timeline, given: float | None = None) -> float:
+    """Return the rate record frames are counted at: the global start time's, else ``given``, else the first
+    video item's, else 24."""
+    if timeline.global_start_time is not None:
+        return float(timeline.global_start_time.rate)
+    if given:
+        return float(given)
+    for track in timeline.video_tracks():
+        for item in track:
+            return float(item.range_in_parent().duration.rate)
+    return 24.0
+
+
+def safe_name(name: str) -> str:
+    """Return a file-safe shot name: letters, digits, ``_``, ``-`` and ``.``; no leading dot; never empty.
+
+    Example: ``safe_name("ZZ100_501 (LAY3)") == "ZZ100_501_LAY3"``, ``safe_name("../x") == "x"``.
+    """
+    name = unicodedata.normalize("NFC", name).strip()
+    if Path(name).suffix.lower() in _MEDIA_SUFFIXES:
+        name = name[: -len(Path(name).suffix)]
+    cleaned = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in name)
+    cleaned = re.sub(r"_+", "_", cleaned).strip("_.-")
+    return cleaned or "clip"
+
+
+def _namespace(metadata: Any) -> dict[str, Any]:
+    value = metadata.get(_NAMESPACE) if metadata is not None else None
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def shot_name_sources(clip: otio.schema.Clip) -> tuple[str, NameSource]:
+    """Return the unsanitised name the naming policy picks for ``clip`` and where it came from."""
+    own = _namespace(clip.metadata).get("shot")
+    if own:
+        return str(own), "metadata"
+    for marker in clip.markers:
+        marked = _namespace(marker.metadata).get("shot")
+        if marked:
+            return str(marked), "marker"
+    return clip.name or "clip", "clip"
+
+
+def _media_source(clip: otio.schema.Clip, edit_dir: Path, fallback_rate: float) -> tuple[MediaSource | None, str]:
+    """Return the clip's media and, when it cannot be used, why."""
+    ref = clip.media_reference
+    available = ref.available_range if ref is not None else None
+    rate = float(available.start_time.rate) if available is not None else fallback_rate
+    start = round(available.start_time.value_rescaled_to(rate)) if available is not None else 0
+    frames = round(available.duration.value_rescaled_to(rate)) if available is not None else None
+    if isinstance(ref, otio.schema.ExternalReference):
+        path = _url_to_path(ref.target_url, edit_dir)
+        if path is None:
+            return None, f"media is not a local file: {ref.target_url}"
+        return MediaSource(str(path), "movie", rate, start, frames), ""
+    if isinstance(ref, otio.schema.ImageSequenceReference):
+        if ref.frame_step != 1:
+            return None, f"image sequence with frame step {ref.frame_step} is not supported"
+        base = _url_to_path(ref.target_url_base, edit_dir)
+        if base is None:
+            return None, f"media is not a local file: {ref.target_url_base}"
+        rate = float(ref.rate)
+        pattern = str(base / f"{ref.name_prefix}%0{ref.frame_zero_padding}d{ref.name_suffix}")
+        return MediaSource(pattern, "sequence", rate, start, frames, first_number=ref.start_frame), ""
+    if isinstance(ref, otio.schema.GeneratorReference):
+        return None, f"generator clip ({ref.generator_kind or 'unknown kind'}) has no media"
+    return None, "no media reference in the edit"
+
+
+def _url_to_path(url: str, edit_dir: Path) -> Path | None:
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file") and parsed.netloc in ("", "localhost"):
+        raw = unquote(parsed.path if parsed.scheme else url)
+        if re.match(r"^/?[A-Za-z]:[/\\]", raw):
+            return Path(raw.lstrip("/"))  # a Windows drive path: never exists here, reported as not found
+        path = Path(raw)
+        return path if path.is_absolute() else (edit_dir / path).resolve()
+    return None
+
+
+def _media_exists(media: MediaSource, first_index: int) -> bool:
+    if media.kind == "movie":
+        return Path(media.path).is_file()
+    return media.file_for_index(max(first_index, 0)).is_file()
+
+
+def _clip_instructions(clip: otio.schema.Clip, where: str, edit_dir: Path) -> ShotInstructions | None:
+    data = {**_first_marker_namespace(clip), **_namespace(clip.metadata)}
+    if not data:
+        return None
+    entry = validate_entry(data, where=where)
+    return entry_to_instructions(entry, base=edit_dir)
+
+
+def _first_marker_namespace(clip: otio.schema.Clip) -> dict[str, Any]:
+    for marker in clip.markers:
+        data = _namespace(marker.metadata)
+        if data:
+            return data
+    return {}
+
+
+def _time_warps(clip: otio.schema.Clip) -> list[str]:
+    return [
+        effect.effect_name or type(effect).__name__
+        for effect in clip.effects
+        if isinstance(effect, otio.schema.TimeEffect) or "timewarp" in (effect.effect_name or "").lower()
+    ]
+
+
+def _walk_video_clips(
+    timeline: otio.schema.Timeline,
+) -> list[tuple[str, int, otio.schema.Clip, otio.core.Item]]:
+    """Return (track name, clip index, clip, top-level item holding it) for every clip of every video track.
+
+    The top-level item is the clip itself unless the clip sits inside a nested stack or track.
+    """
+    found = []
+    for number, track in enumerate(timeline.video_tracks(), start=1):
+        track_name = track.name or f"V{number}"
+        index = 0
+        for item in track:
+            if isinstance(item, otio.schema.Clip):
+                found.append((track_name, index, item, item))
+                index += 1
+            elif isinstance(item, otio.core.Composition):
+                for inner in item.find_clips():
+                    found.append((track_name, index, inner, item))
+                    index += 1
+    return found
+
+
+def plan_shots(
+    edit: Edit,
+    *,
+    selection: Selection = Selection(),
+    handles: int = 8,
+    sidecar: Mapping[str, ShotInstructions] | None = None,
+    probe: Callable[[MediaSource], int] | None = None,
+) -> list[Shot]:
+    """Plan one shot per clip of the edit's video tracks.
+
+    Args:
+        edit: the edit from ``read_edit``.
+        selection: which clips to process.
+        handles: frames wanted beyond each end of the cut (clipped to the media).
+        sidecar: instructions by shot name; an entry selects its shot and overrides the edit's own metadata.
+        probe: returns the frame count of existing media whose length the edit does not give (e.g.
+            ``lambda m: media.probe(m).frames``). None: such media keeps unclipped handles.
+
+    Returns:
+        The shots in timeline order, each ``ready`` or ``skipped`` with a reason.
+
+    Raises:
+        SidecarInvalid: a sidecar entry names a shot that is not in the edit, or edit metadata breaks the schema.
+        InvalidInput: ``handles`` is negative, or ``selection.track`` names no video track.
+    """
+    if handles < 0:
+        raise InvalidInput(f"handles must be >= 0, got {handles}")
+    sidecar = dict(sidecar or {})
+    clips = _walk_video_clips(edit.timeline)
+    tracks = {track for track, _, _, _ in clips}
+    if selection.track is not None and selection.track not in tracks:
+        raise InvalidInput(f"{edit.path}: no video track named '{selection.track}' (tracks: {sorted(tracks)})")
+    names = _unique_names([shot_name_sources(clip)[0] for _, _, clip, _ in clips])
+    unknown = sorted(set(sidecar) - set(names))
+    if unknown:
+        raise SidecarInvalid(f"sidecar names shots that are not in {edit.path.name}: {', '.join(unknown)}")
+    edit_dir = edit.path.parent
+    shots = []
+    for (track, index, clip, top_level), name in zip(clips, names, strict=True):
+        where = f"{edit.path.name}: shot '{name}'"
+        instructions = _clip_instructions(clip, where, edit_dir)
+        marked = bool(clip.markers) or instructions is not None or name in sidecar
+        if name in sidecar:
+            instructions = sidecar[name]
+        shot = _plan_one(edit, clip, top_level, name, track, index, handles, instructions or ShotInstructions(), probe)
+        skip = _skip_reason(clip, top_level is not clip, shot)
+        if not skip:
+            if selection.everything:
+                pass
+            elif selection.track is not None and track != selection.track:
+                skip = f"not selected (only track '{selection.track}' is processed)"
+            elif selection.track is None and not marked:
+                skip = "not selected (no marker, voidflow metadata or sidecar entry)"
+        if skip:
+            shot = replace(shot, status="skipped", reason=skip)
+        shots.append(shot)
+    return shots
+
+
+def named_clips(timeline: otio.schema.Timeline) -> list[tuple[str, otio.schema.Clip]]:
+    """Return (shot name, clip) for every clip of the video tracks, in plan order, named by the policy above.
+
+    ``plan_shots`` and ``conform`` both use it, so a shot name always finds the same clip of the same edit.
+    """
+    clips = [clip for _, _, clip, _ in _walk_video_clips(timeline)]
+    return list(zip(_unique_names([shot_name_sources(clip)[0] for clip in clips]), clips, strict=True))
+
+
+def _unique_names(raw: list[str]) -> list[str]:
+    taken: set[str] = set()
+    names = []
+    for original in raw:
+        name = safe_name(original)
+        candidate, counter = name, 0
+        while candidate in taken:
+            counter += 1
+            candidate = f"{name}_{counter:03d}"
+        taken.add(candidate)
+        names.append(candidate)
+    return names
+
+
+def _plan_one(
+    edit: Edit,
+    clip: otio.schema.Clip,
+    top_level: otio.core.Item,
+    name: str,
+    track: str,
+    index: int,
+    handles: int,
+    instructions: ShotInstructions,
+    probe: Callable[[MediaSource], int] | None,
+) -> Shot:
+    visible = clip.visible_range()
+    media, media_problem = _media_source(clip, edit.path.parent, float(visible.start_time.rate))
+    rate = media.rate if media else float(visible.start_time.rate)
+    source_start = round(visible.start_time.value_rescaled_to(rate))
+    duration = round(visible.duration.value_rescaled_to(rate))
+    record_start = round(top_level.range_in_parent().start_time.value_rescaled_to(edit.rate))
+    reason = media_problem
+    head = tail = handles
+    if media is not None:
+        if not _media_exists(media, media.index_of(source_start)):
+            reason = f"media not found: {media.file_for_index(max(media.index_of(source_start), 0))}"
+        elif media.frames is None and probe is not None:
+            try:
+                media = replace(media, frames=probe(media))
+            except MediaInvalid as error:
+                reason = str(error)
+        if media.frames is not None:
+            first, end = media.index_of(source_start), media.index_of(source_start + duration)
+            if (first < 0 or end > media.frames) and not reason:
+                reason = (
+                    f"source range {source_start}-{source_start + duration - 1} lies outside the media's "
+                    f"available range {media.start}-{media.start + media.frames - 1}"
+                )
+            head, tail = min(handles, max(first, 0)), min(handles, max(media.frames - end, 0))
+    _, name_source = shot_name_sources(clip)
+    return Shot(
+        name=name,
+        track=track,
+        index=index,
+        clip_name=clip.name,
+        name_source=name_source,
+        media=media,
+        rate=rate,
+        source_start=source_start,
+        duration=duration,
+        handles=(head, tail),
+        record_start=record_start,
+        status="ready",
+        reason=reason,
+        instructions=instructions,
+    )
+
+
+def _skip_reason(clip: otio.schema.Clip, nested: bool, shot: Shot) -> str:
+    if not clip.enabled:
+        return "clip is disabled in the edit"
+    if nested:
+        return "clip is inside a nested stack or track; flatten the edit to process it"
+    warps = _time_warps(clip)
+    if warps:
+        return f"time warp ({', '.join(warps)}) is not supported: the clip would read the wrong source frames"
+    if shot.duration <= 0:
+        return "zero-length clip"
+    return shot.reason

@@ -1,0 +1,331 @@
+"""The per-shot stages as plain functions, file in and file out: mask, pass 1 (inpaint), deliver.
+
+Each stage reads what the previous one wrote, so a stage can be rerun alone. Intermediates are lossless (FFV1);
+deliveries are ProRes 422 HQ movies (lossy: pixels outside the matte match the plate within codec precision) or
+PNG / EXR sequences numbered from 1001 (lossless: pixels outside the matte are bit-identical to the plate).
+
+Where a shot's files go, under the batch output folder ``out``::
+
+    out/shots/<shot>/work/quadmask-<run>.mkv            mask stage (lossless FFV1, values 0/63/127/255)
+    out/shots/<shot>/work/fill-<run>.mkv                pass 1 (lossless FFV1 of the backend's full frames)
+    out/shots/<shot>/<v###>/<shot>_voidclean_<v###>.mov   delivery (or a folder of the same name holding a sequence)
+    out/shots/<shot>/<v###>/matte/<shot>_voidclean_<v###>_matte.%04d.png   the alpha used, numbered like the delivery
+    out/shots/<shot>/<v###>/contact_sheet.png, overlay.png
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import opentimelineio as otio
+
+from void_ops import media, report
+from void_ops.composite import Blend, changed_outside, composite
+from void_ops.exceptions import ConformError, InvalidInput, StorageUnavailable
+from void_ops.quadmask import check_quadmask
+from void_ops.shots import Delivery, MediaSource, Shot, rate_fraction
+
+__all__ = [
+    "FIRST_FRAME_NUMBER",
+    "Inpainter",
+    "Masker",
+    "OutputFormat",
+    "QcReport",
+    "StageFile",
+    "deliver",
+    "inpaint",
+    "make_mask",
+    "plate_frames",
+    "shot_dir",
+]
+
+FIRST_FRAME_NUMBER = 1001
+OutputFormat = Literal["prores", "png", "exr"]
+
+
+class Masker(Protocol):
+    """Makes a shot's quadmask. Implementations: ``void_ops.mattes.MatteMasker`` (SAM2 + VLM to come)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def params(self, shot: Shot) -> dict[str, object]: ...
+
+    def __call__(self, shot: Shot, plate: np.ndarray) -> np.ndarray: ...
+
+
+class Inpainter(Protocol):
+    """Fills a shot's masked pixels: takes plate frames and a quadmask, returns full frames of the same shape."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def params(self) -> dict[str, object]: ...
+
+    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StageFile:
+    """A file a stage wrote, with what provenance needs to know about it."""
+
+    kind: str
+    path: Path
+    sha256: str
+    bytes: int
+    frames: int | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QcReport:
+    """Checks of one delivered version.
+
+    Attributes:
+        changed_outside: pixels that differ from the plate where the blend alpha is 0 (must be 0).
+        flicker: mean absolute frame-to-frame change inside the blend region, as a fraction of full scale, minus
+            the plate's own change there (near 0 when the fill is as steady as the plate).
+        frames: frames delivered; ``expected_frames`` is the plate range's count.
+        fps: frame rate of the delivered media.
+    """
+
+    changed_outside: int
+    flicker: float
+    frames: int
+    expected_frames: int
+    fps: float
+    expected_fps: float
+
+    @property
+    def passed(self) -> bool:
+        """True when nothing changed outside the matte and frame count and rate match the plate."""
+        return self.changed_outside == 0 and self.frames == self.expected_frames and self.fps == self.expected_fps
+
+    def summary(self) -> str:
+        """Return a one-line description for reports."""
+        verdict = "passed" if self.passed else "FAILED"
+        return (
+            f"{verdict}: {self.changed_outside} px changed outside the matte, flicker {self.flicker:+.4f}, "
+            f"{self.frames}/{self.expected_frames} frames at {self.fps:g} fps"
+        )
+
+
+def shot_dir(out_dir: Path, shot: Shot) -> Path:
+    """Return the folder holding everything voidflow writes for ``shot`` under ``out_dir``."""
+    return out_dir / "shots" / shot.name
+
+
+def plate_frames(shot: Shot) -> np.ndarray:
+    """Decode the shot's plate range, handles included: (T, H, W, 3), T = ``shot.frames``.
+
+    Raises:
+        InvalidInput: the shot has no media.
+        MediaInvalid: the media is missing, corrupt or shorter than the range.
+    """
+    if shot.media is None:
+        raise InvalidInput(f"shot '{shot.name}': no media to read")
+    return media.read_frames(shot.media, shot.media.index_of(shot.first), shot.frames)
+
+
+def _file(kind: str, path: Path, frames: np.ndarray, rate: float | None = None) -> StageFile:
+    return StageFile(
+        kind, path, media.sha256_file(path), path.stat().st_size, len(frames), rate, frames.shape[2], frames.shape[1]
+    )
+
+
+def make_mask(shot: Shot, masker: Masker, work: Path, run: str) -> StageFile:
+    """Mask stage: make the shot's quadmask and store it losslessly as ``work/quadmask-<run>.mkv``.
+
+    Raises:
+        MatteInvalid, MediaInvalid: the masker's or the plate's input is unusable.
+    """
+    plate = plate_frames(shot)
+    quadmask = masker(shot, plate)
+    check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
+    path = work / f"quadmask-{run}.mkv"
+    work.mkdir(parents=True, exist_ok=True)
+    media.write_mask(quadmask, path)
+    return _file("quadmask", path, quadmask)
+
+
+def inpaint(shot: Shot, backend: Inpainter, quadmask_path: Path, work: Path, run: str, *, seed: int) -> StageFile:
+    """Pass 1: run the backend over the shot and store its full frames losslessly as ``work/fill-<run>.mkv``."""
+    plate = plate_frames(shot)
+    quadmask = media.read_mask(quadmask_path)
+    check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
+    fill = backend(plate, quadmask, seed=seed, prompt=shot.instructions.prompt)
+    if fill.shape != plate.shape or fill.dtype != plate.dtype:
+        raise InvalidInput(
+            f"shot '{shot.name}': backend '{backend.name}' returned {fill.dtype}{fill.shape}, "
+            f"expected the plate's {plate.dtype}{plate.shape}"
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    if fill.dtype.kind == "f":  # float plates (EXR) keep full precision in a float EXR sequence
+        stored = media.write_sequence(fill, work / f"fill-{run}" / "fill.%06d.exr", rate_fraction(shot.rate), fmt="exr")
+        return _media_file("fill", stored, fill, shot.rate)
+    path = work / f"fill-{run}.mkv"
+    media.write_movie(fill, path, rate_fraction(shot.rate), codec="ffv1")
+    return _file("fill", path, fill, shot.rate)
+
+
+def _fill_source(path: Path, rate: float) -> MediaSource:
+    if path.suffix == ".mkv":
+        return MediaSource(str(path), "movie", rate)
+    return MediaSource(str(path), "sequence", rate, first_number=FIRST_FRAME_NUMBER)
+
+
+def _as_dtype(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Bring decoded frames back to the plate's dtype (float frames are full scale in [0, 1])."""
+    if frames.dtype == dtype:
+        return frames
+    if dtype.kind == "f":
+        return frames.astype(np.float32) / np.iinfo(frames.dtype).max
+    peak = np.iinfo(dtype).max
+    if frames.dtype.kind == "f":
+        return np.clip(np.rint(frames * peak), 0, peak).astype(dtype)
+    return np.rint(frames.astype(np.float64) * peak / np.iinfo(frames.dtype).max).astype(dtype)
+
+
+def _flicker(plate: np.ndarray, result: np.ndarray, alpha: np.ndarray) -> float:
+    if len(plate) < 2:
+        return 0.0
+    scale = 1.0 if plate.dtype.kind == "f" else float(np.iinfo(plate.dtype).max)
+    inside = (alpha[1:] > 0) | (alpha[:-1] > 0)
+    if not inside.any():
+        return 0.0
+
+    def motion(frames: np.ndarray) -> float:
+        steps = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=-1)
+        return float(steps[inside].mean()) / scale
+
+    return motion(result) - motion(plate)
+
+
+def _timecode(shot: Shot, plate: MediaSource) -> str | None:
+    if plate.kind != "movie":
+        return None
+    info = media.probe(plate)
+    drop = bool(info.timecode and ";" in info.timecode)
+    return str(otio.opentime.to_timecode(otio.opentime.RationalTime(shot.first, shot.rate), shot.rate, drop))
+
+
+def deliver(
+    shot: Shot,
+    fill_path: Path,
+    quadmask_path: Path,
+    shot_folder: Path,
+    *,
+    version: str,
+    blend: Blend,
+    output: OutputFormat = "prores",
+) -> tuple[Delivery, QcReport, list[StageFile]]:
+    """Deliver stage: composite the fill into the plate inside the grown, feathered mask and write the version.
+
+    Args:
+        shot: the shot.
+        fill_path: pass 1's lossless fill.
+        quadmask_path: the mask stage's quadmask.
+        shot_folder: ``shot_dir(out, shot)``; the version folder ``<shot_folder>/<version>`` must not exist.
+        version: ``v001`` and up.
+        blend: grow and feather of the matte.
+        output: ``prores`` (a ``.mov``), ``png`` or ``exr`` (sequences numbered from 1001).
+
+    Returns:
+        The delivery (its media starts at the plate range's first media time, so the clip's ``source_range``
+        indexes it unchanged), its QC, and every file written.
+
+    Raises:
+        StorageUnavailable: the version folder exists or cannot be written.
+        ConformError: the written media does not have the plate range's frame count, rate or size.
+    """
+    plate = plate_frames(shot)
+    quadmask = media.read_mask(quadmask_path)
+    fill = media.read_frames(_fill_source(fill_path, shot.rate), 0, shot.frames)
+    check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
+    alpha = blend.alpha(quadmask)
+    result = composite(plate, fill.astype(plate.dtype), alpha)
+    folder = shot_folder / version
+    try:
+        folder.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise StorageUnavailable(f"{folder}: version folder exists; versions are never overwritten") from None
+    except OSError as error:
+        raise StorageUnavailable(f"{folder}: cannot create the version folder ({error.strerror})") from None
+    stem = f"{shot.name}_voidclean_{version}"
+    rate = rate_fraction(shot.rate)
+    assert shot.media is not None  # plate_frames checked it
+    if output == "prores":
+        written = media.write_movie(result, folder / f"{stem}.mov", rate, timecode=_timecode(shot, shot.media))
+    else:
+        pattern = folder / stem / f"{stem}.%04d.{output}"
+        written = media.write_sequence(result, pattern, rate, first_number=FIRST_FRAME_NUMBER, fmt=output)
+    matte_frames = np.rint(alpha * 255).astype(np.uint8)
+    matte_pattern = folder / "matte" / f"{stem}_matte.%04d.png"
+    matte = media.write_sequence(
+        np.repeat(matte_frames[..., None], 3, axis=-1), matte_pattern, rate, first_number=FIRST_FRAME_NUMBER
+    )
+    delivered = dataclasses.replace(written, start=shot.first)
+    info = media.probe(delivered)
+    # Lossless deliveries are checked as written; ProRes is lossy, so its frames are checked before encoding.
+    check = result if output == "prores" else _as_dtype(media.read_frames(delivered, 0, shot.frames), plate.dtype)
+    qc = QcReport(
+        changed_outside=changed_outside(plate, check, alpha),
+        flicker=_flicker(plate, result, alpha),
+        frames=info.frames,
+        expected_frames=shot.frames,
+        fps=float(info.rate),
+        expected_fps=float(rate),
+    )
+    if (info.frames, info.rate, info.width, info.height) != (shot.frames, Fraction(rate), *plate.shape[2:0:-1]):
+        raise ConformError(
+            f"shot '{shot.name}': delivered {info.width}x{info.height}, {info.frames} frames at {info.rate} fps; "
+            f"the plate range is {plate.shape[2]}x{plate.shape[1]}, {shot.frames} frames at {rate} fps"
+        )
+    cut = (shot.handles[0], shot.handles[0] + shot.duration - 1)
+    sheet = report.contact_sheet(plate, result, quadmask, folder / "contact_sheet.png", cut=cut)
+    overlay = report.mask_overlay(plate, quadmask, folder / "overlay.png", cut=cut)
+    files = [
+        _media_file("delivery", delivered, result, shot.rate),
+        _media_file("matte", matte, matte_frames[..., None], shot.rate),
+        StageFile("contact_sheet", sheet, media.sha256_file(sheet), sheet.stat().st_size),
+        StageFile("overlay", overlay, media.sha256_file(overlay), overlay.stat().st_size),
+    ]
+    delivery = Delivery(
+        shot.name,
+        version,
+        delivered,
+        dataclasses.replace(matte, start=shot.first),
+        plate.shape[2],
+        plate.shape[1],
+    )
+    return delivery, qc, files
+
+
+def _media_file(kind: str, source: MediaSource, frames: np.ndarray, rate: float) -> StageFile:
+    path = Path(source.path)
+    if source.kind == "movie":
+        return StageFile(
+            kind,
+            path,
+            media.sha256_file(path),
+            path.stat().st_size,
+            len(frames),
+            rate,
+            frames.shape[2],
+            frames.shape[1],
+        )
+    size = sum(source.file_for_index(i).stat().st_size for i in range(len(frames)))
+    return StageFile(kind, path, media.sha256_source(source), size, len(frames), rate, frames.shape[2], frames.shape[1])

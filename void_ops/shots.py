@@ -1,0 +1,216 @@
+"""Typed records that travel between the stages: media, shots, instructions, deliveries.
+
+Frame conventions used everywhere in voidflow:
+
+* **Media time** is OTIO's: integer frames at the media's rate, in the coordinate of the clip's ``source_range``.
+  A movie with timecode 01:00:00:00 at 24 fps starts at media time 86400.
+* **Media index** is the 0-based position of a frame inside its file (movie) or sequence (index 0 is the first
+  file). ``MediaSource.index_of(t) = t - MediaSource.start``.
+* **Shot frame** is 0-based from the shot's first *cut* frame (``Shot.source_start``); head handles have negative
+  shot frames. Point and box prompts use shot frames.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "BoxPrompt",
+    "Delivery",
+    "MediaKind",
+    "MediaSource",
+    "PointPrompt",
+    "Shot",
+    "ShotInstructions",
+    "rate_fraction",
+]
+
+MediaKind = Literal["movie", "sequence"]
+ShotStatus = Literal["ready", "skipped"]
+NameSource = Literal["metadata", "marker", "clip"]
+
+_NTSC_RATES = {24000: 1001, 30000: 1001, 48000: 1001, 60000: 1001}
+
+
+def rate_fraction(rate: float) -> Fraction:
+    """Return the exact rational frame rate for a float rate.
+
+    NTSC rates come back exact, e.g. ``rate_fraction(23.976) == Fraction(24000, 1001)``; integer rates stay integer.
+
+    Raises:
+        ValueError: ``rate`` is not a positive finite number.
+    """
+    if not (rate > 0 and math.isfinite(rate)):
+        raise ValueError(f"frame rate must be positive and finite, got {rate!r}")
+    for numerator, denominator in _NTSC_RATES.items():
+        if abs(rate - numerator / denominator) < 5e-3:
+            return Fraction(numerator, denominator)
+    return Fraction(rate).limit_denominator(1001)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSource:
+    """Where a clip's frames live.
+
+    Attributes:
+        path: absolute path of a movie file, or the printf pattern of an image sequence
+            (``/plates/sh010.%04d.exr``).
+        kind: ``"movie"`` or ``"sequence"``.
+        rate: frames per second of the media.
+        start: media time of the media's first frame (frames at ``rate``).
+        frames: number of frames the media holds, or None when unknown.
+        first_number: for sequences, the file number of the first frame; 0 for movies.
+    """
+
+    path: str
+    kind: MediaKind
+    rate: float
+    start: int = 0
+    frames: int | None = None
+    first_number: int = 0
+
+    def index_of(self, media_time: int) -> int:
+        """Return the media index (0-based position in the file) of a media time."""
+        return media_time - self.start
+
+    def file_for_index(self, index: int) -> Path:
+        """Return the file holding frame ``index`` of a sequence (the movie itself for movies)."""
+        if self.kind == "movie":
+            return Path(self.path)
+        return Path(self.path % (self.first_number + index))
+
+
+@dataclass(frozen=True, slots=True)
+class PointPrompt:
+    """A click on the object to remove, in plate pixels, on a shot frame."""
+
+    frame: int
+    x: float
+    y: float
+    positive: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BoxPrompt:
+    """A box around the object to remove, in plate pixels (x0, y0) to (x1, y1), on a shot frame."""
+
+    frame: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True, slots=True)
+class ShotInstructions:
+    """What to do with one shot, from clip or marker metadata and the sidecar.
+
+    Attributes:
+        remove: what to remove, as text ("the man holding the guitar").
+        prompt: the background prompt: the scene *after* removal.
+        points: point prompts for the object.
+        boxes: box prompts for the object.
+        matte: path of an existing matte (white or alpha = object): a movie, or an image sequence as a printf
+            pattern (``/roto/sh010.%04d.png``); indexed like the plate (matte index k is plate index k).
+        affected_ring: width in plate pixels of the "affected" (127) ring grown around the object; 0 for none.
+        seed: the shot's seed, or None to use the batch seed.
+    """
+
+    remove: str = ""
+    prompt: str = ""
+    points: tuple[PointPrompt, ...] = ()
+    boxes: tuple[BoxPrompt, ...] = ()
+    matte: str | None = None
+    affected_ring: int = 0
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    """One clip of the edit, as voidflow will process it.
+
+    Attributes:
+        name: the shot's unique, file-safe name (see ``void_ops.intake`` for the naming policy); also its ID.
+        track: name of the video track (or ``"V<n>"`` when the track has no name).
+        index: position of the clip among the clips of its track, from 0.
+        clip_name: the clip's name in the edit.
+        name_source: where ``name`` came from: clip ``metadata``, a ``marker``, or the ``clip`` name.
+        media: the clip's media, or None when the edit has no usable reference.
+        rate: media frame rate.
+        source_start: first frame of the media the edit shows (media time, frames at ``rate``).
+        duration: frames the edit shows, without handles.
+        handles: (head, tail) frames beyond the cut, clipped to the media's available range.
+        record_start: where the clip starts on the timeline, in frames at the timeline's rate from its start.
+        status: ``"ready"`` when it will be processed, else ``"skipped"``.
+        reason: why it is skipped ("" when ready); also carries warnings for ready shots.
+        instructions: what to remove and how.
+    """
+
+    name: str
+    track: str
+    index: int
+    clip_name: str
+    name_source: NameSource
+    media: MediaSource | None
+    rate: float
+    source_start: int
+    duration: int
+    handles: tuple[int, int]
+    record_start: int
+    status: ShotStatus
+    reason: str = ""
+    instructions: ShotInstructions = field(default_factory=ShotInstructions)
+
+    @property
+    def first(self) -> int:
+        """Media time of the first processed frame (head handle included)."""
+        return self.source_start - self.handles[0]
+
+    @property
+    def frames(self) -> int:
+        """Number of processed frames: head handle, cut and tail handle."""
+        return self.handles[0] + self.duration + self.handles[1]
+
+    def to_json(self) -> dict[str, object]:
+        """Return the shot as the JSON object ``voidflow plan --json`` prints."""
+        return {
+            "name": self.name,
+            "track": self.track,
+            "index": self.index,
+            "clip_name": self.clip_name,
+            "name_source": self.name_source,
+            "media": self.media.path if self.media else None,
+            "rate": self.rate,
+            "source_start": self.source_start,
+            "duration": self.duration,
+            "handles": list(self.handles),
+            "record_start": self.record_start,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A finished result for one shot, ready to conform.
+
+    Attributes:
+        shot: the shot's name.
+        version: the version label, ``v001`` and up.
+        media: the delivered movie or sequence; ``media.start`` equals the plate range's first media time so
+            the clip's ``source_range`` indexes it unchanged.
+        matte: the matte actually used for compositing (same frames as ``media``).
+        width: frame width in pixels.
+        height: frame height in pixels.
+    """
+
+    shot: str
+    version: str
+    media: MediaSource
+    matte: MediaSource
+    width: int
+    height: int

@@ -1,0 +1,179 @@
+"""Per-shot instructions from a sidecar file (YAML, JSON or CSV) and from ``voidflow`` metadata in the edit.
+
+A YAML or JSON sidecar is keyed by shot name::
+
+    shots:
+      sh010:
+        remove: the red ball
+        prompt: A wooden floor in an empty room.
+        matte: roto/sh010.%04d.png      # relative to the sidecar's folder; a movie or a sequence
+        affected_ring: 24               # grow a 24 px "affected" ring around the object
+        points: [{frame: 0, x: 320, y: 200}]
+        boxes: [{frame: 0, box: [280, 160, 360, 240]}]
+        seed: 7
+
+A CSV sidecar has a ``shot`` column and any of ``remove, prompt, matte, affected_ring, seed, points, boxes``;
+``points`` and ``boxes`` hold the same lists as JSON text. Empty cells mean "not set".
+
+The same entry schema validates ``clip.metadata["voidflow"]`` and ``marker.metadata["voidflow"]`` in the edit.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from void_ops.exceptions import SidecarInvalid
+from void_ops.shots import BoxPrompt, PointPrompt, ShotInstructions
+
+__all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "validate_entry"]
+
+_CSV_COLUMNS = ("shot", "remove", "prompt", "matte", "affected_ring", "seed", "points", "boxes")
+
+
+class _Point(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    frame: int = 0
+    x: float
+    y: float
+    positive: bool = True
+
+
+class _Box(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    frame: int = 0
+    box: tuple[float, float, float, float]
+
+    @field_validator("box")
+    @classmethod
+    def _ordered(cls, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = box
+        if not (x0 < x1 and y0 < y1):
+            raise ValueError(f"box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1, got {list(box)}")
+        return box
+
+
+class ShotEntry(BaseModel):
+    """One shot's instructions as written in a sidecar or in ``voidflow`` metadata."""
+
+    model_config = ConfigDict(extra="forbid")
+    shot: str | None = None
+    remove: str = ""
+    prompt: str = ""
+    matte: str | None = None
+    affected_ring: int = Field(default=0, ge=0, le=4096)
+    seed: int | None = Field(default=None, ge=0, lt=2**63)
+    points: list[_Point] = Field(default_factory=list)
+    boxes: list[_Box] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_empty_cells(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return {key: value for key, value in data.items() if value not in ("", None)}
+        return data
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "entry"
+    return f"field '{where}': {first['msg']} (got {first.get('input')!r})"
+
+
+def validate_entry(data: object, *, where: str) -> ShotEntry:
+    """Validate one shot entry.
+
+    Args:
+        data: the entry as parsed from YAML, JSON, CSV or edit metadata.
+        where: the place to name in an error, e.g. ``"cut.yaml: shot 'sh010'"``.
+
+    Raises:
+        SidecarInvalid: the entry breaks the schema; the message names ``where``, the field and the value.
+    """
+    try:
+        return ShotEntry.model_validate(data)
+    except ValidationError as error:
+        raise SidecarInvalid(f"{where}: {_describe(error)}") from None
+
+
+def entry_to_instructions(entry: ShotEntry, *, base: Path) -> ShotInstructions:
+    """Turn a validated entry into instructions; a relative matte path is resolved against ``base``."""
+    matte = None
+    if entry.matte:
+        matte = entry.matte.replace("####", "%04d")
+        if not Path(matte).is_absolute():
+            matte = str((base / matte).resolve())
+    return ShotInstructions(
+        remove=entry.remove,
+        prompt=entry.prompt,
+        points=tuple(PointPrompt(p.frame, p.x, p.y, p.positive) for p in entry.points),
+        boxes=tuple(BoxPrompt(b.frame, *b.box) for b in entry.boxes),
+        matte=matte,
+        affected_ring=entry.affected_ring,
+        seed=entry.seed,
+    )
+
+
+def _read_rows(path: Path) -> dict[str, object]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        rows: dict[str, object] = {}
+        reader = csv.DictReader(text.splitlines())
+        unknown = set(reader.fieldnames or ()) - set(_CSV_COLUMNS)
+        if "shot" not in (reader.fieldnames or ()) or unknown:
+            raise SidecarInvalid(
+                f"{path}: CSV columns must include 'shot' and only {', '.join(_CSV_COLUMNS)}; got {reader.fieldnames}"
+            )
+        for line, row in enumerate(reader, start=2):
+            name = (row.get("shot") or "").strip()
+            if not name:
+                raise SidecarInvalid(f"{path}: line {line}: empty 'shot' cell")
+            for column in ("points", "boxes"):
+                if row.get(column):
+                    try:
+                        row[column] = json.loads(row[column])
+                    except json.JSONDecodeError as error:
+                        raise SidecarInvalid(f"{path}: shot '{name}': field '{column}': not JSON ({error})") from None
+            rows[name] = row
+        return rows
+    try:
+        document = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        first_line = str(error).splitlines()[0]
+        raise SidecarInvalid(f"{path}: not valid {path.suffix.lstrip('.').upper()}: {first_line}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("shots"), dict) or set(document) != {"shots"}:
+        raise SidecarInvalid(f"{path}: expected a mapping with one key 'shots' mapping shot names to entries")
+    return dict(document["shots"])
+
+
+def load_sidecar(path: Path) -> dict[str, ShotInstructions]:
+    """Read and validate a sidecar file.
+
+    Args:
+        path: a ``.yaml``/``.yml``, ``.json`` or ``.csv`` file.
+
+    Returns:
+        Instructions by shot name. Matte paths are absolute.
+
+    Raises:
+        SidecarInvalid: the file is missing, unparsable, or an entry breaks the schema (the message names the
+            file, the shot and the field).
+    """
+    if path.suffix.lower() not in (".yaml", ".yml", ".json", ".csv"):
+        raise SidecarInvalid(f"{path}: unsupported sidecar type '{path.suffix}' (use .yaml, .json or .csv)")
+    if not path.is_file():
+        raise SidecarInvalid(f"{path}: sidecar not found")
+    entries = {}
+    for name, data in _read_rows(path).items():
+        where = f"{path}: shot '{name}'"
+        if not isinstance(data, Mapping):
+            raise SidecarInvalid(f"{where}: expected a mapping of fields, got {type(data).__name__}")
+        entry = validate_entry(dict(data), where=where)
+        entries[str(name)] = entry_to_instructions(entry, base=path.parent.resolve())
+    return entries
