@@ -30,6 +30,7 @@ import ffmpeg
 import numpy as np
 
 from void_ops.exceptions import ConfigurationError, InvalidInput, MediaInvalid, StorageUnavailable
+from void_ops.hashing import sha256_file
 from void_ops.shots import MediaSource, rate_fraction
 
 __all__ = [
@@ -314,25 +315,6 @@ def read_mask(path: Path) -> np.ndarray:
     if (info.codec, info.pix_fmt) != ("ffv1", "gray"):
         raise MediaInvalid(f"{path}: masks must be ffv1 gray, got {info.codec} {info.pix_fmt}")
     return read_matte(source, 0, info.frames)
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex SHA-256 of a file's bytes, read in 1 MiB blocks.
-
-    Raises:
-        MediaInvalid: the file does not exist.
-        StorageUnavailable: the file cannot be read.
-    """
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as stream:
-            while block := stream.read(_BLOCK):
-                digest.update(block)
-    except FileNotFoundError:
-        raise MediaInvalid(f"{path}: not found") from None
-    except OSError as error:
-        raise StorageUnavailable(f"{path}: {error.strerror}") from error
-    return digest.hexdigest()
 
 
 def sha256_source(source: MediaSource, first_index: int | None = None, count: int | None = None) -> str:
