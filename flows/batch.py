@@ -6,6 +6,7 @@ never stops the others; the flow waits for every shot, conforms those that were 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from flows.params import BatchRequest, plan
 from tasks.batch import conform_batch, report_batch
 from tasks.ledger import Ledger
 from tasks.shots import ShotJob, process_shot
+from tasks.void_actors import Pool, start_pool, stop_pool
 from void_ops.composite import Blend
+from void_ops.shots import Shot
 
 __all__ = ["BatchResult", "run_batch"]
 
@@ -36,6 +39,21 @@ class BatchResult:
     skipped: tuple[str, ...]
     conformed: Path | None
     report: Path
+
+
+def _start_void(job: ShotJob, request: BatchRequest, ready: list[Shot]) -> tuple[ShotJob, list[Pool]]:
+    """Start the resident VOID actors the batch needs; return the job that names them, and the pools."""
+    pass2 = any(job.runs_pass2(shot) for shot in ready)
+    config = request.void.config(pass2=pass2)
+    prefix = f"voidflow-{job.batch_id[:8]}"
+    share = 0.5 if pass2 else 1.0
+    pools = [start_pool(config.pass1, prefix=f"{prefix}-pass1", share=share)]
+    if config.pass2 is not None:
+        pools.append(start_pool(config.pass2, prefix=f"{prefix}-pass2", share=share))
+    second = pools[1].names if len(pools) > 1 else ()
+    print(f"VOID: loading {len(pools[0].names)} pass-1 and {len(second)} pass-2 model(s)")
+    job = dataclasses.replace(job, void=config, pass1_actors=pools[0].names, pass2_actors=second)
+    return job, pools
 
 
 @flow(name="voidflow-batch", task_runner=RayTaskRunner(), log_prints=True, persist_result=False)
@@ -68,23 +86,31 @@ def run_batch(request: BatchRequest) -> BatchResult:
         seed=request.seed,
         blend=Blend(grow=request.grow, feather=request.feather),
         output=request.output,
+        pass2=request.void.pass2,
     )
+    pools: list[Pool] = []
+    if request.backend == "void" and ready:
+        job, pools = _start_void(job, request, ready)
     progress = create_progress_artifact(0.0, key="voidflow-batch-progress", description=f"batch {batch_id}")
-    with remote_options(num_cpus=1, max_retries=0):
-        futures = {process_shot.submit(shot, job): shot.name for shot in ready}
     done: list[str] = []
     failed: list[str] = []
-    for count, future in enumerate(as_completed(list(futures)), start=1):
-        name = futures[future]
-        future.wait()  # sets the future's final state from the Ray result; the API's copy can lag behind
-        if future.state.is_completed():
-            outcome = future.result()
-            done.append(name)
-            print(f"[{count}/{len(ready)}] {name}: delivered {outcome.delivery.version} in {outcome.seconds:.1f}s")
-        else:
-            failed.append(name)
-            print(f"[{count}/{len(ready)}] {name}: FAILED: {future.state.message}")
-        update_progress_artifact(progress, 100.0 * count / max(len(ready), 1))
+    try:
+        with remote_options(num_cpus=1, max_retries=0):
+            futures = {process_shot.submit(shot, job, slot): shot.name for slot, shot in enumerate(ready)}
+        for count, future in enumerate(as_completed(list(futures)), start=1):
+            name = futures[future]
+            future.wait()  # sets the future's final state from the Ray result; the API's copy can lag behind
+            if future.state.is_completed():
+                outcome = future.result()
+                done.append(name)
+                print(f"[{count}/{len(ready)}] {name}: delivered {outcome.delivery.version} in {outcome.seconds:.1f}s")
+            else:
+                failed.append(name)
+                print(f"[{count}/{len(ready)}] {name}: FAILED: {future.state.message}")
+            update_progress_artifact(progress, 100.0 * count / max(len(ready), 1))
+    finally:
+        for pool in pools:
+            stop_pool(pool)
     conformed = None
     if done:
         conformed = conform_batch(request.db_url, batch_id, request.out_dir / "conformed.otio")

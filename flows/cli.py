@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="cleanplate", help="inpainting backend (default cleanplate)")
     run.add_argument("--output", choices=("prores", "png", "exr"), default="prores", help="delivery format")
     run.add_argument("--seed", type=int, default=0, help="batch seed (a shot's own seed wins)")
+    run.add_argument("--pass2", action="store_true", help="void backend: also run VOID's pass 2 (refinement)")
+    run.add_argument("--models", type=Path, help="void backend: models folder (default $VOIDFLOW_MODELS)")
+    run.add_argument("--compile", action="store_true", help="void backend: compile the models (fast after ~2 min)")
     run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
 
     conform = commands.add_parser("conform", help="write an edit with a batch's results conformed in")
@@ -80,6 +83,11 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
         "output": getattr(args, "output", "prores"),
         "seed": getattr(args, "seed", 0),
         "db_url": settings.db_url,
+        "void": {
+            "models_dir": getattr(args, "models", None) or settings.models_dir,
+            "pass2": getattr(args, "pass2", False),
+            "compile": getattr(args, "compile", False),
+        },
     }
     try:
         return BatchRequest(**{**fields, **overrides})

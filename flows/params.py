@@ -2,20 +2,90 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from void_ops import media
+from void_ops.exceptions import ConfigurationError
 from void_ops.intake import Selection, plan_shots, read_edit
 from void_ops.shots import MediaSource, Shot
 from void_ops.sidecar import load_sidecar
 
-__all__ = ["BACKENDS", "BatchRequest", "plan"]
+if TYPE_CHECKING:
+    from void_ops.void.backend import VoidConfig
+
+__all__ = ["BACKENDS", "BatchRequest", "VoidOptions", "plan"]
 
 #: Inpainting backends a batch can name (built in ``tasks.backends``).
-BACKENDS = ("cleanplate",)
+BACKENDS = ("cleanplate", "void")
+
+#: Where ``voidflow models fetch`` puts the weights, relative to the models folder.
+BASE_FOLDER = "CogVideoX-Fun-V1.5-5b-InP"
+PASS1_FILE = "void-model/void_pass1.safetensors"
+PASS2_FILE = "void-model/void_pass2.safetensors"
+
+
+class VoidOptions(BaseModel):
+    """The ``void`` backend's parameters (defaults: the released recipe; see void-reference.md section 6)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    models_dir: Path | None = None
+    base: Path | None = None
+    pass1_weights: Path | None = None
+    pass2_weights: Path | None = None
+    pass2: bool = False
+    pass1_steps: int = Field(default=30, ge=1)
+    pass2_steps: int = Field(default=50, ge=1)
+    pass1_guidance: float = Field(default=1.0, ge=1.0)
+    pass2_guidance: float = Field(default=6.0, ge=1.0)
+    pass2_mask_mode: Literal["binary", "trimask"] = "binary"
+    height: int = 384
+    width: int = 672
+    fit: Literal["letterbox", "crop"] = "letterbox"
+    min_frames: int = 85
+    max_frames: int = 197
+    window: int = Field(default=22, ge=2)
+    overlap: int = Field(default=4, ge=0)
+    memory_mode: Literal["full", "model_offload", "sequential_offload"] = "full"
+    compile: bool = False
+    flow: Literal["dis", "raft"] = "dis"
+    raft_weights: Path | None = None
+
+    def config(self, *, pass2: bool) -> VoidConfig:
+        """Resolve paths and build the typed configuration; ``pass2`` says whether any shot runs pass 2.
+
+        Raises:
+            ConfigurationError: a model folder or weights file is missing (named, with the option that sets it).
+            InvalidInput: the geometry breaks VOID's rules (sizes, frame counts).
+        """
+        from void_ops.void.backend import ModelSpec, VoidConfig, VoidSettings
+        from void_ops.void.noise_warp import WarpSettings
+        from void_ops.void.values import PASS1, PASS2
+
+        models = self.models_dir or Path("models")
+        base = self.base or models / BASE_FOLDER
+        first = self.pass1_weights or models / PASS1_FILE
+        second = self.pass2_weights or models / PASS2_FILE
+        needed = [(base, "base"), (first, "pass1_weights")] + ([(second, "pass2_weights")] if pass2 else [])
+        for path, option in needed:
+            if not path.exists():
+                raise ConfigurationError(f"{path}: not found (set the models folder or '{option}')")
+        settings = VoidSettings(self.height, self.width, self.fit, self.min_frames, self.max_frames)
+        windows = {"window": self.window, "overlap": self.overlap}
+        recipe1 = dataclasses.replace(PASS1, steps=self.pass1_steps, guidance=self.pass1_guidance, **windows)
+        recipe2 = dataclasses.replace(
+            PASS2, steps=self.pass2_steps, guidance=self.pass2_guidance, mask_mode=self.pass2_mask_mode, **windows
+        )
+        common = {"memory_mode": self.memory_mode, "compile": self.compile}
+        return VoidConfig(
+            settings=settings,
+            pass1=ModelSpec(str(base), str(first), recipe1, **common),
+            pass2=ModelSpec(str(base), str(second), recipe2, **common) if pass2 else None,
+            warp=WarpSettings(flow=self.flow, raft_weights=str(self.raft_weights) if self.raft_weights else None),
+        )
 
 
 class BatchRequest(BaseModel):
@@ -35,6 +105,7 @@ class BatchRequest(BaseModel):
     edl_rate: float | None = Field(default=None, gt=0)
     grow: int = Field(default=4, ge=0)
     feather: int = Field(default=4, ge=0)
+    void: VoidOptions = VoidOptions()
 
 
 def _frame_count(source: MediaSource) -> int:

@@ -10,6 +10,7 @@ environment variables (``VOIDFLOW_*``, plus ``PREFECT_API_URL``), then the defau
 | ``PREFECT_API_URL`` | unset: a temporary local Prefect server | Prefect API to report to |
 | ``VOIDFLOW_RAY_ADDRESS`` | unset: a local Ray | Ray cluster to join |
 | ``VOIDFLOW_RAY_CPUS`` | all cores | CPUs of the local Ray |
+| ``VOIDFLOW_MODELS`` | ``$VOIDFLOW_HOME/models`` | model weights: the CogVideoX-Fun base and the VOID checkpoints |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Settings:
     prefect_api_url: str | None = None
     ray_address: str | None = None
     ray_cpus: int | None = None
+    models_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -45,4 +47,5 @@ class Settings:
             prefect_api_url=env.get("PREFECT_API_URL") or None,
             ray_address=env.get("VOIDFLOW_RAY_ADDRESS") or None,
             ray_cpus=int(cpus) if cpus else None,
+            models_dir=Path(env.get("VOIDFLOW_MODELS") or home / "models").expanduser().absolute(),
         )

@@ -17,13 +17,14 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
 
-from tasks.backends import make_backend, make_masker
+from tasks.backends import make_backend, make_masker, make_refiner
 from tasks.ledger import ArtifactInfo, Ledger
-from void_ops import pipeline
+from void_ops import media, pipeline
 from void_ops.composite import Blend
-from void_ops.exceptions import is_retryable
+from void_ops.exceptions import ConfigurationError, is_retryable
 from void_ops.pipeline import OutputFormat, QcReport, StageFile
 from void_ops.shots import Delivery, Shot
+from void_ops.void.backend import VoidConfig
 
 __all__ = ["ShotJob", "ShotOutcome", "process_shot", "retry_transient"]
 
@@ -39,6 +40,15 @@ class ShotJob:
     seed: int
     blend: Blend
     output: OutputFormat
+    void: VoidConfig | None = None
+    pass2: bool = False
+    pass1_actors: tuple[str, ...] = ()
+    pass2_actors: tuple[str, ...] = ()
+
+    def runs_pass2(self, shot: Shot) -> bool:
+        """Whether ``shot`` gets VOID's pass 2: its own sidecar choice, else the batch's."""
+        wanted = self.pass2 if shot.instructions.pass2 is None else shot.instructions.pass2
+        return bool(wanted and self.backend == "void")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,13 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect retry condition: retry only errors marked retryable (``void_ops.exceptions``)."""
     error = state.result(raise_on_failure=False)
     return is_retryable(error) if isinstance(error, BaseException) else False
+
+
+def _plate_size(shot: Shot) -> tuple[int, int]:
+    """(height, width) of the shot's plate."""
+    assert shot.media is not None
+    info = media.probe(shot.media)
+    return info.height, info.width
 
 
 def _artifact(stage_file: StageFile) -> ArtifactInfo:
@@ -78,8 +95,10 @@ def _artifact(stage_file: StageFile) -> ArtifactInfo:
     retry_condition_fn=retry_transient,
     persist_result=False,
 )
-def process_shot(shot: Shot, job: ShotJob) -> ShotOutcome:
-    """Mask, inpaint and deliver one shot, recording each stage run and its files.
+def process_shot(shot: Shot, job: ShotJob, slot: int = 0) -> ShotOutcome:
+    """Mask, inpaint (pass 1, optionally pass 2) and deliver one shot, recording each stage run and its files.
+
+    ``slot`` picks the shot's actors in the pools (slot modulo pool size).
 
     Raises:
         VoidflowError: the shot failed; the ledger holds the failed stage run and the shot's reason.
@@ -93,15 +112,28 @@ def process_shot(shot: Shot, job: ShotJob) -> ShotOutcome:
     seed = shot.instructions.seed if shot.instructions.seed is not None else job.seed
     started = time.monotonic()
     try:
-        masker, backend = make_masker(shot), make_backend(job.backend)
+        masker = make_masker(shot)
+        actor = job.pass1_actors[slot % len(job.pass1_actors)] if job.pass1_actors else None
+        backend = make_backend(job.backend, void=job.void, actor=actor)
         with ledger.stage(job.batch_id, shot.name, "mask", masker.params(shot), attempt) as stage:
             quadmask = pipeline.make_mask(shot, masker, work, run)
             stage.add(_artifact(quadmask))
         logger.info("%s: mask done (%s)", shot.name, quadmask.path.name)
-        with ledger.stage(job.batch_id, shot.name, "pass1", {**backend.params(), "seed": seed}, attempt) as stage:
+        geometry = backend.describe(shot.frames, *_plate_size(shot))
+        pass1_params = {**backend.params(), **geometry, "seed": seed}
+        with ledger.stage(job.batch_id, shot.name, "pass1", pass1_params, attempt) as stage:
             fill = pipeline.inpaint(shot, backend, quadmask.path, work, run, seed=seed)
             stage.add(_artifact(fill))
         logger.info("%s: pass 1 done with %s", shot.name, backend.name)
+        if job.runs_pass2(shot):
+            if job.void is None or not job.pass2_actors:
+                raise ConfigurationError(f"shot '{shot.name}': pass 2 asked for, but the batch started no pass-2 model")
+            refiner = make_refiner(job.void, job.pass2_actors[slot % len(job.pass2_actors)])
+            pass2_params = {**refiner.params(), **geometry, "seed": seed}
+            with ledger.stage(job.batch_id, shot.name, "pass2", pass2_params, attempt) as stage:
+                fill = pipeline.refine(shot, refiner, quadmask.path, fill.path, work, run, seed=seed)
+                stage.add(_artifact(fill))
+            logger.info("%s: pass 2 done", shot.name)
         version = ledger.next_version(shot.name)
         deliver_params = {
             "version": version,

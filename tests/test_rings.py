@@ -11,7 +11,7 @@ import pytest
 
 import void_ops
 
-VOID_OPS = sorted(f"void_ops.{m.name}" for m in pkgutil.iter_modules(void_ops.__path__))
+VOID_OPS = sorted(m.name for m in pkgutil.walk_packages(void_ops.__path__, "void_ops.") if not m.ispkg)
 
 
 @pytest.mark.parametrize("module", VOID_OPS)

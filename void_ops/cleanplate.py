@@ -63,6 +63,10 @@ class CleanPlate:
         """Return every number the backend uses, for provenance."""
         return {"backend": self.name, "backend_version": self.version, "inpaint_radius": self.inpaint_radius}
 
+    def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
+        """Nothing shot-specific: every frame is processed at plate size."""
+        return {}
+
     def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray:
         """Return the fill for every frame: a full frame whose masked pixels are replaced.
 

@@ -36,11 +36,13 @@ __all__ = [
     "Masker",
     "OutputFormat",
     "QcReport",
+    "Refiner",
     "StageFile",
     "deliver",
     "inpaint",
     "make_mask",
     "plate_frames",
+    "refine",
     "shot_dir",
 ]
 
@@ -73,7 +75,29 @@ class Inpainter(Protocol):
 
     def params(self) -> dict[str, object]: ...
 
+    def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
+        """What the backend will do to a shot of this size (padding, fit, windows), for provenance."""
+        ...
+
     def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray: ...
+
+
+class Refiner(Protocol):
+    """Refines pass 1's fill (VOID pass 2): takes plate frames, the quadmask and pass 1's fill."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def params(self) -> dict[str, object]: ...
+
+    def describe(self, frames: int, height: int, width: int) -> dict[str, object]: ...
+
+    def __call__(
+        self, frames: np.ndarray, quadmask: np.ndarray, first_pass: np.ndarray, *, seed: int, prompt: str
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,24 +185,40 @@ def make_mask(shot: Shot, masker: Masker, work: Path, run: str) -> StageFile:
     return _file("quadmask", path, quadmask)
 
 
+def _store_fill(shot: Shot, fill: np.ndarray, plate: np.ndarray, work: Path, stem: str, label: str) -> StageFile:
+    if fill.shape != plate.shape or fill.dtype != plate.dtype:
+        raise InvalidInput(
+            f"shot '{shot.name}': {label} returned {fill.dtype}{fill.shape}, "
+            f"expected the plate's {plate.dtype}{plate.shape}"
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    if fill.dtype.kind == "f":  # float plates (EXR) keep full precision in a float EXR sequence
+        stored = media.write_sequence(fill, work / stem / "fill.%06d.exr", rate_fraction(shot.rate), fmt="exr")
+        return _media_file("fill", stored, fill, shot.rate)
+    path = work / f"{stem}.mkv"
+    media.write_movie(fill, path, rate_fraction(shot.rate), codec="ffv1")
+    return _file("fill", path, fill, shot.rate)
+
+
 def inpaint(shot: Shot, backend: Inpainter, quadmask_path: Path, work: Path, run: str, *, seed: int) -> StageFile:
     """Pass 1: run the backend over the shot and store its full frames losslessly as ``work/fill-<run>.mkv``."""
     plate = plate_frames(shot)
     quadmask = media.read_mask(quadmask_path)
     check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
     fill = backend(plate, quadmask, seed=seed, prompt=shot.instructions.prompt)
-    if fill.shape != plate.shape or fill.dtype != plate.dtype:
-        raise InvalidInput(
-            f"shot '{shot.name}': backend '{backend.name}' returned {fill.dtype}{fill.shape}, "
-            f"expected the plate's {plate.dtype}{plate.shape}"
-        )
-    work.mkdir(parents=True, exist_ok=True)
-    if fill.dtype.kind == "f":  # float plates (EXR) keep full precision in a float EXR sequence
-        stored = media.write_sequence(fill, work / f"fill-{run}" / "fill.%06d.exr", rate_fraction(shot.rate), fmt="exr")
-        return _media_file("fill", stored, fill, shot.rate)
-    path = work / f"fill-{run}.mkv"
-    media.write_movie(fill, path, rate_fraction(shot.rate), codec="ffv1")
-    return _file("fill", path, fill, shot.rate)
+    return _store_fill(shot, fill, plate, work, f"fill-{run}", f"backend '{backend.name}'")
+
+
+def refine(
+    shot: Shot, refiner: Refiner, quadmask_path: Path, fill_path: Path, work: Path, run: str, *, seed: int
+) -> StageFile:
+    """Pass 2: refine pass 1's fill and store the result losslessly as ``work/refined-<run>.mkv``."""
+    plate = plate_frames(shot)
+    quadmask = media.read_mask(quadmask_path)
+    check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
+    first = media.read_frames(_fill_source(fill_path, shot.rate), 0, shot.frames).astype(plate.dtype)
+    refined = refiner(plate, quadmask, first, seed=seed, prompt=shot.instructions.prompt)
+    return _store_fill(shot, refined, plate, work, f"refined-{run}", f"refiner '{refiner.name}'")
 
 
 def _fill_source(path: Path, rate: float) -> MediaSource:

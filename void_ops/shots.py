@@ -118,6 +118,7 @@ class ShotInstructions:
             pattern (``/roto/sh010.%04d.png``); indexed like the plate (matte index k is plate index k).
         affected_ring: width in plate pixels of the "affected" (127) ring grown around the object; 0 for none.
         seed: the shot's seed, or None to use the batch seed.
+        pass2: run VOID's pass 2 on this shot (True/False), or None to follow the batch.
     """
 
     remove: str = ""
@@ -127,6 +128,7 @@ class ShotInstructions:
     matte: str | None = None
     affected_ring: int = 0
     seed: int | None = None
+    pass2: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

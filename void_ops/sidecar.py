@@ -11,6 +11,7 @@ A YAML or JSON sidecar is keyed by shot name::
         points: [{frame: 0, x: 320, y: 200}]
         boxes: [{frame: 0, box: [280, 160, 360, 240]}]
         seed: 7
+        pass2: true                     # run VOID's pass 2 on this shot (default: the batch's --pass2)
 
 A CSV sidecar has a ``shot`` column and any of ``remove, prompt, matte, affected_ring, seed, points, boxes``;
 ``points`` and ``boxes`` hold the same lists as JSON text. Empty cells mean "not set".
@@ -34,7 +35,7 @@ from void_ops.shots import BoxPrompt, PointPrompt, ShotInstructions
 
 __all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "validate_entry"]
 
-_CSV_COLUMNS = ("shot", "remove", "prompt", "matte", "affected_ring", "seed", "points", "boxes")
+_CSV_COLUMNS = ("shot", "remove", "prompt", "matte", "affected_ring", "seed", "pass2", "points", "boxes")
 
 
 class _Point(BaseModel):
@@ -69,6 +70,7 @@ class ShotEntry(BaseModel):
     matte: str | None = None
     affected_ring: int = Field(default=0, ge=0, le=4096)
     seed: int | None = Field(default=None, ge=0, lt=2**63)
+    pass2: bool | None = None
     points: list[_Point] = Field(default_factory=list)
     boxes: list[_Box] = Field(default_factory=list)
 
@@ -117,6 +119,7 @@ def entry_to_instructions(entry: ShotEntry, *, base: Path) -> ShotInstructions:
         matte=matte,
         affected_ring=entry.affected_ring,
         seed=entry.seed,
+        pass2=entry.pass2,
     )
 
 

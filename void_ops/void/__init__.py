@@ -1,0 +1,1 @@
+"""VOID (Video Object and Interaction Deletion): the model, its value path, pass 1 and pass 2."""

@@ -1,0 +1,402 @@
+"""The ``void`` backend: plate frames in, VOID's fill out, with every departure from the reference recorded.
+
+The work splits so that only model-resolution clips ever reach a GPU process:
+
+1. ``prepare_clip`` (CPU): fit the plate into 384x672 keeping its aspect (letterbox by default), quantise the
+   quadmask, and ping-pong pad to VOID's length (``ModelClip``).
+2. ``VoidModel`` (GPU, loaded once): pass 1 from Gaussian noise, or pass 2 from noise warped along pass 1's motion.
+3. ``finish_clip`` (CPU): trim the padding (the shot's exact frame count), undo the fit, back to the plate's dtype.
+
+The compositor then keeps the plate outside the grown, feathered mask (``void_ops.composite``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from void_ops.exceptions import GpuOutOfMemory, InvalidInput
+from void_ops.quadmask import KEEP, quantise, region
+from void_ops.void.values import (
+    Fit,
+    FitMode,
+    PassSettings,
+    condition_from_quadmask,
+    fit_frames,
+    latent_frames,
+    padded_length,
+    pass1_condition,
+    pass2_condition,
+    pingpong,
+    unfit_frames,
+)
+
+__all__ = [
+    "ModelClip",
+    "ModelSpec",
+    "VoidConfig",
+    "VoidInpainter",
+    "VoidModel",
+    "VoidRefiner",
+    "VoidSettings",
+    "describe_clip",
+    "finish_clip",
+    "prepare_clip",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class VoidSettings:
+    """Clip geometry for VOID; every number is recorded in provenance.
+
+    Attributes:
+        height: model frame height (384 for the released weights).
+        width: model frame width (672).
+        fit: ``letterbox`` (whole plate, bars) or ``crop`` (fills the frame, edges cut; refused if the mask
+            reaches a cut edge).
+        min_frames: padded clips are at least this long (85 = one 22-latent-frame window).
+        max_frames: longest shot one run takes (197).
+    """
+
+    height: int = 384
+    width: int = 672
+    fit: FitMode = "letterbox"
+    min_frames: int = 85
+    max_frames: int = 197
+
+    def __post_init__(self) -> None:
+        if self.height % 16 or self.width % 16:
+            raise InvalidInput(f"model height and width must be multiples of 16, got {self.height}x{self.width}")
+        for name in ("min_frames", "max_frames"):
+            value = getattr(self, name)
+            if (value - 1) % 4 or latent_frames(value) % 2:
+                raise InvalidInput(f"{name} must be 4k+1 with an even latent length (85, 197, 13 ...), got {value}")
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the settings for provenance."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class ModelClip:
+    """A shot fitted, quantised and padded for the model.
+
+    Attributes:
+        video: (m, H, W, 3) float32 in [0, 1], the unmasked plate at model resolution, ping-pong padded to m.
+        quadmask: (m, H, W) uint8 quadmask, quantised to {0, 63, 127, 255}, padded the same way.
+        frames: the shot's own frame count F (outputs are trimmed back to it).
+        fit: how the plate sits in the model frame.
+    """
+
+    video: np.ndarray
+    quadmask: np.ndarray
+    frames: int
+    fit: Fit
+
+    def params(self) -> dict[str, object]:
+        """Return the clip geometry actually used, for provenance."""
+        return {"input_frames": self.frames, "padded_frames": len(self.video), "fit": self.fit.as_dict()}
+
+
+def describe_clip(
+    frames: int, height: int, width: int, settings: VoidSettings, window: int, overlap: int
+) -> dict[str, object]:
+    """Return the geometry VOID will use for a shot of ``frames`` x ``height`` x ``width``: padded length, latent
+    frames, multidiffusion windows and the fit (no pixels needed)."""
+    from void_ops.void.values import window_spans
+
+    length = padded_length(frames, min_length=settings.min_frames, max_length=settings.max_frames)
+    _, fit = fit_frames(np.zeros((1, height, width), np.uint8), settings.height, settings.width, mode=settings.fit)
+    return {
+        "input_frames": frames,
+        "padded_frames": length,
+        "latent_frames": latent_frames(length),
+        "windows": [list(span) for span in window_spans(latent_frames(length), window=window, overlap=overlap)],
+        "fit": fit.as_dict(),
+    }
+
+
+def _to_unit(frames: np.ndarray) -> np.ndarray:
+    if frames.dtype == np.uint8:
+        return frames.astype(np.float32) / 255
+    if frames.dtype == np.uint16:
+        return frames.astype(np.float32) / 65535
+    return np.clip(frames.astype(np.float32), 0, 1)
+
+
+def _from_unit(frames: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    frames = np.clip(frames, 0, 1)
+    if dtype.kind == "f":
+        return frames.astype(dtype)
+    peak = np.iinfo(dtype).max
+    return np.rint(frames * peak).astype(dtype)
+
+
+def prepare_clip(frames: np.ndarray, quadmask: np.ndarray, settings: VoidSettings) -> ModelClip:
+    """Fit, quantise and pad a shot for VOID.
+
+    Args:
+        frames: (F, H, W, 3) plate frames, uint8, uint16 or float32.
+        quadmask: (F, H, W) uint8 quadmask at plate size.
+        settings: model geometry.
+
+    Raises:
+        InvalidInput: shapes disagree, the shot is longer than ``max_frames``, or ``crop`` would cut the mask.
+    """
+    count = len(frames)
+    if quadmask.shape != frames.shape[:3]:
+        raise InvalidInput(f"quadmask {quadmask.shape} does not match frames {frames.shape[:3]}")
+    if count > settings.max_frames:
+        raise InvalidInput(
+            f"{count} frames is longer than VOID's {settings.max_frames}-frame run; split the shot into windows"
+        )
+    video, fit = fit_frames(_to_unit(frames), settings.height, settings.width, mode=settings.fit)
+    # Bars and cut edges must read as "keep": fit the inverted mask (zeros pad), then invert back.
+    inverted, _ = fit_frames(KEEP - quantise(quadmask), settings.height, settings.width, mode=settings.fit)
+    fitted_mask = quantise(KEEP - inverted)
+    if settings.fit == "crop":
+        kept = region(fitted_mask).sum() * (fit.plate_width * fit.plate_height) / (fit.width * fit.height)
+        if kept + 0.5 < region(quadmask).sum() * 0.98:
+            raise InvalidInput("fit 'crop' cuts off part of the mask; use fit 'letterbox' for this shot")
+    length = padded_length(count, min_length=settings.min_frames, max_length=settings.max_frames)
+    return ModelClip(pingpong(video, length), pingpong(fitted_mask, length), count, fit)
+
+
+def finish_clip(output: np.ndarray, clip: ModelClip, dtype: np.dtype[Any]) -> np.ndarray:
+    """Turn model output (m, H, W, 3) float in [0, 1] into the shot's fill: trimmed to F frames, at plate size and
+    in the plate's dtype."""
+    return _from_unit(unfit_frames(output[: clip.frames], clip.fit), dtype)
+
+
+def _weight_name(path: str, base: str) -> str:
+    """Name a weight file for provenance: relative to the base folder when inside it (``vae/...``), else its name."""
+    try:
+        return Path(path).relative_to(base).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def _unit_to_uint8(frames: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(frames, 0, 1) * 255).astype(np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """How to load one VOID pass on one device; recorded in provenance.
+
+    Attributes:
+        base: the CogVideoX-Fun-V1.5-5b-InP folder (diffusers layout).
+        checkpoint: ``void_pass1.safetensors`` or ``void_pass2.safetensors``; None runs the widened base.
+        settings: the pass recipe (``PASS1`` or ``PASS2``).
+        device: ``cuda``, ``cuda:N`` or ``cpu``.
+        dtype: ``bfloat16`` (GPUs) or ``float32``.
+        memory_mode: ``full``, ``model_offload`` or ``sequential_offload``.
+        compile: voidflow's fast path (GPU only): fused QKV, compiled transformer blocks and VAE.
+    """
+
+    base: str
+    checkpoint: str | None
+    settings: PassSettings
+    device: str = "cuda"
+    dtype: str = "bfloat16"
+    memory_mode: str = "full"
+    compile: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VoidConfig:
+    """Everything a batch needs to run the ``void`` backend.
+
+    Attributes:
+        settings: clip geometry.
+        pass1: how to load pass 1.
+        pass2: how to load pass 2 (None when the batch runs no pass 2).
+        warp: pass 2's ``WarpSettings`` (optical flow and noise warping).
+    """
+
+    settings: VoidSettings
+    pass1: ModelSpec
+    pass2: ModelSpec | None = None
+    warp: Any = None
+
+
+class VoidModel:
+    """One VOID pass loaded once on one device; call it on ``ModelClip``s (pass 2 also takes pass 1's output)."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        import torch
+
+        from void_ops.void.loading import load_void_models
+        from void_ops.void.sampler import VoidSampler
+
+        dtype = getattr(torch, spec.dtype)
+        load_device = spec.device if spec.memory_mode == "full" else "cpu"
+        checkpoint = Path(spec.checkpoint) if spec.checkpoint else None
+        self.models = load_void_models(Path(spec.base), checkpoint, dtype=dtype, device=load_device)
+        self.sampler = VoidSampler(self.models, device=spec.device, dtype=dtype, memory_mode=spec.memory_mode)  # type: ignore[arg-type]
+        self.settings = spec.settings
+        self._params = {
+            **spec.settings.as_dict(),
+            "device": spec.device,
+            "dtype": spec.dtype,
+            "memory_mode": spec.memory_mode,
+            "compile": spec.compile,
+            "checkpoint": spec.checkpoint,
+            "add_noise_in_inpaint_model": bool(self.models.transformer_config.get("add_noise_in_inpaint_model")),
+            "weights": {_weight_name(w.path, spec.base): w.sha256 for w in self.models.weights},
+        }
+        if spec.compile:
+            from void_ops.void.speed import compile_transformer, compile_vae, fuse_qkv
+
+            fuse_qkv(self.models.transformer)
+            compile_transformer(self.models.transformer)
+            compile_vae(self.models.vae)
+
+    def params(self) -> dict[str, object]:
+        """Return the pass recipe, placement and weight hashes actually used, for provenance."""
+        return dict(self._params)
+
+    def _run(
+        self,
+        clip: ModelClip,
+        *,
+        seed: int,
+        prompt: str,
+        first_pass: np.ndarray | None = None,
+        warp: Any = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """The pass itself; ``__call__`` adds the out-of-memory translation."""
+        import torch
+
+        settings = self.settings
+        condition = condition_from_quadmask(clip.quadmask)
+        if settings.name == "pass1":
+            condition = pass1_condition(condition)
+        else:
+            condition = pass2_condition(condition, settings.mask_mode)
+        inpaint = self.sampler.conditioning(clip.video, condition, settings, seed=seed)
+        embeds = self.sampler.encode_prompt(prompt)
+        negative = self.sampler.encode_prompt(settings.negative_prompt) if settings.guidance > 1 else None
+        noise = None
+        if first_pass is not None:
+            from void_ops.void.noise_warp import warped_noise
+
+            _, length, channels2, height, width = inpaint.shape
+            noise = warped_noise(
+                _unit_to_uint8(first_pass), length, height, width, channels2 // 2, seed=seed, settings=warp
+            )
+        generator = torch.Generator("cpu").manual_seed(seed)
+        latents = self.sampler.denoise(
+            inpaint,
+            embeds,
+            settings,
+            generator=generator,
+            initial_noise=noise,
+            negative_embeds=negative,
+            on_step=on_step,
+        )
+        return self.sampler.decode(latents)
+
+    def __call__(
+        self,
+        clip: ModelClip,
+        *,
+        seed: int,
+        prompt: str,
+        first_pass: np.ndarray | None = None,
+        warp: Any = None,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        """Run the pass on ``clip``; return (m, H, W, 3) float32 frames in [0, 1] (still padded).
+
+        Args:
+            clip: the prepared shot.
+            seed: the shot's seed: a fresh CPU generator is made from it (and it seeds the global RNG for the
+                reference's noise augmentation), so results do not depend on batch order.
+            prompt: the background prompt (the scene after removal).
+            first_pass: pass 2 only: pass 1's padded output (m, H, W, 3) float in [0, 1]; its motion shapes the
+                initial noise.
+            warp: pass 2 only: ``WarpSettings`` for the noise.
+            on_step: progress callback (step, total).
+
+        Raises:
+            GpuOutOfMemory: the device ran out of memory (retryable, e.g. with an offload memory mode).
+        """
+        import torch
+
+        try:
+            return self._run(clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=on_step)
+        except torch.cuda.OutOfMemoryError as error:
+            detail = str(error).splitlines()[0]
+            raise GpuOutOfMemory(f"{self.settings.name} on {self._params['device']}: {detail}") from None
+
+
+@dataclass
+class VoidInpainter:
+    """The ``void`` backend's pass 1 in one process (``void_ops.pipeline.Inpainter``)."""
+
+    model: Any  # VoidModel, or anything with its call signature (a Ray actor adapter)
+    settings: VoidSettings = field(default_factory=VoidSettings)
+    name: str = "void"
+    version: str = "1"
+
+    def params(self) -> dict[str, object]:
+        """Return the backend's geometry and the model pass's recipe, for provenance."""
+        return {"backend": self.name, "backend_version": self.version, **self.settings.as_dict(), **self.model.params()}
+
+    def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
+        """Padding, latent length, windows and fit for a shot of this size."""
+        recipe = self.model.params()
+        return describe_clip(frames, height, width, self.settings, int(recipe["window"]), int(recipe["overlap"]))
+
+    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray:
+        """Return the fill, (F, H, W, 3) in the plate's dtype."""
+        if not prompt:
+            raise InvalidInput("the void backend needs a background prompt (the scene after removal): set 'prompt'")
+        clip = prepare_clip(frames, quadmask, self.settings)
+        return finish_clip(self.model(clip, seed=seed, prompt=prompt), clip, frames.dtype)
+
+
+@dataclass
+class VoidRefiner:
+    """The ``void`` backend's pass 2: refines from noise warped along pass 1's motion."""
+
+    model: Any
+    warp: Any  # WarpSettings
+    settings: VoidSettings = field(default_factory=VoidSettings)
+    name: str = "void-pass2"
+    version: str = "1"
+
+    def params(self) -> dict[str, object]:
+        """Return geometry, warp settings and the model pass's recipe, for provenance."""
+        warp = {f"warp_{key}": value for key, value in dataclasses.asdict(self.warp).items()}
+        return {
+            "refiner": self.name,
+            "refiner_version": self.version,
+            **self.settings.as_dict(),
+            **warp,
+            **self.model.params(),
+        }
+
+    def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
+        """Padding, latent length, windows and fit for a shot of this size."""
+        recipe = self.model.params()
+        return describe_clip(frames, height, width, self.settings, int(recipe["window"]), int(recipe["overlap"]))
+
+    def __call__(
+        self, frames: np.ndarray, quadmask: np.ndarray, first_pass: np.ndarray, *, seed: int, prompt: str
+    ) -> np.ndarray:
+        """Return the refined fill, (F, H, W, 3) in the plate's dtype, from the plate, quadmask and pass 1's fill."""
+        if not prompt:
+            raise InvalidInput("the void backend needs a background prompt (the scene after removal): set 'prompt'")
+        clip = prepare_clip(frames, quadmask, self.settings)
+        first, _ = fit_frames(_to_unit(first_pass), self.settings.height, self.settings.width, mode=self.settings.fit)
+        first = pingpong(first, len(clip.video))
+        output = self.model(clip, seed=seed, prompt=prompt, first_pass=first, warp=self.warp)
+        return finish_clip(output, clip, frames.dtype)
