@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from prefect_ray import RayTaskRunner
 from prefect_ray.context import remote_options
 
-from flows.params import BatchRequest, plan
+from flows.params import BatchRequest, forced_stages, plan
 from tasks.batch import conform_batch, report_batch
 from tasks.ledger import Ledger
 from tasks.shots import ShotJob, process_shot
@@ -64,14 +64,18 @@ def run_batch(request: BatchRequest) -> BatchResult:
         The batch's ID, final state, shot names by outcome, and where the conformed edit and report went.
     """
     logger = get_run_logger()
-    edit_path, edit_hash, shots = plan(request)
+    edit, shots = plan(request)
     ledger = Ledger(request.db_url)
+    edit_id = ledger.record_edit(edit.path, edit.sha256, edit.rate, edit.warnings)
     batch_id = ledger.create_batch(
-        edit_path=Path(edit_path),
-        edit_sha256=edit_hash,
+        edit_id=edit_id,
+        edit_path=edit.path,
+        edit_sha256=edit.sha256,
         out_dir=request.out_dir,
         backend=request.backend,
         params=request.model_dump(mode="json", exclude={"db_url"}),
+        kind="rerun" if request.parent_batch else "run",
+        parent_id=request.parent_batch,
     )
     ledger.set_flow_run(batch_id, flow_run.get_id())
     ledger.add_shots(batch_id, shots)
@@ -87,6 +91,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
         blend=Blend(grow=request.grow, feather=request.feather),
         output=request.output,
         pass2=request.void.pass2,
+        force=forced_stages(request.force_from),
     )
     pools: list[Pool] = []
     if request.backend == "void" and ready:
@@ -103,7 +108,8 @@ def run_batch(request: BatchRequest) -> BatchResult:
             if future.state.is_completed():
                 outcome = future.result()
                 done.append(name)
-                print(f"[{count}/{len(ready)}] {name}: delivered {outcome.delivery.version} in {outcome.seconds:.1f}s")
+                reused = f", cached: {' '.join(outcome.cached)}" if outcome.cached else ""
+                print(f"[{count}/{len(ready)}] {name}: {outcome.version} in {outcome.seconds:.1f}s{reused}")
             else:
                 failed.append(name)
                 print(f"[{count}/{len(ready)}] {name}: FAILED: {future.state.message}")

@@ -61,6 +61,33 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="make a synthetic shoot and run the whole batch on it")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
 
+    rerun = commands.add_parser("rerun", help="rerun shots of an earlier batch as a new batch (nothing is overwritten)")
+    rerun.add_argument("--batch", help="the batch to rerun (default: the newest batch holding --shot)")
+    rerun.add_argument("--failed", action="store_true", help="every shot that failed or did not finish")
+    rerun.add_argument("--shot", action="append", default=[], help="this shot (repeatable)")
+    rerun.add_argument(
+        "--from",
+        dest="force_from",
+        choices=("mask", "pass1", "pass2", "deliver", "conform"),
+        help="run this stage and every later one even where they are cached",
+    )
+    rerun.add_argument("--dry-run", action="store_true", help="print the plan, with a reason per stage, and stop")
+    rerun.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
+    rerun.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+
+    resume = commands.add_parser("resume", help="finish the unfinished shots of a batch (rerun --failed)")
+    resume.add_argument("batch")
+    resume.add_argument("--dry-run", action="store_true")
+    resume.add_argument("--ray-address")
+
+    history = commands.add_parser("history", help="every version and stage run of a shot, across batches")
+    history.add_argument("shot")
+    history.add_argument("--json", action="store_true")
+
+    export = commands.add_parser("export", help="write a batch's stage runs as Parquet (one row per stage run)")
+    export.add_argument("--batch", required=True)
+    export.add_argument("-o", "--out", type=Path, required=True, help="a .parquet file")
+
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=("upgrade",))
     return parser
@@ -100,7 +127,7 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
     from flows.params import plan
 
-    _, _, shots = plan(_request(args, settings))
+    _, shots = plan(_request(args, settings))
     if args.json:
         print(json.dumps({"shots": [shot.to_json() for shot in shots]}, indent=2))
         return 0
@@ -118,7 +145,7 @@ def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:
     from infra.database import ensure_schema
 
     ensure_schema(settings.db_url)
-    _, _, shots = plan(request)  # fail fast, before Prefect and Ray start, on an unusable edit or sidecar
+    _, shots = plan(request)  # fail fast, before Prefect and Ray start, on an unusable edit or sidecar
     ready = sum(shot.status == "ready" for shot in shots)
     print(f"voidflow: {ready} of {len(shots)} shots to process; starting Prefect and Ray ...", flush=True)
     started = time.monotonic()
@@ -197,20 +224,23 @@ def _batch_json(batch: Any) -> dict[str, Any]:
                 "state": shot.state,
                 "reason": shot.reason,
                 "version": shot.version,
-                "stages": [
-                    {
-                        "stage": run.stage,
-                        "state": run.state,
-                        "attempt": run.attempt,
-                        "started_at": when(run.started_at),
-                        "finished_at": when(run.finished_at),
-                        "error": run.error_message,
-                    }
-                    for run in shot.stage_runs
-                ],
+                "stages": [_run_json(run) for run in shot.stage_runs],
             }
             for shot in batch.shots
         ],
+    }
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    return {
+        "stage": run.stage,
+        "state": run.state,
+        "attempt": run.attempt,
+        "key": run.key,
+        "cached_from": run.cached_from_id,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "error": run.error_message,
     }
 
 
@@ -222,6 +252,110 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _rerun(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.rerun import prepare_rerun
+    from infra.database import ensure_schema
+    from tasks.ledger import Ledger
+
+    ensure_schema(settings.db_url)
+    if not args.failed and not args.shot:
+        raise InvalidInput("say which shots to rerun: --failed, or --shot NAME")
+    batch_id = args.batch or _newest_batch_with(Ledger(settings.db_url), args.shot[0])
+    request, plans = prepare_rerun(
+        settings.db_url, batch_id, failed=args.failed, shots=args.shot, force_from=args.force_from
+    )
+    if request is None:
+        print(f"batch {batch_id[:8]}: nothing to rerun (every shot finished)")
+        return 0
+    if args.dry_run:
+        if getattr(args, "json", False):
+            print(json.dumps({"batch": request.parent_batch, "shots": [p.as_dict() for p in plans]}, indent=2))
+            return 0
+        print(f"rerun of batch {str(request.parent_batch)[:8]} ({len(plans)} shots):")
+        for shot_plan in plans:
+            for stage in shot_plan.stages:
+                print(f"  {shot_plan.shot:<24} {stage.stage:<8} {stage.action:<6} {stage.reason}")
+        return 0
+    return _execute(request, settings, args.ray_address)
+
+
+def _newest_batch_with(ledger: Any, shot: str) -> str:
+    rows, _ = ledger.history(shot)
+    if not rows:
+        raise InvalidInput(f"no batch has a shot named '{shot}'")
+    return str(rows[-1].batch_id)
+
+
+def _resume(args: argparse.Namespace, settings: Settings) -> int:
+    namespace = argparse.Namespace(
+        batch=args.batch,
+        failed=True,
+        shot=[],
+        force_from=None,
+        dry_run=args.dry_run,
+        json=False,
+        ray_address=args.ray_address,
+    )
+    return _rerun(namespace, settings)
+
+
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.database import ensure_schema
+    from tasks.ledger import Ledger
+
+    ensure_schema(settings.db_url)
+    rows, versions = Ledger(settings.db_url).history(args.shot)
+    if not rows:
+        raise InvalidInput(f"no batch has a shot named '{args.shot}'")
+    document = {
+        "shot": args.shot,
+        "versions": [
+            {
+                "version": v.label,
+                "status": v.status,
+                "review": v.review_state,
+                "batch": v.batch_id,
+                "created_at": v.created_at.isoformat(),
+            }
+            for v in versions
+        ],
+        "batches": [
+            {
+                "batch": row.batch_id,
+                "kind": row.batch.kind,
+                "state": row.state,
+                "version": row.version,
+                "reason": row.reason,
+                "stages": [_run_json(run) for run in row.stage_runs],
+            }
+            for row in rows
+        ],
+    }
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return 0
+    print(f"{args.shot}: versions {', '.join(f'{v.label} ({v.status})' for v in versions) or 'none'}")
+    for entry in document["batches"]:
+        print(f"  batch {entry['batch'][:8]} {entry['kind']:<5} {entry['state']:<8} {entry['version'] or ''}")
+        for stage in entry["stages"]:
+            note = stage["error"] or (f"reused run {stage['cached_from']}" if stage["cached_from"] else "")
+            print(f"      {stage['stage']:<8} {stage['state']:<7} attempt {stage['attempt']} {note}")
+    return 0
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.database import ensure_schema
+    from tasks.batch import load_batch
+    from tasks.export import write_parquet
+    from tasks.ledger import Ledger
+
+    ensure_schema(settings.db_url)
+    batch = load_batch(Ledger(settings.db_url), args.batch)
+    written, count = write_parquet(batch, args.out.absolute())
+    print(f"wrote {count} stage runs of batch {batch.id[:8]} to {written}")
+    return 0
+
+
 _COMMANDS = {
     "plan": _plan,
     "run": _run,
@@ -229,6 +363,10 @@ _COMMANDS = {
     "status": _status,
     "demo": _demo,
     "db": _db,
+    "rerun": _rerun,
+    "resume": _resume,
+    "history": _history,
+    "export": _export,
 }
 
 

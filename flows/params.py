@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from void_ops import media
-from void_ops.exceptions import ConfigurationError
-from void_ops.intake import Selection, plan_shots, read_edit
+from void_ops.exceptions import ConfigurationError, InvalidInput
+from void_ops.intake import Edit, Selection, plan_shots, read_edit
 from void_ops.shots import MediaSource, Shot
 from void_ops.sidecar import load_sidecar
 
 if TYPE_CHECKING:
     from void_ops.void.backend import VoidConfig
 
-__all__ = ["BACKENDS", "BatchRequest", "VoidOptions", "plan"]
+__all__ = ["BACKENDS", "STAGE_ORDER", "BatchRequest", "VoidOptions", "forced_stages", "plan"]
 
 #: Inpainting backends a batch can name (built in ``tasks.backends``).
 BACKENDS = ("cleanplate", "void")
@@ -106,20 +106,52 @@ class BatchRequest(BaseModel):
     grow: int = Field(default=4, ge=0)
     feather: int = Field(default=4, ge=0)
     void: VoidOptions = VoidOptions()
+    only_shots: tuple[str, ...] | None = None
+    force_from: Literal["mask", "pass1", "pass2", "deliver", "conform"] | None = None
+    parent_batch: str | None = None
 
 
 def _frame_count(source: MediaSource) -> int:
     return media.probe(source).frames
 
 
-def plan(request: BatchRequest) -> tuple[str, str, list[Shot]]:
-    """Read the edit and sidecar and plan the shots: (edit path, edit hash, shots). Cheap; no Prefect or Ray.
+STAGE_ORDER = ("mask", "pass1", "pass2", "deliver", "conform")
+
+
+def forced_stages(force_from: str | None) -> tuple[str, ...]:
+    """The compute stages ``--from`` makes run even when cached: the named stage and every later one.
+
+    The deliver stage is forced only by ``--from deliver``: otherwise its key (which covers the final fill's
+    content) decides, so a rerun whose output did not change keeps its version. ``--from conform`` forces nothing.
+    """
+    if force_from is None or force_from == "conform":
+        return ()
+    if force_from == "deliver":
+        return ("deliver",)
+    return tuple(STAGE_ORDER[STAGE_ORDER.index(force_from) : STAGE_ORDER.index("deliver")])
+
+
+def plan(request: BatchRequest) -> tuple[Edit, list[Shot]]:
+    """Read the edit and sidecar and plan the shots. Cheap; no Prefect or Ray.
+
+    With ``only_shots`` (a rerun), every other shot is skipped with the reason "not in this rerun".
 
     Raises:
-        EditUnreadable, SidecarInvalid, InvalidInput: the edit, sidecar or selection is unusable.
+        EditUnreadable, SidecarInvalid, InvalidInput: the edit, sidecar or selection is unusable, or
+            ``only_shots`` names a shot the edit does not have.
     """
     edit = read_edit(request.edit, edl_rate=request.edl_rate)
     sidecar = load_sidecar(request.sidecar) if request.sidecar else None
     selection = Selection(track=request.track, everything=request.select_all)
     shots = plan_shots(edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=_frame_count)
-    return str(edit.path), edit.sha256, shots
+    if request.only_shots is not None:
+        unknown = sorted(set(request.only_shots) - {shot.name for shot in shots})
+        if unknown:
+            raise InvalidInput(f"{edit.path.name}: no shots named {', '.join(unknown)}")
+        shots = [
+            shot
+            if shot.name in request.only_shots
+            else dataclasses.replace(shot, status="skipped", reason="not in this rerun")
+            for shot in shots
+        ]
+    return edit, shots

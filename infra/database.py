@@ -4,8 +4,11 @@ SQLite (WAL mode) is the embedded default; PostgreSQL is used through a ``postgr
 change is an Alembic migration under ``infra/migrations``; ``tests/test_database.py`` fails when these models and
 the migrations disagree.
 
-Tables: ``batches`` (one nightly run over one edit), ``shots`` (one clip of that edit in that batch),
-``stage_runs`` (one attempt at one stage of one shot) and ``artifacts`` (files a stage run wrote).
+Tables: ``edits`` (edit intake), ``batches`` (one run over one edit; reruns point at their parent), ``shots`` (one
+clip of that edit in that batch), ``stage_runs`` (one attempt at one stage of one shot, or a cache hit),
+``artifacts`` (files a stage run wrote), ``versions`` (immutable ``v###`` per shot name with lineage and review
+state), ``vlm_exchanges`` (stored VLM requests and responses for offline replay) and ``file_hashes`` (content
+hash memo).
 """
 
 from __future__ import annotations
@@ -19,7 +22,19 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
 from sqlalchemy import create_engine as _sa_create_engine
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,8 +46,12 @@ __all__ = [
     "Artifact",
     "Base",
     "Batch",
+    "EditRow",
+    "FileHash",
     "ShotRow",
     "StageRun",
+    "Version",
+    "VlmExchangeRow",
     "engine_for",
     "ensure_schema",
     "redact_url",
@@ -54,20 +73,37 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
 
 
+class EditRow(Base):
+    """An edit file as read at intake (one row per path and content)."""
+
+    __tablename__ = "edits"
+    __table_args__ = (UniqueConstraint("path", "sha256"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rate: Mapped[float] = mapped_column(Float)
+    warnings: Mapped[dict[str, Any]]
+    read_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Batch(Base):
-    """One run of voidflow over one edit."""
+    """One run of voidflow over one edit; a rerun is a batch whose ``parent_id`` names the batch it reruns."""
 
     __tablename__ = "batches"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None]
     state: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16), default="run")
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id"))
+    edit_id: Mapped[int] = mapped_column(ForeignKey("edits.id"))
     edit_path: Mapped[str] = mapped_column(Text)
     edit_sha256: Mapped[str] = mapped_column(String(64))
     out_dir: Mapped[str] = mapped_column(Text)
     backend: Mapped[str] = mapped_column(String(32))
     params: Mapped[dict[str, Any]]
     host: Mapped[str] = mapped_column(String(255))
+    code_version: Mapped[str] = mapped_column(String(64))
     prefect_flow_run_id: Mapped[str | None] = mapped_column(String(64))
     shots: Mapped[list[ShotRow]] = relationship(back_populates="batch", order_by="ShotRow.id")
 
@@ -76,7 +112,7 @@ class ShotRow(Base):
     """One clip of the batch's edit and where it stands."""
 
     __tablename__ = "shots"
-    __table_args__ = (UniqueConstraint("batch_id", "name"),)
+    __table_args__ = (UniqueConstraint("batch_id", "name"), Index("ix_shots_name", "name"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"), index=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -84,6 +120,7 @@ class ShotRow(Base):
     clip_index: Mapped[int]
     clip_name: Mapped[str] = mapped_column(Text)
     media: Mapped[str | None] = mapped_column(Text)
+    plate_sha256: Mapped[str | None] = mapped_column(String(64))
     rate: Mapped[float] = mapped_column(Float)
     source_start: Mapped[int] = mapped_column(BigInteger)
     duration: Mapped[int]
@@ -98,20 +135,33 @@ class ShotRow(Base):
 
 
 class StageRun(Base):
-    """One attempt at one stage (mask, pass1, deliver, …) of one shot."""
+    """One attempt at one stage (mask, pass1, pass2, deliver) of one shot, or a cache hit on an earlier one.
+
+    ``key`` hashes the stage's input content hashes, parameters, weight hashes and op version; a ``cached`` run
+    points at the run that produced its outputs (``cached_from_id``). ``token`` is the run's ownership fence: only
+    the attempt holding it may finish the row.
+    """
 
     __tablename__ = "stage_runs"
+    __table_args__ = (Index("ix_stage_runs_stage_key_state", "stage", "key", "state"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shot_id: Mapped[int] = mapped_column(ForeignKey("shots.id"), index=True)
     stage: Mapped[str] = mapped_column(String(32))
     attempt: Mapped[int] = mapped_column(default=1)
     state: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(64))
+    cached_from_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+    token: Mapped[str] = mapped_column(String(32))
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     host: Mapped[str] = mapped_column(String(255))
+    gpu: Mapped[str | None] = mapped_column(String(128))
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    code_version: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict[str, Any]]
     error_class: Mapped[str | None] = mapped_column(String(128))
     error_message: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
     shot: Mapped[ShotRow] = relationship(back_populates="stage_runs")
     artifacts: Mapped[list[Artifact]] = relationship(back_populates="stage_run", order_by="Artifact.id")
 
@@ -131,6 +181,54 @@ class Artifact(Base):
     width: Mapped[int | None]
     height: Mapped[int | None]
     stage_run: Mapped[StageRun] = relationship(back_populates="artifacts")
+
+
+class Version(Base):
+    """An immutable delivered version of a shot (``v001``…), with the runs it came from and its review state.
+
+    ``status`` is ``delivering`` while its files are written, then ``delivered`` or ``failed``; numbers are unique
+    per shot name across all batches and never reused.
+    """
+
+    __tablename__ = "versions"
+    __table_args__ = (UniqueConstraint("shot_name", "number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shot_name: Mapped[str] = mapped_column(String(255))
+    number: Mapped[int]
+    label: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"))
+    shot_id: Mapped[int] = mapped_column(ForeignKey("shots.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    review_state: Mapped[str] = mapped_column(String(16), default="pending")
+    deliver_run_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+    mask_run_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+    pass1_run_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+    pass2_run_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+
+
+class VlmExchangeRow(Base):
+    """A stored VLM request and its raw response, so a rerun can replay it offline (no API key is ever stored)."""
+
+    __tablename__ = "vlm_exchanges"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(128))
+    request_summary: Mapped[str] = mapped_column(Text)
+    response_text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stage_run_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+
+
+class FileHash(Base):
+    """Memo of content hashes by path, size and modification time, so unchanged plates are not re-read."""
+
+    __tablename__ = "file_hashes"
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
 
 
 def redact_url(url: str) -> str:

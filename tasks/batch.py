@@ -27,9 +27,10 @@ def load_batch(ledger: Ledger, batch_id: str) -> Batch:
     return found[0]
 
 
-def _delivered_run(shot: ShotRow) -> StageRun | None:
-    runs = [run for run in shot.stage_runs if run.stage == "deliver" and run.state == "done"]
-    return runs[-1] if runs else None
+def _delivered_run(ledger: Ledger, shot: ShotRow) -> StageRun | None:
+    """The run whose files a shot's delivery is: its own deliver run, or the one a cache hit points at."""
+    runs = [run for run in shot.stage_runs if run.stage == "deliver" and run.state in ("done", "cached")]
+    return ledger.origin(runs[-1]) if runs else None
 
 
 def _source(shot: ShotRow, path: str, frames: int | None, fps: float | None) -> MediaSource:
@@ -38,23 +39,29 @@ def _source(shot: ShotRow, path: str, frames: int | None, fps: float | None) -> 
     return MediaSource(path, kind, fps or shot.rate, shot.source_start - shot.head, frames, first_number)
 
 
-def deliveries(batch: Batch) -> dict[str, Delivery]:
-    """Return the batch's delivered versions by shot name, rebuilt from the ledger's artifacts."""
-    found = {}
-    for shot in batch.shots:
-        run = _delivered_run(shot)
-        if shot.state != "done" or shot.version is None or run is None:
-            continue
-        files = {artifact.kind: artifact for artifact in run.artifacts}
-        output, matte = files["delivery"], files["matte"]
-        found[shot.name] = Delivery(
-            shot=shot.name,
-            version=shot.version,
-            media=_source(shot, output.path, output.frames, output.fps),
-            matte=_source(shot, matte.path, matte.frames, matte.fps),
-            width=output.width or 0,
-            height=output.height or 0,
-        )
+def deliveries(ledger: Ledger, batch: Batch) -> dict[str, Delivery]:
+    """Return the delivered versions by shot name: this batch's, then (for shots it did not deliver, as in a
+    rerun of failed shots) its parent batches', rebuilt from the ledger's artifacts."""
+    found: dict[str, Delivery] = {}
+    current: Batch | None = batch
+    while current is not None:
+        for shot in current.shots:
+            if shot.name in found or shot.state != "done" or shot.version is None:
+                continue
+            run = _delivered_run(ledger, shot)
+            if run is None:
+                continue
+            files = {artifact.kind: artifact for artifact in run.artifacts}
+            output, matte = files["delivery"], files["matte"]
+            found[shot.name] = Delivery(
+                shot=shot.name,
+                version=shot.version,
+                media=_source(shot, output.path, output.frames, output.fps),
+                matte=_source(shot, matte.path, matte.frames, matte.fps),
+                width=output.width or 0,
+                height=output.height or 0,
+            )
+        current = load_batch(ledger, current.parent_id) if current.parent_id else None
     return found
 
 
@@ -65,19 +72,20 @@ def conform_batch(db_url: str, batch_id: str, out: Path, *, edit_path: Path | No
     Raises:
         ConformError: the edit changed since the batch planned it, or a delivery does not fit its clip.
     """
-    batch = load_batch(Ledger(db_url), batch_id)
+    ledger = Ledger(db_url)
+    batch = load_batch(ledger, batch_id)
     edit = read_edit(Path(edit_path or batch.edit_path), edl_rate=batch.params.get("edl_rate"))
     if edit.sha256 != batch.edit_sha256:
         raise ConformError(f"{edit.path}: the edit changed since batch {batch_id} planned it; conform refused")
-    return write_edit(conform(edit, deliveries(batch)), out)
+    return write_edit(conform(edit, deliveries(ledger, batch)), out)
 
 
-def _card(shot: ShotRow) -> ShotCard:
+def _card(ledger: Ledger, shot: ShotRow) -> ShotCard:
     stages = tuple(
         (run.stage, run.state, ((run.finished_at or run.started_at) - run.started_at).total_seconds())
         for run in shot.stage_runs
     )
-    run = _delivered_run(shot)
+    run = _delivered_run(ledger, shot)
     files = {artifact.kind: artifact.path for artifact in run.artifacts} if run else {}
     qc = run.params.get("qc", {}) if run else {}
     qc_line = QcReport(**{f.name: qc[f.name] for f in dataclasses.fields(QcReport)}).summary() if qc else ""
@@ -97,7 +105,8 @@ def _card(shot: ShotRow) -> ShotCard:
 @task(name="report", persist_result=False)
 def report_batch(db_url: str, batch_id: str, out: Path) -> Path:
     """Write the batch's HTML report (states, timings, QC, contact sheets) to ``out``."""
-    batch = load_batch(Ledger(db_url), batch_id)
+    ledger = Ledger(db_url)
+    batch = load_batch(ledger, batch_id)
     counts: dict[str, int] = {}
     for shot in batch.shots:
         counts[shot.state] = counts.get(shot.state, 0) + 1
@@ -109,5 +118,5 @@ def report_batch(db_url: str, batch_id: str, out: Path) -> Path:
         ("shots", ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))),
     ]
     return write_report(
-        out, title=f"voidflow batch {batch.id[:8]}", summary=summary, cards=[_card(s) for s in batch.shots]
+        out, title=f"voidflow batch {batch.id[:8]}", summary=summary, cards=[_card(ledger, s) for s in batch.shots]
     )

@@ -1,12 +1,18 @@
-"""Provenance reads and writes: batches, shots, stage runs and artifacts in the voidflow database.
+"""Provenance reads and writes: edits, batches, shots, stage runs, artifacts, versions, VLM exchanges.
 
 Every write is one short unit of work. A stage run is written as ``running`` when it starts and becomes ``done``
-(with its artifacts) only after the stage succeeded, or ``failed`` with the error's class and message.
+(with its artifacts) only after the stage succeeded, or ``failed`` with the error's class, message and traceback.
+Finishing a run checks its ownership token, so a late report from an attempt that lost the run can never overwrite
+the attempt that owns it. A completed stage with the same key is not run again: the new run is recorded as
+``cached`` and points at the run that made the outputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Iterator, Sequence
@@ -15,13 +21,45 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from infra.database import Artifact, Batch, ShotRow, StageRun, engine_for, utcnow
+from infra.database import (
+    Artifact,
+    Batch,
+    EditRow,
+    FileHash,
+    ShotRow,
+    StageRun,
+    Version,
+    VlmExchangeRow,
+    engine_for,
+    utcnow,
+)
+from void_ops.exceptions import MediaInvalid, StorageUnavailable
 from void_ops.shots import Shot
 
-__all__ = ["ArtifactInfo", "Ledger", "StageHandle"]
+__all__ = ["ArtifactInfo", "Ledger", "StageHandle", "code_version", "content_hash"]
+
+_RETRIES = 8
+
+
+def code_version() -> str:
+    """voidflow's version, plus the git commit when running from a checkout (recorded with every stage run)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("voidflow")
+    except PackageNotFoundError:
+        release = "0+unknown"
+    head = Path(__file__).resolve().parents[1] / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        commit = (head.parent / ref[5:]).read_text().strip() if ref.startswith("ref: ") else ref
+        return f"{release}+g{commit[:12]}"
+    except OSError:
+        return release
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +81,7 @@ class StageHandle:
     """What a running stage may add to its record before it finishes."""
 
     run_id: int
+    token: str
     artifacts: list[ArtifactInfo] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -52,19 +91,49 @@ class StageHandle:
 
 
 class Ledger:
-    """The voidflow database, seen as a ledger of batches, shots and stage runs."""
+    """The voidflow database, seen as a ledger of batches, shots, stage runs and versions."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self._sessions = sessionmaker(engine_for(url), expire_on_commit=False)
+        self._code = code_version()
 
     @contextmanager
     def _unit(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
 
+    # -- batches and shots ------------------------------------------------------------------------------------
+
+    def record_edit(self, path: Path, sha256: str, rate: float, warnings: Sequence[str]) -> int:
+        """Record an edit intake (one row per path and content) and return its ID."""
+        for _ in range(_RETRIES):
+            try:
+                with self._unit() as session:
+                    found = session.execute(
+                        select(EditRow.id).where(EditRow.path == str(path), EditRow.sha256 == sha256)
+                    ).scalar_one_or_none()
+                    if found is not None:
+                        return found
+                    row = EditRow(path=str(path), sha256=sha256, rate=rate, warnings={"warnings": list(warnings)})
+                    session.add(row)
+                    session.flush()
+                    return row.id
+            except IntegrityError:  # another batch recorded the same edit at the same moment
+                continue
+        raise StorageUnavailable(f"could not record the edit {path} after {_RETRIES} attempts")
+
     def create_batch(
-        self, *, edit_path: Path, edit_sha256: str, out_dir: Path, backend: str, params: dict[str, Any]
+        self,
+        *,
+        edit_id: int,
+        edit_path: Path,
+        edit_sha256: str,
+        out_dir: Path,
+        backend: str,
+        params: dict[str, Any],
+        kind: str = "run",
+        parent_id: str | None = None,
     ) -> str:
         """Record a new running batch and return its ID (32 hex characters)."""
         batch_id = uuid.uuid4().hex
@@ -73,12 +142,16 @@ class Ledger:
                 Batch(
                     id=batch_id,
                     state="running",
+                    kind=kind,
+                    parent_id=parent_id,
+                    edit_id=edit_id,
                     edit_path=str(edit_path),
                     edit_sha256=edit_sha256,
                     out_dir=str(out_dir),
                     backend=backend,
                     params=params,
                     host=socket.gethostname(),
+                    code_version=self._code,
                 )
             )
         return batch_id
@@ -114,53 +187,10 @@ class Ledger:
     def _shot(self, session: Session, batch_id: str, name: str) -> ShotRow:
         return session.execute(select(ShotRow).where(ShotRow.batch_id == batch_id, ShotRow.name == name)).scalar_one()
 
-    @contextmanager
-    def stage(
-        self, batch_id: str, shot: str, stage: str, params: dict[str, Any], attempt: int = 1
-    ) -> Iterator[StageHandle]:
-        """Record one stage run around the ``with`` body.
-
-        The run is ``running`` while the body runs, ``done`` with the handle's artifacts when it returns, and
-        ``failed`` with the error's class, message and traceback when it raises (the error propagates).
-
-        Example::
-
-            with ledger.stage(batch_id, "sh010", "mask", {"threshold": 128}) as run:
-                run.add(ArtifactInfo("quadmask", path, digest, size))
-        """
+    def set_plate_hash(self, batch_id: str, shot: str, sha256: str) -> None:
+        """Record the content hash of the plate range a shot read."""
         with self._unit() as session:
-            row = self._shot(session, batch_id, shot)
-            row.state = "running"
-            run = StageRun(
-                shot_id=row.id, stage=stage, attempt=attempt, state="running", host=socket.gethostname(), params=params
-            )
-            session.add(run)
-            session.flush()
-            handle = StageHandle(run.id)
-        try:
-            yield handle
-        except BaseException as error:
-            with self._unit() as session:
-                failed = session.get_one(StageRun, handle.run_id)
-                failed.state = "failed"
-                failed.finished_at = utcnow()
-                failed.error_class = type(error).__name__
-                failed.error_message = (str(error) or type(error).__name__)[:2000]
-                failed.params = {**failed.params, **handle.params, "traceback": traceback.format_exc(limit=8)}
-            raise
-        with self._unit() as session:
-            done = session.get_one(StageRun, handle.run_id)
-            done.state = "done"
-            done.finished_at = utcnow()
-            done.params = {**done.params, **handle.params}
-            session.add_all(Artifact(stage_run_id=done.id, **asdict(a)) for a in handle.artifacts)
-
-    def next_version(self, shot: str) -> str:
-        """Return the next free version label (``v001`` …) for the shot name, across all batches."""
-        with self._unit() as session:
-            used = session.execute(select(ShotRow.version).where(ShotRow.name == shot)).scalars().all()
-        numbers = [int(v[1:]) for v in used if v]
-        return f"v{max(numbers, default=0) + 1:03d}"
+            self._shot(session, batch_id, shot).plate_sha256 = sha256
 
     def finish_shot(
         self, batch_id: str, shot: str, *, state: str, reason: str = "", version: str | None = None
@@ -173,17 +203,261 @@ class Ledger:
                 row.version = version
 
     def finish_batch(self, batch_id: str) -> str:
-        """Close a batch: ``done`` when no shot failed, else ``failed``; return that state."""
+        """Close a batch: ``done`` when no shot failed or was left unfinished, else ``failed``; return the state."""
         with self._unit() as session:
             batch = session.get_one(Batch, batch_id)
-            failed = session.execute(
-                select(func.count()).where(ShotRow.batch_id == batch_id, ShotRow.state.in_(("failed", "running")))
+            unfinished = session.execute(
+                select(func.count()).where(
+                    ShotRow.batch_id == batch_id, ShotRow.state.in_(("failed", "running", "planned"))
+                )
             ).scalar_one()
-            batch.state = "failed" if failed else "done"
+            batch.state = "failed" if unfinished else "done"
             batch.finished_at = utcnow()
             return batch.state
 
-    def batches(self, batch_id: str | None = None) -> list[Batch]:
+    # -- stage runs and the cache -----------------------------------------------------------------------------
+
+    @contextmanager
+    def stage(
+        self,
+        batch_id: str,
+        shot: str,
+        stage: str,
+        params: dict[str, Any],
+        *,
+        key: str,
+        attempt: int = 1,
+        seed: int | None = None,
+        gpu: str | None = None,
+    ) -> Iterator[StageHandle]:
+        """Record one stage run around the ``with`` body.
+
+        The run is ``running`` while the body runs, ``done`` with the handle's artifacts when it returns, and
+        ``failed`` with the error's class, message and traceback when it raises (the error propagates). Only the
+        attempt holding the run's token can finish it.
+
+        Example::
+
+            with ledger.stage(batch_id, "sh010", "mask", {"threshold": 128}, key=key) as run:
+                run.add(ArtifactInfo("quadmask", path, digest, size))
+        """
+        token = uuid.uuid4().hex
+        with self._unit() as session:
+            row = self._shot(session, batch_id, shot)
+            row.state = "running"
+            run = StageRun(
+                shot_id=row.id,
+                stage=stage,
+                attempt=attempt,
+                state="running",
+                key=key,
+                token=token,
+                host=socket.gethostname(),
+                gpu=gpu,
+                seed=seed,
+                code_version=self._code,
+                params=params,
+            )
+            session.add(run)
+            session.flush()
+            handle = StageHandle(run.id, token)
+        try:
+            yield handle
+        except BaseException as error:
+            self._finish(
+                handle,
+                state="failed",
+                error_class=type(error).__name__,
+                error_message=(str(error) or type(error).__name__)[:2000],
+                traceback=traceback.format_exc(limit=12),
+            )
+            raise
+        self._finish(handle, state="done")
+
+    def _finish(self, handle: StageHandle, *, state: str, **errors: str) -> None:
+        with self._unit() as session:
+            result: Any = session.execute(
+                update(StageRun)
+                .where(StageRun.id == handle.run_id, StageRun.token == handle.token, StageRun.state == "running")
+                .values(state=state, finished_at=utcnow(), **errors)
+            )
+            if not result.rowcount:
+                return  # the run was taken over (e.g. marked lost); a late report changes nothing
+            if handle.params:
+                row = session.get_one(StageRun, handle.run_id)
+                row.params = {**row.params, **handle.params}
+            if state == "done":
+                session.add_all(Artifact(stage_run_id=handle.run_id, **asdict(a)) for a in handle.artifacts)
+
+    def cached(self, stage: str, key: str) -> StageRun | None:
+        """Return the newest completed run of ``stage`` with ``key`` whose files all still exist, or None."""
+        with self._unit() as session:
+            runs = session.execute(
+                select(StageRun)
+                .options(selectinload(StageRun.artifacts))
+                .where(StageRun.stage == stage, StageRun.key == key, StageRun.state == "done")
+                .order_by(StageRun.id.desc())
+                .limit(5)
+            ).scalars()
+            for run in runs:
+                if all(_exists(artifact.path) for artifact in run.artifacts):
+                    return run
+        return None
+
+    def record_cache_hit(self, batch_id: str, shot: str, stage: str, origin: StageRun, *, attempt: int = 1) -> int:
+        """Record that ``stage`` of ``shot`` reused ``origin``'s outputs; return the new run's ID."""
+        with self._unit() as session:
+            row = self._shot(session, batch_id, shot)
+            row.state = "running"
+            now = utcnow()
+            run = StageRun(
+                shot_id=row.id,
+                stage=stage,
+                attempt=attempt,
+                state="cached",
+                key=origin.key,
+                cached_from_id=origin.id,
+                token=uuid.uuid4().hex,
+                started_at=now,
+                finished_at=now,
+                host=socket.gethostname(),
+                seed=origin.seed,
+                code_version=self._code,
+                params=origin.params,
+            )
+            session.add(run)
+            session.flush()
+            return run.id
+
+    # -- versions ---------------------------------------------------------------------------------------------
+
+    def allocate_version(self, batch_id: str, shot: str, runs: dict[str, int | None]) -> str:
+        """Reserve the shot name's next version number (``v001`` …) for a delivery about to be written.
+
+        Numbers are unique per shot name (a unique constraint); two batches racing for one retry until each holds
+        its own. ``runs`` gives the ``mask``, ``pass1``, ``pass2`` and ``deliver`` run IDs (lineage).
+        """
+        for attempt in range(_RETRIES):
+            try:
+                with self._unit() as session:
+                    row = self._shot(session, batch_id, shot)
+                    highest = session.execute(
+                        select(func.max(Version.number)).where(Version.shot_name == shot)
+                    ).scalar_one()
+                    number = (highest or 0) + 1
+                    session.add(
+                        Version(
+                            shot_name=shot,
+                            number=number,
+                            label=f"v{number:03d}",
+                            batch_id=batch_id,
+                            shot_id=row.id,
+                            status="delivering",
+                            mask_run_id=runs.get("mask"),
+                            pass1_run_id=runs.get("pass1"),
+                            pass2_run_id=runs.get("pass2"),
+                            deliver_run_id=runs.get("deliver"),
+                        )
+                    )
+                return f"v{number:03d}"
+            except (IntegrityError, OperationalError):  # a concurrent batch took the number (or held the lock)
+                time.sleep(0.01 * (attempt + 1))
+        raise StorageUnavailable(f"shot '{shot}': could not allocate a version after {_RETRIES} attempts")
+
+    def finish_version(self, shot: str, label: str, *, status: str, deliver_run_id: int | None = None) -> None:
+        """Mark a version ``delivered`` or ``failed`` and link the deliver run that wrote it."""
+        with self._unit() as session:
+            version = session.execute(
+                select(Version).where(Version.shot_name == shot, Version.label == label)
+            ).scalar_one()
+            version.status = status
+            if deliver_run_id is not None:
+                version.deliver_run_id = deliver_run_id
+
+    def version_of_run(self, deliver_run_id: int) -> str | None:
+        """Return the label of the version a deliver run wrote, if any."""
+        with self._unit() as session:
+            return session.execute(
+                select(Version.label).where(Version.deliver_run_id == deliver_run_id)
+            ).scalar_one_or_none()
+
+    # -- hashes and VLM exchanges -----------------------------------------------------------------------------
+
+    def file_hash(self, path: Path) -> str:
+        """Return the file's sha256, reusing the memo while its size and modification time are unchanged."""
+        from void_ops.hashing import sha256_file
+
+        status = path.stat()
+        key = str(path.resolve())
+        with self._unit() as session:
+            memo = session.get(FileHash, key)
+            if memo is not None and (memo.size, memo.mtime_ns) == (status.st_size, status.st_mtime_ns):
+                return memo.sha256
+        digest = sha256_file(path)
+        memo = FileHash(path=key, size=status.st_size, mtime_ns=status.st_mtime_ns, sha256=digest)
+        for _ in range(_RETRIES):
+            try:
+                with self._unit() as session:
+                    session.merge(memo)
+                break
+            except IntegrityError:  # another shot hashed the same file at the same moment; merge again as an update
+                continue
+        return digest
+
+    def range_hash(self, source: Any, first: int, count: int) -> str:
+        """Content hash of frames [first, first + count) of a ``MediaSource`` (file hashes memoised).
+
+        Raises:
+            MediaInvalid: a frame of a sequence is missing (named).
+        """
+        if source.kind == "movie":
+            return content_hash([self.file_hash(Path(source.path)), f"{first}+{count}"])
+        files = [source.file_for_index(index) for index in range(first, first + count)]
+        missing = next((file for file in files if not file.is_file()), None)
+        if missing is not None:
+            raise MediaInvalid(f"{source.path}: frame {missing.name} missing ({missing})")
+        return content_hash([self.file_hash(file) for file in files])
+
+    def store_exchange(
+        self,
+        *,
+        request_sha256: str,
+        kind: str,
+        model: str,
+        summary: str,
+        response: str,
+        stage_run_id: int | None = None,
+    ) -> None:
+        """Store a VLM exchange once per request hash (the same request later is answered from here)."""
+        try:
+            with self._unit() as session:
+                if (
+                    session.execute(
+                        select(VlmExchangeRow.id).where(VlmExchangeRow.request_sha256 == request_sha256)
+                    ).scalar_one_or_none()
+                    is None
+                ):
+                    session.add(
+                        VlmExchangeRow(
+                            request_sha256=request_sha256,
+                            kind=kind,
+                            model=model,
+                            request_summary=summary,
+                            response_text=response,
+                            stage_run_id=stage_run_id,
+                        )
+                    )
+        except IntegrityError:  # stored concurrently by another shot: same request, same answer
+            return
+
+    def exchanges(self) -> list[VlmExchangeRow]:
+        """Every stored VLM exchange."""
+        with self._unit() as session:
+            return list(session.execute(select(VlmExchangeRow)).scalars())
+
+    # -- reading ----------------------------------------------------------------------------------------------
+
+    def batches(self, batch_id: str | None = None, *, limit: int | None = None) -> list[Batch]:
         """Return batches newest first (or the one asked for) with their shots, stage runs and artifacts loaded."""
         query = (
             select(Batch)
@@ -191,6 +465,48 @@ class Ledger:
             .order_by(Batch.created_at.desc())
         )
         if batch_id is not None:
-            query = query.where(Batch.id == batch_id)
+            query = query.where(Batch.id.startswith(batch_id))
+        if limit is not None:
+            query = query.limit(limit)
         with self._unit() as session:
             return list(session.execute(query).scalars().all())
+
+    def history(self, shot: str) -> tuple[list[ShotRow], list[Version]]:
+        """Every batch's row for a shot name (oldest first, with stage runs) and every version of it."""
+        with self._unit() as session:
+            rows = list(
+                session.execute(
+                    select(ShotRow)
+                    .options(selectinload(ShotRow.stage_runs), selectinload(ShotRow.batch))
+                    .where(ShotRow.name == shot)
+                    .order_by(ShotRow.id)
+                ).scalars()
+            )
+            versions = list(
+                session.execute(select(Version).where(Version.shot_name == shot).order_by(Version.number)).scalars()
+            )
+            return rows, versions
+
+    def origin(self, run: StageRun) -> StageRun:
+        """Follow a cached run to the run that produced its outputs (with artifacts loaded)."""
+        with self._unit() as session:
+            current = session.get_one(StageRun, run.id, options=[selectinload(StageRun.artifacts)])
+            while current.cached_from_id is not None:
+                current = session.get_one(StageRun, current.cached_from_id, options=[selectinload(StageRun.artifacts)])
+            return current
+
+
+def _exists(path: str) -> bool:
+    if "%" not in Path(path).name:
+        return os.path.exists(path)
+    folder = Path(path).parent
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def content_hash(parts: Sequence[str]) -> str:
+    """Combine ordered content hashes into one."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()

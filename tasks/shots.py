@@ -1,4 +1,4 @@
-"""The per-shot Prefect task: mask → pass 1 → deliver, each stage recorded in the ledger.
+"""The per-shot Prefect task: mask → pass 1 → [pass 2] → deliver, each stage recorded (or reused) in the ledger.
 
 The flow submits one ``process_shot`` per ready shot to the ``RayTaskRunner``, so each runs in a Ray worker. Prefect
 owns retries (transient errors only, see ``retry_transient``); Ray's own task retries are switched off where the
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,14 @@ from tasks.backends import make_backend, make_masker, make_refiner
 from tasks.ledger import ArtifactInfo, Ledger
 from void_ops import media, pipeline
 from void_ops.composite import Blend
-from void_ops.exceptions import ConfigurationError, is_retryable
+from void_ops.exceptions import ConfigurationError, MatteInvalid, MediaInvalid, StorageUnavailable, is_retryable
+from void_ops.keys import stage_key
+from void_ops.mattes import matte_source
 from void_ops.pipeline import OutputFormat, QcReport, StageFile
-from void_ops.shots import Delivery, Shot
+from void_ops.shots import Shot
 from void_ops.void.backend import VoidConfig
 
-__all__ = ["ShotJob", "ShotOutcome", "process_shot", "retry_transient"]
+__all__ = ["ShotJob", "ShotOutcome", "mask_inputs", "process_shot", "retry_transient"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class ShotJob:
     pass2: bool = False
     pass1_actors: tuple[str, ...] = ()
     pass2_actors: tuple[str, ...] = ()
+    force: tuple[str, ...] = ()  # stages run even when a completed run has their key (rerun --from)
 
     def runs_pass2(self, shot: Shot) -> bool:
         """Whether ``shot`` gets VOID's pass 2: its own sidecar choice, else the batch's."""
@@ -53,11 +57,12 @@ class ShotJob:
 
 @dataclass(frozen=True, slots=True)
 class ShotOutcome:
-    """A delivered shot."""
+    """A delivered shot: its version, how many stages were cache hits, and how long it took."""
 
     name: str
-    delivery: Delivery
-    qc: QcReport
+    version: str
+    qc: str
+    cached: tuple[str, ...]
     seconds: float
 
 
@@ -74,6 +79,26 @@ def _plate_size(shot: Shot) -> tuple[int, int]:
     return info.height, info.width
 
 
+def mask_inputs(ledger: Ledger, shot: Shot) -> dict[str, str]:
+    """Content hashes the mask stage depends on: the plate range and, when the shot has one, its matte.
+
+    Raises:
+        MatteInvalid: the matte or one of its frames is missing.
+        MediaInvalid: a plate frame is missing.
+        OSError: a file cannot be read.
+    """
+    assert shot.media is not None
+    first = shot.media.index_of(shot.first)
+    inputs = {"plate": ledger.range_hash(shot.media, first, shot.frames)}
+    if shot.instructions.matte:
+        matte = matte_source(shot.instructions.matte, shot.media)
+        try:
+            inputs["matte"] = ledger.range_hash(matte, first, shot.frames)
+        except MediaInvalid as error:
+            raise MatteInvalid(f"shot '{shot.name}': matte unusable: {error}") from None
+    return inputs
+
+
 def _artifact(stage_file: StageFile) -> ArtifactInfo:
     return ArtifactInfo(
         kind=stage_file.kind,
@@ -87,6 +112,59 @@ def _artifact(stage_file: StageFile) -> ArtifactInfo:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Shot:
+    """One attempt at one shot: where it records and what it may reuse."""
+
+    ledger: Ledger
+    job: ShotJob
+    shot: Shot
+    attempt: int
+
+    def stage(
+        self,
+        stage: str,
+        version: str,
+        inputs: dict[str, str],
+        params: dict[str, Any],
+        work: Callable[[], StageFile],
+        *,
+        seed: int | None = None,
+    ) -> tuple[StageFile, int, bool]:
+        """Run ``work`` as ``stage`` unless a completed run with the same key exists (then record a cache hit).
+
+        Returns the stage's main output, the new stage run's ID, and whether it was a cache hit.
+        """
+        key = stage_key(stage, version=version, inputs=inputs, params=params)
+        batch, name = self.job.batch_id, self.shot.name
+        origin = None if stage in self.job.force else self.ledger.cached(stage, key)
+        if origin is not None:
+            run_id = self.ledger.record_cache_hit(batch, name, stage, origin, attempt=self.attempt)
+            first = origin.artifacts[0]
+            reused = StageFile(
+                first.kind,
+                Path(first.path),
+                first.sha256,
+                first.bytes,
+                first.frames,
+                first.fps,
+                first.width,
+                first.height,
+            )
+            return reused, run_id, True
+        with self.ledger.stage(batch, name, stage, params, key=key, attempt=self.attempt, seed=seed) as handle:
+            produced = work()
+            handle.add(_artifact(produced))
+        return produced, handle.run_id, False
+
+    def failed(self, stage: str, params: dict[str, Any], error: BaseException) -> None:
+        """Record ``stage`` as failed before it could start (its inputs could not be read) and raise ``error``."""
+        with self.ledger.stage(self.job.batch_id, self.shot.name, stage, params, key="", attempt=self.attempt):
+            if isinstance(error, OSError):
+                raise StorageUnavailable(f"shot '{self.shot.name}': {stage} input unreadable: {error}") from error
+            raise error
+
+
 @task(
     name="process-shot",
     task_run_name="shot-{shot.name}",
@@ -96,9 +174,11 @@ def _artifact(stage_file: StageFile) -> ArtifactInfo:
     persist_result=False,
 )
 def process_shot(shot: Shot, job: ShotJob, slot: int = 0) -> ShotOutcome:
-    """Mask, inpaint (pass 1, optionally pass 2) and deliver one shot, recording each stage run and its files.
+    """Mask, inpaint (pass 1, optionally pass 2) and deliver one shot, reusing every stage whose key is done.
 
-    ``slot`` picks the shot's actors in the pools (slot modulo pool size).
+    Each stage's key hashes its inputs' content, its parameters and its op version (``void_ops.keys``); a stage
+    whose key already completed is recorded as a cache hit instead of run, and so is a delivery, which then keeps
+    its version. ``slot`` picks the shot's actors in the pools (slot modulo pool size).
 
     Raises:
         VoidflowError: the shot failed; the ledger holds the failed stage run and the shot's reason.
@@ -110,50 +190,113 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0) -> ShotOutcome:
     folder = pipeline.shot_dir(job.out_dir, shot)
     work = folder / "work"
     seed = shot.instructions.seed if shot.instructions.seed is not None else job.seed
+    context = _Shot(ledger, job, shot, attempt)
     started = time.monotonic()
+    cached: list[str] = []
     try:
+        assert shot.media is not None
         masker = make_masker(shot)
         actor = job.pass1_actors[slot % len(job.pass1_actors)] if job.pass1_actors else None
         backend = make_backend(job.backend, void=job.void, actor=actor)
-        with ledger.stage(job.batch_id, shot.name, "mask", masker.params(shot), attempt) as stage:
-            quadmask = pipeline.make_mask(shot, masker, work, run)
-            stage.add(_artifact(quadmask))
-        logger.info("%s: mask done (%s)", shot.name, quadmask.path.name)
+        runs: dict[str, int | None] = {"pass2": None}
+        try:
+            inputs = mask_inputs(ledger, shot)
+        except (MatteInvalid, MediaInvalid, OSError) as error:
+            context.failed("mask", masker.params(shot), error)
+        plate = inputs["plate"]
+        ledger.set_plate_hash(job.batch_id, shot.name, plate)
+        quadmask, runs["mask"], hit = context.stage(
+            "mask",
+            masker.version,
+            inputs,
+            masker.params(shot),
+            lambda: pipeline.make_mask(shot, masker, work, run),
+        )
+        cached += ["mask"] if hit else []
+        logger.info("%s: mask %s (%s)", shot.name, "cached" if hit else "done", quadmask.path.name)
+
         geometry = backend.describe(shot.frames, *_plate_size(shot))
-        pass1_params = {**backend.params(), **geometry, "seed": seed}
-        with ledger.stage(job.batch_id, shot.name, "pass1", pass1_params, attempt) as stage:
-            fill = pipeline.inpaint(shot, backend, quadmask.path, work, run, seed=seed)
-            stage.add(_artifact(fill))
-        logger.info("%s: pass 1 done with %s", shot.name, backend.name)
+        prompt = shot.instructions.prompt
+        pass1_params = {**backend.params(), **geometry, "seed": seed, "prompt": prompt}
+        fill, runs["pass1"], hit = context.stage(
+            "pass1",
+            backend.version,
+            {"plate": plate, "quadmask": quadmask.sha256},
+            pass1_params,
+            lambda: pipeline.inpaint(shot, backend, quadmask.path, work, run, seed=seed),
+            seed=seed,
+        )
+        cached += ["pass1"] if hit else []
+        logger.info("%s: pass 1 %s with %s", shot.name, "cached" if hit else "done", backend.name)
+
         if job.runs_pass2(shot):
             if job.void is None or not job.pass2_actors:
                 raise ConfigurationError(f"shot '{shot.name}': pass 2 asked for, but the batch started no pass-2 model")
             refiner = make_refiner(job.void, job.pass2_actors[slot % len(job.pass2_actors)])
-            pass2_params = {**refiner.params(), **geometry, "seed": seed}
-            with ledger.stage(job.batch_id, shot.name, "pass2", pass2_params, attempt) as stage:
-                fill = pipeline.refine(shot, refiner, quadmask.path, fill.path, work, run, seed=seed)
-                stage.add(_artifact(fill))
-            logger.info("%s: pass 2 done", shot.name)
-        version = ledger.next_version(shot.name)
-        deliver_params = {
-            "version": version,
-            "grow": job.blend.grow,
-            "feather": job.blend.feather,
-            "output": job.output,
-            "first_frame_number": pipeline.FIRST_FRAME_NUMBER,
-        }
-        with ledger.stage(job.batch_id, shot.name, "deliver", deliver_params, attempt) as stage:
-            delivery, qc, files = pipeline.deliver(
-                shot, fill.path, quadmask.path, folder, version=version, blend=job.blend, output=job.output
+            first_fill = fill
+            fill, runs["pass2"], hit = context.stage(
+                "pass2",
+                refiner.version,
+                {"plate": plate, "quadmask": quadmask.sha256, "fill": first_fill.sha256},
+                {**refiner.params(), **geometry, "seed": seed, "prompt": prompt},
+                lambda: pipeline.refine(shot, refiner, quadmask.path, first_fill.path, work, run, seed=seed),
+                seed=seed,
             )
-            stage.params["qc"] = {**dataclasses.asdict(qc), "passed": qc.passed}
-            for written in files:
-                stage.add(_artifact(written))
+            cached += ["pass2"] if hit else []
+            logger.info("%s: pass 2 %s", shot.name, "cached" if hit else "done")
+
+        version, qc_line, hit = _deliver(context, plate, quadmask, fill, folder, runs)
+        cached += ["deliver"] if hit else []
     except Exception as error:
         reason = str(error) or type(error).__name__
         ledger.finish_shot(job.batch_id, shot.name, state="failed", reason=reason)
         logger.error("%s: failed: %s", shot.name, reason)
         raise
     ledger.finish_shot(job.batch_id, shot.name, state="done", version=version)
-    logger.info("%s: delivered %s (%s)", shot.name, version, qc.summary())
-    return ShotOutcome(shot.name, delivery, qc, time.monotonic() - started)
+    logger.info("%s: %s %s (%s)", shot.name, "kept" if hit else "delivered", version, qc_line)
+    return ShotOutcome(shot.name, version, qc_line, tuple(cached), time.monotonic() - started)
+
+
+def _deliver(
+    context: _Shot, plate: str, quadmask: StageFile, fill: StageFile, folder: Path, runs: dict[str, int | None]
+) -> tuple[str, str, bool]:
+    """Deliver stage: a cache hit keeps the earlier version; otherwise a new version is reserved and written."""
+    ledger, job, shot = context.ledger, context.job, context.shot
+    params: dict[str, Any] = {
+        "grow": job.blend.grow,
+        "feather": job.blend.feather,
+        "output": job.output,
+        "first_frame_number": pipeline.FIRST_FRAME_NUMBER,
+        "out_dir": str(job.out_dir),
+    }
+    inputs = {"plate": plate, "quadmask": quadmask.sha256, "fill": fill.sha256}
+    key = stage_key("deliver", version=pipeline.DELIVER_VERSION, inputs=inputs, params=params)
+    origin = None if "deliver" in job.force else ledger.cached("deliver", key)
+    if origin is not None:
+        kept = ledger.version_of_run(origin.id)
+        if kept is not None:
+            ledger.record_cache_hit(job.batch_id, shot.name, "deliver", origin, attempt=context.attempt)
+            qc = origin.params.get("qc", {})
+            return kept, _qc_line(qc), True
+    version = ledger.allocate_version(job.batch_id, shot.name, runs)
+    try:
+        with ledger.stage(
+            job.batch_id, shot.name, "deliver", {**params, "version": version}, key=key, attempt=context.attempt
+        ) as handle:
+            _, qc, files = pipeline.deliver(
+                shot, fill.path, quadmask.path, folder, version=version, blend=job.blend, output=job.output
+            )
+            handle.params["qc"] = {**dataclasses.asdict(qc), "passed": qc.passed}
+            for written in files:
+                handle.add(_artifact(written))
+    except BaseException:
+        ledger.finish_version(shot.name, version, status="failed")
+        raise
+    ledger.finish_version(shot.name, version, status="delivered", deliver_run_id=handle.run_id)
+    return version, qc.summary(), False
+
+
+def _qc_line(qc: dict[str, Any]) -> str:
+    if not qc:
+        return "no QC recorded"
+    return QcReport(**{f.name: qc[f.name] for f in dataclasses.fields(QcReport)}).summary()

@@ -1,22 +1,26 @@
-"""The provenance database: models and migrations agree; schema checks fail early with one line."""
+"""The provenance ledger on SQLite and on a live PostgreSQL server: schema, stage runs, cache, versions, export."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from infra.database import Base, engine_for, ensure_schema, redact_url
+from tasks.export import write_parquet
 from tasks.ledger import ArtifactInfo, Ledger
 from void_ops.exceptions import ConfigurationError, MediaInvalid
+from void_ops.keys import stage_key
 from void_ops.shots import MediaSource, Shot
 
 
-def test_migrations_match_the_models(db_url: str) -> None:
-    with engine_for(db_url).connect() as connection:
+def test_migrations_match_the_models(any_db_url: str) -> None:
+    with engine_for(any_db_url).connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert diff == []
 
@@ -37,24 +41,98 @@ def _shot(name: str) -> Shot:
     return Shot(name, "V1", 0, name, "clip", MediaSource("/p.mov", "movie", 24.0), 24.0, 10, 5, (2, 2), 0, "ready")
 
 
-def test_stage_runs_record_success_and_failure(db_url: str) -> None:
-    ledger = Ledger(db_url)
+def _batch(ledger: Ledger, *names: str) -> str:
+    edit = ledger.record_edit(Path("/e.otio"), "0" * 64, 24.0, [])
     batch = ledger.create_batch(
-        edit_path=Path("/e.otio"), edit_sha256="0" * 64, out_dir=Path("/o"), backend="cleanplate", params={}
+        edit_id=edit,
+        edit_path=Path("/e.otio"),
+        edit_sha256="0" * 64,
+        out_dir=Path("/o"),
+        backend="cleanplate",
+        params={},
     )
-    ledger.add_shots(batch, [_shot("sh010"), _shot("sh020")])
-    with ledger.stage(batch, "sh010", "mask", {"threshold": 128}) as stage:
-        stage.add(ArtifactInfo("quadmask", "/o/q.mkv", "a" * 64, 10, 9, 24.0, 64, 48))
-    with pytest.raises(MediaInvalid), ledger.stage(batch, "sh020", "mask", {}) as stage:
+    ledger.add_shots(batch, [_shot(name) for name in names])
+    return batch
+
+
+def test_stage_runs_record_success_failure_and_cache_hits(any_db_url: str, tmp_path: Path) -> None:
+    ledger = Ledger(any_db_url)
+    batch = _batch(ledger, "sh010", "sh020")
+    output = tmp_path / "q.mkv"
+    output.write_bytes(b"mask")
+    key = stage_key("mask", version="1", inputs={"plate": "p"}, params={"threshold": 128})
+    with ledger.stage(batch, "sh010", "mask", {"threshold": 128}, key=key, seed=3) as stage:
+        stage.add(ArtifactInfo("quadmask", str(output), "a" * 64, 4, 9, 24.0, 64, 48))
+    with pytest.raises(MediaInvalid), ledger.stage(batch, "sh020", "mask", {}, key=key):
         raise MediaInvalid("/p.mov: frame 3 missing")
-    ledger.finish_shot(batch, "sh010", state="done", version=ledger.next_version("sh010"))
-    ledger.finish_shot(batch, "sh020", state="failed", reason="/p.mov: frame 3 missing")
-    assert ledger.finish_batch(batch) == "failed"
+    origin = ledger.cached("mask", key)
+    assert origin is not None and origin.artifacts[0].frames == 9 and origin.seed == 3
+    hit = ledger.record_cache_hit(batch, "sh020", "mask", origin)
     (row,) = ledger.batches(batch)
     done, failed = row.shots
-    assert (done.state, done.version, failed.state) == ("done", "v001", "failed")
-    assert done.stage_runs[0].state == "done" and done.stage_runs[0].artifacts[0].frames == 9
-    run = failed.stage_runs[0]
-    assert (run.state, run.error_class, run.error_message) == ("failed", "MediaInvalid", "/p.mov: frame 3 missing")
-    assert "Traceback" in run.params["traceback"]
-    assert ledger.next_version("sh010") == "v002"
+    assert [run.state for run in failed.stage_runs] == ["failed", "cached"]
+    assert failed.stage_runs[0].error_class == "MediaInvalid" and "Traceback" in failed.stage_runs[0].traceback
+    assert failed.stage_runs[1].id == hit and failed.stage_runs[1].cached_from_id == done.stage_runs[0].id
+    assert ledger.origin(failed.stage_runs[1]).id == done.stage_runs[0].id
+    assert row.code_version and done.stage_runs[0].code_version == row.code_version
+    output.unlink()
+    assert ledger.cached("mask", key) is None  # a cache hit needs its files
+
+
+def test_a_late_report_cannot_overwrite_the_owner(any_db_url: str) -> None:
+    """The ownership fence: once another attempt owns a run, the first attempt's report changes nothing."""
+    ledger = Ledger(any_db_url)
+    batch = _batch(ledger, "sh010")
+    with pytest.raises(RuntimeError), ledger.stage(batch, "sh010", "pass1", {}, key="k") as first:
+        with engine_for(any_db_url).begin() as connection:  # e.g. the run was declared lost and taken over
+            connection.execute(text("UPDATE stage_runs SET token = 'other' WHERE id = :id"), {"id": first.run_id})
+        raise RuntimeError("the killed attempt reports late")
+    (row,) = ledger.batches(batch)
+    assert row.shots[0].stage_runs[0].state == "running"  # untouched by the late failure report
+
+
+def test_versions_are_unique_under_concurrent_batches(any_db_url: str) -> None:
+    ledger = Ledger(any_db_url)
+    batches = [_batch(ledger, "sh010") for _ in range(4)]
+    labels: list[str] = []
+    lock = threading.Lock()
+
+    def allocate(batch: str) -> None:
+        for _ in range(5):
+            label = Ledger(any_db_url).allocate_version(batch, "sh010", {})
+            with lock:
+                labels.append(label)
+
+    threads = [threading.Thread(target=allocate, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(labels) == [f"v{n:03d}" for n in range(1, 21)]
+    _, versions = ledger.history("sh010")
+    assert [v.number for v in versions] == list(range(1, 21)) and {v.status for v in versions} == {"delivering"}
+
+
+def test_file_hash_memo_follows_changes(any_db_url: str, tmp_path: Path) -> None:
+    ledger = Ledger(any_db_url)
+    plate = tmp_path / "plate.mov"
+    plate.write_bytes(b"one")
+    first = ledger.file_hash(plate)
+    assert ledger.file_hash(plate) == first
+    plate.write_bytes(b"two, longer")
+    assert ledger.file_hash(plate) != first
+
+
+def test_parquet_export_has_one_row_per_stage_run(any_db_url: str, tmp_path: Path) -> None:
+    ledger = Ledger(any_db_url)
+    batch = _batch(ledger, "sh010", "sh020")
+    for shot in ("sh010", "sh020"):
+        for stage in ("mask", "pass1"):
+            with ledger.stage(batch, shot, stage, {"steps": 30}, key=f"{shot}{stage}"):
+                pass
+    (row,) = ledger.batches(batch)
+    written, count = write_parquet(row, tmp_path / "runs.parquet")
+    table = pq.read_table(written)
+    assert count == table.num_rows == 4
+    assert table.column("stage").to_pylist() == ["mask", "pass1", "mask", "pass1"]
+    assert set(table.column_names) >= {"batch_id", "shot", "stage", "attempt", "state", "key", "seconds", "params"}

@@ -541,7 +541,12 @@ def _encode(
     """Pipe raw frames through ffmpeg into ``target``; movies are then checked to hold ``count`` frames."""
     muxer = options.pop("format", _MUXERS.get(target.suffix.lower()))
     source = ffmpeg.input("pipe:", format="rawvideo", pix_fmt=pipe_fmt, s=f"{width}x{height}", r=_rate_arg(rate))
-    output = source.output(os.path.abspath(target), format=muxer, r=_rate_arg(rate), vframes=str(count), **options)
+    # Bit-exact muxing: no encoder string or creation time in the file, so the same frames give the same bytes
+    # (stage keys hash intermediate files; a rerun with unchanged pixels must hash the same).
+    exact = {"fflags": "+bitexact", "flags:v": "+bitexact"}
+    output = source.output(
+        os.path.abspath(target), format=muxer, r=_rate_arg(rate), vframes=str(count), **exact, **options
+    )
     args = output.global_args(*_GLOBAL_ARGS).compile(overwrite_output=True)
     with tempfile.TemporaryFile() as errors:
         try:

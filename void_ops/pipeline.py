@@ -31,6 +31,7 @@ from void_ops.quadmask import check_quadmask
 from void_ops.shots import Delivery, MediaSource, Shot, rate_fraction
 
 __all__ = [
+    "DELIVER_VERSION",
     "FIRST_FRAME_NUMBER",
     "Inpainter",
     "Masker",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 FIRST_FRAME_NUMBER = 1001
+#: Version of the deliver stage's output (composite, encode, matte); bump when its pixels or files change.
+DELIVER_VERSION = "1"
 OutputFormat = Literal["prores", "png", "exr"]
 
 

@@ -1,0 +1,48 @@
+"""Reruns: a new batch over chosen shots of an earlier one, with a plan that says what it will reuse and why."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flows.params import BatchRequest, plan
+from tasks.batch import load_batch
+from tasks.ledger import Ledger
+from tasks.planner import ShotPlan, plan_rerun, rerun_shots
+
+__all__ = ["prepare_rerun"]
+
+_RERUN_FIELDS = ("only_shots", "force_from", "parent_batch")
+
+
+def prepare_rerun(
+    db_url: str, batch_id: str, *, failed: bool, shots: Sequence[str] = (), force_from: str | None = None
+) -> tuple[BatchRequest | None, list[ShotPlan]]:
+    """Build the rerun batch's request from the stored one, and its plan; (None, []) when nothing needs rerunning.
+
+    Args:
+        db_url: the ledger.
+        batch_id: the batch to rerun (an unambiguous prefix is enough).
+        failed: take every shot that failed or did not finish.
+        shots: take these shots instead.
+        force_from: run this stage and all later ones even where cached.
+
+    Raises:
+        ConformError: no such batch.
+        InvalidInput: a named shot is not in the batch or was skipped there.
+    """
+    ledger = Ledger(db_url)
+    batch = load_batch(ledger, batch_id)
+    rows = rerun_shots(batch, failed=failed, shots=shots)
+    if not rows:
+        return None, []
+    stored = {name: value for name, value in batch.params.items() if name not in _RERUN_FIELDS}
+    request = BatchRequest(
+        **stored,
+        db_url=db_url,
+        only_shots=tuple(row.name for row in rows),
+        force_from=force_from,  # type: ignore[arg-type]
+        parent_batch=batch.id,
+    )
+    _, planned = plan(request)
+    ready = {shot.name: shot for shot in planned if shot.status == "ready"}
+    return request, plan_rerun(ledger, rows, shots=ready, force_from=force_from, pass2=request.void.pass2)
