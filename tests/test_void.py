@@ -87,6 +87,26 @@ def test_window_table(latent: int, spans: list[tuple[int, int]]) -> None:
     np.testing.assert_allclose(total, 1.0)  # overlapping ramps sum to one everywhere
 
 
+def test_long_shots_run_in_cross_faded_windows() -> None:
+    from void_ops.pipeline import frame_windows, windowed
+
+    assert frame_windows(300, 197) == [(0, 197), (103, 300)]
+    assert frame_windows(44, 29) == [(0, 29), (8, 37), (15, 44)]
+    assert frame_windows(20, 29) == [(0, 20)]
+    calls: list[tuple[int, int]] = []
+
+    def backend(start: int, stop: int) -> np.ndarray:
+        calls.append((start, stop))
+        return np.full((stop - start, 2, 2, 3), 100 + start, np.uint16)
+
+    out = windowed(44, 29, backend)
+    assert calls == [(0, 29), (8, 37), (15, 44)] and out.shape == (44, 2, 2, 3) and out.dtype == np.uint16
+    assert out[0, 0, 0, 0] == 100 and out[-1, 0, 0, 0] == 115  # ends come from one window each
+    assert np.all(np.diff(out[:, 0, 0, 0].astype(int)) >= 0)  # the overlaps fade from one window to the next
+    with pytest.raises(InvalidInput):
+        frame_windows(100, 16)
+
+
 def test_ramp_weights() -> None:
     np.testing.assert_allclose(window_weights(0, 22, 42)[-4:], [0.8, 0.6, 0.4, 0.2])
     np.testing.assert_allclose(window_weights(18, 40, 42)[:4], [0.2, 0.4, 0.6, 0.8])
@@ -192,7 +212,7 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
         height=64,
         width=96,
         min_frames=13,
-        max_frames=45,
+        max_frames=29,
         window=4,
         overlap=2,
     )
@@ -216,14 +236,16 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
     assert (pass2["steps"], pass2["guidance"], pass2["mask_mode"]) == (2, 6.0, "binary")
     assert pass1["weights"]["void_pass1.safetensors"] == media.sha256_file(tiny.pass1)
     assert pass2["warp_flow"] == "dis" and pass2["warp_supersample"] == 8
-    # 44 frames (handles included) pad to 45, 12 latent frames, windows of 4 overlapping by 2, letterboxed.
-    assert (pass1["input_frames"], pass1["padded_frames"], pass1["latent_frames"]) == (44, 45, 12)
-    assert pass1["windows"] == [[0, 4], [2, 6], [4, 8], [6, 10], [8, 12]]
+    # 44 frames (handles included) are longer than the 29-frame run: three cross-faded shot windows of 29 frames,
+    # each 8 latent frames in multidiffusion windows of 4 overlapping by 2, letterboxed.
+    assert pass1["input_frames"] == 44 and pass1["shot_windows"] == [[0, 29], [8, 37], [15, 44]]
+    assert (pass1["padded_frames"], pass1["latent_frames"]) == (29, 8)
+    assert pass1["windows"] == [[0, 4], [2, 6], [4, 8]]
     assert pass1["fit"]["mode"] == "letterbox" and pass1["fit"]["width"] == 96
     clip = dict(named_clips(read_edit(result.conformed).timeline))["sh010"]
     ref = clip.media_reference
     pattern = ref.target_url_for_image_number(0).replace("file://", "").replace(".1001.", ".%04d.")
     frames = round(ref.available_range.duration.value)
     delivered = media.read_frames(MediaSource(pattern, "sequence", 24.0, first_number=1001), 0, frames)
-    assert frames == 44 and delivered.shape == (44, 180, 320, 3)  # the plate range's exact count and size
+    assert frames == 44 and delivered.shape == (44, 180, 320, 3)  # one piece: the plate range's exact count and size
     assert batch.shots[0].stage_runs[-1].params["qc"]["changed_outside"] == 0

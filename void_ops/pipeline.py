@@ -16,10 +16,11 @@ Where a shot's files go, under the batch output folder ``out``::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import opentimelineio as otio
@@ -33,6 +34,7 @@ from void_ops.shots import Delivery, MediaSource, Shot, rate_fraction
 __all__ = [
     "DELIVER_VERSION",
     "FIRST_FRAME_NUMBER",
+    "WINDOW_OVERLAP",
     "Inpainter",
     "Masker",
     "OutputFormat",
@@ -40,11 +42,13 @@ __all__ = [
     "Refiner",
     "StageFile",
     "deliver",
+    "frame_windows",
     "inpaint",
     "make_mask",
     "plate_frames",
     "refine",
     "shot_dir",
+    "windowed",
 ]
 
 FIRST_FRAME_NUMBER = 1001
@@ -203,12 +207,73 @@ def _store_fill(shot: Shot, fill: np.ndarray, plate: np.ndarray, work: Path, ste
     return _file("fill", path, fill, shot.rate)
 
 
+#: Frames two neighbouring windows share when a shot is longer than a backend takes at once (cross-faded).
+WINDOW_OVERLAP = 16
+
+
+def frame_windows(frames: int, longest: int | None, overlap: int = WINDOW_OVERLAP) -> list[tuple[int, int]]:
+    """Split ``frames`` into windows [start, stop) of at most ``longest`` frames sharing ``overlap`` frames.
+
+    One window when the shot fits (or ``longest`` is None); otherwise as few full-length windows as share at least
+    ``overlap`` frames, spread evenly from the first frame to the last. Example: ``frame_windows(300, 197)`` →
+    [(0, 197), (103, 300)]; ``frame_windows(44, 29)`` → [(0, 29), (8, 37), (15, 44)].
+
+    Raises:
+        InvalidInput: ``overlap`` does not leave room for progress (``longest <= overlap``).
+    """
+    if longest is None or frames <= longest:
+        return [(0, frames)]
+    if longest <= overlap:
+        raise InvalidInput(f"a window of {longest} frames cannot overlap its neighbour by {overlap}")
+    count = -(-(frames - overlap) // (longest - overlap))  # ceil: windows needed for at least `overlap` shared
+    starts = [round(index * (frames - longest) / (count - 1)) for index in range(count)]
+    return [(start, start + longest) for start in starts]
+
+
+def windowed(frames: int, longest: int | None, run: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """Run ``run(start, stop)`` over ``frame_windows`` and cross-fade the results where windows overlap.
+
+    ``run`` returns (stop - start, H, W, 3) frames; the blend weights ramp linearly across each shared stretch
+    and sum to one, and each result keeps its dtype (integers are rounded).
+    """
+    spans = frame_windows(frames, longest)
+    if len(spans) == 1:
+        return run(0, frames)
+    total: np.ndarray | None = None
+    weights = np.zeros(frames, np.float32)
+    dtype: Any = None
+    for index, (start, stop) in enumerate(spans):
+        part = run(start, stop)
+        dtype = part.dtype
+        weight = np.ones(stop - start, np.float32)
+        if index > 0:  # fade in across what this window shares with the previous one
+            shared = spans[index - 1][1] - start
+            weight[:shared] = np.minimum(weight[:shared], np.linspace(0, 1, shared + 2, dtype=np.float32)[1:-1])
+        if index < len(spans) - 1:  # fade out across what it shares with the next one
+            shared = stop - spans[index + 1][0]
+            ramp = np.linspace(1, 0, shared + 2, dtype=np.float32)[1:-1]
+            weight[-shared:] = np.minimum(weight[-shared:], ramp)
+        if total is None:
+            total = np.zeros((frames, *part.shape[1:]), np.float32)
+        total[start:stop] += part.astype(np.float32) * weight[:, None, None, None]
+        weights[start:stop] += weight
+    assert total is not None
+    blended = total / weights[:, None, None, None]
+    return np.rint(blended).astype(dtype) if np.issubdtype(dtype, np.integer) else blended.astype(dtype)
+
+
 def inpaint(shot: Shot, backend: Inpainter, quadmask_path: Path, work: Path, run: str, *, seed: int) -> StageFile:
-    """Pass 1: run the backend over the shot and store its full frames losslessly as ``work/fill-<run>.mkv``."""
+    """Pass 1: run the backend over the shot (in cross-faded windows when it is longer than the backend takes)
+    and store its full frames losslessly as ``work/fill-<run>.mkv``."""
     plate = plate_frames(shot)
     quadmask = media.read_mask(quadmask_path)
     check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
-    fill = backend(plate, quadmask, seed=seed, prompt=shot.instructions.prompt)
+    prompt = shot.instructions.prompt
+    fill = windowed(
+        len(plate),
+        getattr(backend, "max_frames", None),
+        lambda a, b: backend(plate[a:b], quadmask[a:b], seed=seed, prompt=prompt),
+    )
     return _store_fill(shot, fill, plate, work, f"fill-{run}", f"backend '{backend.name}'")
 
 
@@ -220,7 +285,12 @@ def refine(
     quadmask = media.read_mask(quadmask_path)
     check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
     first = media.read_frames(_fill_source(fill_path, shot.rate), 0, shot.frames).astype(plate.dtype)
-    refined = refiner(plate, quadmask, first, seed=seed, prompt=shot.instructions.prompt)
+    prompt = shot.instructions.prompt
+    refined = windowed(
+        len(plate),
+        getattr(refiner, "max_frames", None),
+        lambda a, b: refiner(plate[a:b], quadmask[a:b], first[a:b], seed=seed, prompt=prompt),
+    )
     return _store_fill(shot, refined, plate, work, f"refined-{run}", f"refiner '{refiner.name}'")
 
 

@@ -106,14 +106,19 @@ class ModelClip:
 def describe_clip(
     frames: int, height: int, width: int, settings: VoidSettings, window: int, overlap: int
 ) -> dict[str, object]:
-    """Return the geometry VOID will use for a shot of ``frames`` x ``height`` x ``width``: padded length, latent
-    frames, multidiffusion windows and the fit (no pixels needed)."""
+    """Return the geometry VOID will use for a shot of ``frames`` x ``height`` x ``width``: the shot windows
+    (for shots longer than ``max_frames``), and per run the padded length, latent frames, multidiffusion windows
+    and the fit (no pixels needed)."""
+    from void_ops.pipeline import frame_windows
     from void_ops.void.values import window_spans
 
-    length = padded_length(frames, min_length=settings.min_frames, max_length=settings.max_frames)
+    shot_windows = frame_windows(frames, settings.max_frames)
+    longest = max(stop - start for start, stop in shot_windows)
+    length = padded_length(longest, min_length=settings.min_frames, max_length=settings.max_frames)
     _, fit = fit_frames(np.zeros((1, height, width), np.uint8), settings.height, settings.width, mode=settings.fit)
     return {
         "input_frames": frames,
+        "shot_windows": [list(span) for span in shot_windows],
         "padded_frames": length,
         "latent_frames": latent_frames(length),
         "windows": [list(span) for span in window_spans(latent_frames(length), window=window, overlap=overlap)],
@@ -350,6 +355,11 @@ class VoidInpainter:
         """Return the backend's geometry and the model pass's recipe, for provenance."""
         return {"backend": self.name, "backend_version": self.version, **self.settings.as_dict(), **self.model.params()}
 
+    @property
+    def max_frames(self) -> int:
+        """Longest shot one run takes; longer shots run in cross-faded windows (``void_ops.pipeline.windowed``)."""
+        return self.settings.max_frames
+
     def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
         """Padding, latent length, windows and fit for a shot of this size."""
         recipe = self.model.params()
@@ -383,6 +393,11 @@ class VoidRefiner:
             **warp,
             **self.model.params(),
         }
+
+    @property
+    def max_frames(self) -> int:
+        """Longest shot one run takes; longer shots run in cross-faded windows."""
+        return self.settings.max_frames
 
     def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
         """Padding, latent length, windows and fit for a shot of this size."""
