@@ -18,11 +18,13 @@ from prefect_ray import RayTaskRunner
 from prefect_ray.context import remote_options
 
 from flows.params import BatchRequest, forced_stages, plan
+from tasks.backends import needs_segmenter
 from tasks.batch import conform_batch, report_batch
 from tasks.ledger import Ledger
 from tasks.shots import ShotJob, process_shot
-from tasks.void_actors import Pool, start_pool, stop_pool
+from tasks.void_actors import Pool, start_pool, start_sam2_pool, stop_pool
 from void_ops.composite import Blend
+from void_ops.masking.vlm import VlmSettings
 from void_ops.shots import Shot
 
 __all__ = ["BatchResult", "run_batch"]
@@ -39,6 +41,20 @@ class BatchResult:
     skipped: tuple[str, ...]
     conformed: Path | None
     report: Path
+    waiting: tuple[str, ...] = ()
+
+
+def _start_sam2(job: ShotJob, request: BatchRequest) -> tuple[ShotJob, Pool]:
+    """Start the resident SAM2 actors for shots without a matte; return the job that names them and the pool."""
+    masks = request.masks
+    settings = masks.sam2_settings(request.void.models_dir)
+    pool = start_sam2_pool(settings, prefix=f"voidflow-{job.batch_id[:8]}-sam2")
+    vlm = VlmSettings(model=masks.vlm_model)
+    job = dataclasses.replace(
+        job, sam2=settings, sam2_actors=pool.names, vlm_mode=masks.vlm, vlm=vlm, vlm_base_url=masks.vlm_base_url
+    )
+    print(f"SAM2: loading {len(pool.names)} model(s); VLM {masks.vlm} ({masks.vlm_model})")
+    return job, pool
 
 
 def _start_void(job: ShotJob, request: BatchRequest, ready: list[Shot]) -> tuple[ShotJob, list[Pool]]:
@@ -92,13 +108,18 @@ def run_batch(request: BatchRequest) -> BatchResult:
         output=request.output,
         pass2=request.void.pass2,
         force=forced_stages(request.force_from),
+        gate=request.masks.gate,
     )
     pools: list[Pool] = []
     if request.backend == "void" and ready:
         job, pools = _start_void(job, request, ready)
+    if any(needs_segmenter(shot) for shot in ready):
+        job, sam2 = _start_sam2(job, request)
+        pools.append(sam2)
     progress = create_progress_artifact(0.0, key="voidflow-batch-progress", description=f"batch {batch_id}")
     done: list[str] = []
     failed: list[str] = []
+    waiting: list[str] = []
     try:
         with remote_options(num_cpus=1, max_retries=0):
             futures = {process_shot.submit(shot, job, slot): shot.name for slot, shot in enumerate(ready)}
@@ -107,9 +128,13 @@ def run_batch(request: BatchRequest) -> BatchResult:
             future.wait()  # sets the future's final state from the Ray result; the API's copy can lag behind
             if future.state.is_completed():
                 outcome = future.result()
-                done.append(name)
                 reused = f", cached: {' '.join(outcome.cached)}" if outcome.cached else ""
-                print(f"[{count}/{len(ready)}] {name}: {outcome.version} in {outcome.seconds:.1f}s{reused}")
+                if outcome.version is None:
+                    waiting.append(name)
+                    print(f"[{count}/{len(ready)}] {name}: {outcome.qc}")
+                else:
+                    done.append(name)
+                    print(f"[{count}/{len(ready)}] {name}: {outcome.version} in {outcome.seconds:.1f}s{reused}")
             else:
                 failed.append(name)
                 print(f"[{count}/{len(ready)}] {name}: FAILED: {future.state.message}")
@@ -131,6 +156,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
         done=tuple(sorted(done, key=order.__getitem__)),
         failed=tuple(sorted(failed, key=order.__getitem__)),
         skipped=skipped,
+        waiting=tuple(sorted(waiting, key=order.__getitem__)),
         conformed=conformed,
         report=report,
     )

@@ -21,6 +21,17 @@ from void_ops.exceptions import InvalidInput, VoidflowError
 __all__ = ["main"]
 
 
+def _mask_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gate", action="store_true", help="stop after masks until shots are approved")
+    parser.add_argument(
+        "--vlm",
+        choices=("auto", "replay", "off"),
+        default="auto",
+        help="the mask VLM: auto (stored answers, then the API when a key is set), replay, off",
+    )
+    parser.add_argument("--sam2-checkpoint", type=Path, help="SAM2 checkpoint (default: $VOIDFLOW_MODELS/sam2/...)")
+
+
 def _selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("edit", type=Path, help=".otio, .otioz, .otiod, .edl, .xml (FCP7), .fcpxml or .aaf")
     parser.add_argument("--sidecar", type=Path, help="per-shot instructions (.yaml, .json or .csv)")
@@ -47,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pass2", action="store_true", help="void backend: also run VOID's pass 2 (refinement)")
     run.add_argument("--models", type=Path, help="void backend: models folder (default $VOIDFLOW_MODELS)")
     run.add_argument("--compile", action="store_true", help="void backend: compile the models (fast after ~2 min)")
+    _mask_arguments(run)
     run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
 
     conform = commands.add_parser("conform", help="write an edit with a batch's results conformed in")
@@ -60,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="make a synthetic shoot and run the whole batch on it")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
+    demo.add_argument("--gate", action="store_true", help="stop after masks until shots are approved")
+
+    for verb, meaning in (("approve", "let shots' masks through to inpainting"), ("reject", "stop shots' masks")):
+        review = commands.add_parser(verb, help=meaning + " (review gate)")
+        review.add_argument("shots", nargs="+")
+        review.add_argument("--batch", help="the batch (default: the newest one holding the shot)")
+        review.add_argument("--by", help="who decides (default: the current user)")
+        review.add_argument("--note", default="", help="why (shown in the report and history)")
 
     rerun = commands.add_parser("rerun", help="rerun shots of an earlier batch as a new batch (nothing is overwritten)")
     rerun.add_argument("--batch", help="the batch to rerun (default: the newest batch holding --shot)")
@@ -115,6 +135,11 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
             "pass2": getattr(args, "pass2", False),
             "compile": getattr(args, "compile", False),
         },
+        "masks": {
+            "gate": getattr(args, "gate", False),
+            "vlm": getattr(args, "vlm", "auto"),
+            **({"sam2_checkpoint": args.sam2_checkpoint} if getattr(args, "sam2_checkpoint", None) else {}),
+        },
     }
     try:
         return BatchRequest(**{**fields, **overrides})
@@ -154,6 +179,10 @@ def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:
     print(f"\nbatch {result.batch_id}: {result.state} in {time.monotonic() - started:.0f}s")
     print(f"  done:    {len(result.done)} {' '.join(result.done)}")
     print(f"  failed:  {len(result.failed)} {' '.join(result.failed)}")
+    if result.waiting:
+        print(f"  waiting for mask review: {len(result.waiting)} {' '.join(result.waiting)}")
+        print(f"    look at {result.report}, then: voidflow approve SHOT... --batch {result.batch_id[:8]}")
+        print(f"    and: voidflow resume {result.batch_id[:8]}")
     print(f"  skipped: {len(result.skipped)}")
     if result.conformed:
         print(f"  conformed edit: {result.conformed}")
@@ -172,7 +201,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"voidflow demo: writing a synthetic shoot to {out / 'input'} ...", flush=True)
     shoot = make_demo(out)
     namespace = argparse.Namespace(
-        edit=shoot.edit, sidecar=shoot.sidecar, track=None, select_all=False, handles=8, edl_rate=None
+        edit=shoot.edit, sidecar=shoot.sidecar, track=None, select_all=False, handles=8, edl_rate=None, gate=args.gate
     )
     return _execute(_request(namespace, settings, out_dir=out), settings, None)
 
@@ -356,6 +385,20 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _review(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.database import ensure_schema
+    from tasks.ledger import Ledger
+
+    ensure_schema(settings.db_url)
+    ledger = Ledger(settings.db_url)
+    decision = "approved" if args.command == "approve" else "rejected"
+    for shot in args.shots:
+        batch = args.batch or _newest_batch_with(ledger, shot)
+        ledger.decide(batch, shot, decision=decision, reviewer=args.by or settings.user, note=args.note)
+        print(f"{shot}: mask {decision} by {args.by or settings.user} (batch {batch[:8]})")
+    return 0
+
+
 _COMMANDS = {
     "plan": _plan,
     "run": _run,
@@ -367,6 +410,8 @@ _COMMANDS = {
     "resume": _resume,
     "history": _history,
     "export": _export,
+    "approve": _review,
+    "reject": _review,
 }
 
 

@@ -15,9 +15,10 @@ from void_ops.shots import MediaSource, Shot
 from void_ops.sidecar import load_sidecar
 
 if TYPE_CHECKING:
+    from void_ops.masking.sam2_video import Sam2Settings
     from void_ops.void.backend import VoidConfig
 
-__all__ = ["BACKENDS", "STAGE_ORDER", "BatchRequest", "VoidOptions", "forced_stages", "plan"]
+__all__ = ["BACKENDS", "STAGE_ORDER", "BatchRequest", "MaskOptions", "VoidOptions", "forced_stages", "plan"]
 
 #: Inpainting backends a batch can name (built in ``tasks.backends``).
 BACKENDS = ("cleanplate", "void")
@@ -26,6 +27,7 @@ BACKENDS = ("cleanplate", "void")
 BASE_FOLDER = "CogVideoX-Fun-V1.5-5b-InP"
 PASS1_FILE = "void-model/void_pass1.safetensors"
 PASS2_FILE = "void-model/void_pass2.safetensors"
+SAM2_FILE = "sam2/sam2.1_hiera_large.pt"
 
 
 class VoidOptions(BaseModel):
@@ -74,17 +76,63 @@ class VoidOptions(BaseModel):
             if not path.exists():
                 raise ConfigurationError(f"{path}: not found (set the models folder or '{option}')")
         settings = VoidSettings(self.height, self.width, self.fit, self.min_frames, self.max_frames)
-        windows = {"window": self.window, "overlap": self.overlap}
-        recipe1 = dataclasses.replace(PASS1, steps=self.pass1_steps, guidance=self.pass1_guidance, **windows)
-        recipe2 = dataclasses.replace(
-            PASS2, steps=self.pass2_steps, guidance=self.pass2_guidance, mask_mode=self.pass2_mask_mode, **windows
+        recipe1 = dataclasses.replace(
+            PASS1, steps=self.pass1_steps, guidance=self.pass1_guidance, window=self.window, overlap=self.overlap
         )
-        common = {"memory_mode": self.memory_mode, "compile": self.compile}
+        recipe2 = dataclasses.replace(
+            PASS2,
+            steps=self.pass2_steps,
+            guidance=self.pass2_guidance,
+            mask_mode=self.pass2_mask_mode,
+            window=self.window,
+            overlap=self.overlap,
+        )
         return VoidConfig(
             settings=settings,
-            pass1=ModelSpec(str(base), str(first), recipe1, **common),
-            pass2=ModelSpec(str(base), str(second), recipe2, **common) if pass2 else None,
+            pass1=ModelSpec(str(base), str(first), recipe1, memory_mode=self.memory_mode, compile=self.compile),
+            pass2=(
+                ModelSpec(str(base), str(second), recipe2, memory_mode=self.memory_mode, compile=self.compile)
+                if pass2
+                else None
+            ),
             warp=WarpSettings(flow=self.flow, raft_weights=str(self.raft_weights) if self.raft_weights else None),
+        )
+
+
+class MaskOptions(BaseModel):
+    """How masks are made for shots without a matte: SAM2 tracks the object, the VLM reasons about its effects."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sam2_config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
+    sam2_checkpoint: Path | None = None
+    sam2_random_weights: bool = False
+    sam2_max_side: int = Field(default=1024, ge=16)
+    sam2_image_size: int | None = None
+    sam2_threshold: float = 0.0
+    vlm: Literal["auto", "replay", "off"] = "auto"
+    vlm_model: str = "gemini-2.5-pro"
+    vlm_base_url: str | None = None
+    gate: bool = False
+
+    def sam2_settings(self, models_dir: Path | None) -> Sam2Settings:
+        """The SAM2 settings, the checkpoint defaulting to ``<models>/sam2/sam2.1_hiera_large.pt``.
+
+        Raises:
+            ConfigurationError: the checkpoint is missing (``sam2_random_weights`` is for tests only).
+        """
+        from void_ops.masking.sam2_video import Sam2Settings
+
+        checkpoint = None
+        if not self.sam2_random_weights:
+            checkpoint = self.sam2_checkpoint or (models_dir or Path("models")) / SAM2_FILE
+            if not checkpoint.is_file():
+                raise ConfigurationError(f"{checkpoint}: SAM2 checkpoint not found (set masks.sam2_checkpoint)")
+        return Sam2Settings(
+            config=self.sam2_config,
+            checkpoint=str(checkpoint) if checkpoint else None,
+            max_side=self.sam2_max_side,
+            image_size=self.sam2_image_size,
+            threshold=self.sam2_threshold,
         )
 
 
@@ -106,6 +154,7 @@ class BatchRequest(BaseModel):
     grow: int = Field(default=4, ge=0)
     feather: int = Field(default=4, ge=0)
     void: VoidOptions = VoidOptions()
+    masks: MaskOptions = MaskOptions()
     only_shots: tuple[str, ...] | None = None
     force_from: Literal["mask", "pass1", "pass2", "deliver", "conform"] | None = None
     parent_batch: str | None = None

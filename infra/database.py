@@ -7,8 +7,8 @@ the migrations disagree.
 Tables: ``edits`` (edit intake), ``batches`` (one run over one edit; reruns point at their parent), ``shots`` (one
 clip of that edit in that batch), ``stage_runs`` (one attempt at one stage of one shot, or a cache hit),
 ``artifacts`` (files a stage run wrote), ``versions`` (immutable ``v###`` per shot name with lineage and review
-state), ``vlm_exchanges`` (stored VLM requests and responses for offline replay) and ``file_hashes`` (content
-hash memo).
+state), ``vlm_exchanges`` (stored VLM requests and responses for offline replay), ``mask_reviews`` (approvals
+and rejections of masks before GPU work) and ``file_hashes`` (content hash memo).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ __all__ = [
     "Batch",
     "EditRow",
     "FileHash",
+    "MaskReview",
     "ShotRow",
     "StageRun",
     "Version",
@@ -219,6 +220,20 @@ class VlmExchangeRow(Base):
     response_text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     stage_run_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+
+
+class MaskReview(Base):
+    """A person's decision on a mask (by its stage key, so a rerun with the same mask finds it)."""
+
+    __tablename__ = "mask_reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mask_key: Mapped[str] = mapped_column(String(64), index=True)
+    shot_name: Mapped[str] = mapped_column(String(255))
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"))
+    decision: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class FileHash(Base):

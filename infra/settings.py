@@ -11,14 +11,18 @@ environment variables (``VOIDFLOW_*``, plus ``PREFECT_API_URL``), then the defau
 | ``VOIDFLOW_RAY_ADDRESS`` | unset: a local Ray | Ray cluster to join |
 | ``VOIDFLOW_RAY_CPUS`` | all cores | CPUs of the local Ray |
 | ``VOIDFLOW_MODELS`` | ``$VOIDFLOW_HOME/models`` | model weights: the CogVideoX-Fun base and the VOID checkpoints |
+| ``GEMINI_API_KEY`` (or ``VOIDFLOW_GEMINI_API_KEY``) | unset | the Gemini API key for the mask VLM (never stored) |
+| ``VOIDFLOW_GEMINI_SECRET_BLOCK`` | unset | or: the name of a Prefect ``Secret`` block holding that key |
+| ``VOIDFLOW_USER`` (or ``USER``) | unknown | who approves or rejects masks |
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Settings"]
 
@@ -33,6 +37,27 @@ class Settings:
     ray_address: str | None = None
     ray_cpus: int | None = None
     models_dir: Path | None = None
+    gemini_api_key: str | None = field(default=None, repr=False)
+    gemini_secret_block: str | None = None
+    user: str = "unknown"
+
+    def gemini_key(self) -> str | None:
+        """The Gemini API key: the environment's, else the Prefect Secret block's; None when neither is set."""
+        if self.gemini_api_key:
+            return self.gemini_api_key
+        if self.gemini_secret_block:
+            from prefect.blocks.system import Secret
+
+            block: Any = Secret.load(self.gemini_secret_block)
+            return str(block.get())
+        return None
+
+    def shown(self) -> dict[str, object]:
+        """The settings for display: every secret masked."""
+        values = {name: getattr(self, name) for name in self.__slots__}
+        values["gemini_api_key"] = "***" if self.gemini_api_key else None
+        values["db_url"] = _mask_password(self.db_url)
+        return {name: str(value) if isinstance(value, Path) else value for name, value in values.items()}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,4 +73,13 @@ class Settings:
             ray_address=env.get("VOIDFLOW_RAY_ADDRESS") or None,
             ray_cpus=int(cpus) if cpus else None,
             models_dir=Path(env.get("VOIDFLOW_MODELS") or home / "models").expanduser().absolute(),
+            gemini_api_key=env.get("GEMINI_API_KEY") or env.get("VOIDFLOW_GEMINI_API_KEY") or None,
+            gemini_secret_block=env.get("VOIDFLOW_GEMINI_SECRET_BLOCK") or None,
+            user=env.get("VOIDFLOW_USER") or env.get("USER") or env.get("LOGNAME") or "unknown",
         )
+
+
+def _mask_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -8,14 +8,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from void_ops.cleanplate import CleanPlate
 from void_ops.exceptions import ConfigurationError
+from void_ops.masking.masker import SegmentMasker
+from void_ops.masking.vlm import GeminiVlm, StoredFirstVlm, Vlm, VlmExchange, VlmSettings, make_client
 from void_ops.mattes import MatteMasker
 from void_ops.pipeline import Inpainter, Masker, Refiner
 from void_ops.shots import Shot
 from void_ops.void.backend import VoidConfig, VoidInpainter, VoidRefiner
 
-__all__ = ["make_backend", "make_masker", "make_refiner"]
+__all__ = ["make_backend", "make_masker", "make_refiner", "make_vlm", "needs_segmenter"]
 
 
 def make_backend(name: str, *, void: VoidConfig | None = None, actor: str | None = None) -> Inpainter:
@@ -42,14 +46,47 @@ def make_refiner(void: VoidConfig, actor: str) -> Refiner:
     return VoidRefiner(ActorModel(actor), void.warp, void.settings)
 
 
-def make_masker(shot: Shot) -> Masker:
-    """Build the masker for ``shot``: its matte when it has one.
+def make_masker(
+    shot: Shot, *, sam2_actor: str | None = None, sam2_max_side: int = 1024, vlm: Vlm | None = None
+) -> Masker:
+    """Build the masker for ``shot``: its matte when it has one, else SAM2 on the named actor (with the VLM when
+    one is given).
 
     Raises:
-        ConfigurationError: the shot gives nothing to make a mask from.
+        ConfigurationError: the shot has no matte and the batch started no SAM2 model.
     """
     if shot.instructions.matte:
         return MatteMasker()
-    raise ConfigurationError(
-        f"shot '{shot.name}': no mask source: give a 'matte' in the sidecar or the clip's voidflow metadata"
-    )
+    if sam2_actor is None:
+        raise ConfigurationError(f"shot '{shot.name}': no matte, and the batch started no SAM2 model to make a mask")
+    from tasks.void_actors import ActorSegmenter
+
+    return SegmentMasker(ActorSegmenter(sam2_actor, sam2_max_side), vlm)
+
+
+def needs_segmenter(shot: Shot) -> bool:
+    """Whether the shot's mask comes from SAM2 (it has no matte)."""
+    return not shot.instructions.matte
+
+
+def make_vlm(
+    mode: str, settings: VlmSettings, stored: Sequence[VlmExchange], *, api_key: str | None, base_url: str | None = None
+) -> Vlm | None:
+    """The VLM a batch's shots use.
+
+    | mode | VLM |
+    |---|---|
+    | ``auto`` | stored answers first, the live Gemini API for new questions; none without an API key (SAM2 alone) |
+    | ``replay`` | stored answers only: a question never asked before fails the shot |
+    | ``off`` | none (SAM2 alone; shots without points, boxes or a matte fail) |
+    """
+    if mode == "off":
+        return None
+    if mode == "replay":
+        return StoredFirstVlm(
+            stored, None, settings, unavailable="the batch replays stored answers only (--vlm replay)"
+        )
+    if not api_key:
+        return None
+    live = GeminiVlm(make_client(api_key, base_url=base_url, api_version=settings.api_version), settings)
+    return StoredFirstVlm(stored, live, settings)

@@ -30,6 +30,7 @@ from infra.database import (
     Batch,
     EditRow,
     FileHash,
+    MaskReview,
     ShotRow,
     StageRun,
     Version,
@@ -37,12 +38,14 @@ from infra.database import (
     engine_for,
     utcnow,
 )
-from void_ops.exceptions import MediaInvalid, StorageUnavailable
+from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
 from void_ops.shots import Shot
 
-__all__ = ["ArtifactInfo", "Ledger", "StageHandle", "code_version", "content_hash"]
+__all__ = ["UNFINISHED", "ArtifactInfo", "Ledger", "StageHandle", "code_version", "content_hash"]
 
 _RETRIES = 8
+#: Shot states a batch did not finish (``resume`` and ``rerun --failed`` take these).
+UNFINISHED = ("failed", "running", "planned", "awaiting_review")
 
 
 def code_version() -> str:
@@ -203,15 +206,14 @@ class Ledger:
                 row.version = version
 
     def finish_batch(self, batch_id: str) -> str:
-        """Close a batch: ``done`` when no shot failed or was left unfinished, else ``failed``; return the state."""
+        """Close a batch: ``done`` when every shot finished (done, skipped or rejected), ``awaiting_review`` when
+        the only unfinished shots wait for a mask review, else ``failed``; return the state."""
         with self._unit() as session:
             batch = session.get_one(Batch, batch_id)
-            unfinished = session.execute(
-                select(func.count()).where(
-                    ShotRow.batch_id == batch_id, ShotRow.state.in_(("failed", "running", "planned"))
-                )
-            ).scalar_one()
-            batch.state = "failed" if unfinished else "done"
+            states = set(session.execute(select(ShotRow.state).where(ShotRow.batch_id == batch_id)).scalars()) & set(
+                UNFINISHED
+            )
+            batch.state = "done" if not states else "awaiting_review" if states == {"awaiting_review"} else "failed"
             batch.finished_at = utcnow()
             return batch.state
 
@@ -288,6 +290,11 @@ class Ledger:
                 row.params = {**row.params, **handle.params}
             if state == "done":
                 session.add_all(Artifact(stage_run_id=handle.run_id, **asdict(a)) for a in handle.artifacts)
+
+    def run(self, run_id: int) -> StageRun:
+        """A stage run with its artifacts."""
+        with self._unit() as session:
+            return session.get_one(StageRun, run_id, options=[selectinload(StageRun.artifacts)])
 
     def cached(self, stage: str, key: str) -> StageRun | None:
         """Return the newest completed run of ``stage`` with ``key`` whose files all still exist, or None."""
@@ -454,6 +461,39 @@ class Ledger:
         """Every stored VLM exchange."""
         with self._unit() as session:
             return list(session.execute(select(VlmExchangeRow)).scalars())
+
+    # -- mask reviews -----------------------------------------------------------------------------------------
+
+    def review(self, mask_key: str) -> MaskReview | None:
+        """The newest decision on a mask with this key, or None when nobody has reviewed it."""
+        with self._unit() as session:
+            return session.execute(
+                select(MaskReview).where(MaskReview.mask_key == mask_key).order_by(MaskReview.id.desc()).limit(1)
+            ).scalar_one_or_none()
+
+    def decide(self, batch_id: str, shot: str, *, decision: str, reviewer: str, note: str = "") -> str:
+        """Record ``approved`` or ``rejected`` for the mask the shot's newest mask run in the batch made.
+
+        Returns the mask's key. Raises InvalidInput when the shot has no finished mask in that batch.
+        """
+        with self._unit() as session:
+            row = session.execute(
+                select(ShotRow).where(ShotRow.batch_id.startswith(batch_id), ShotRow.name == shot)
+            ).scalar_one_or_none()
+            runs = (
+                []
+                if row is None
+                else [run for run in row.stage_runs if run.stage == "mask" and run.state in ("done", "cached")]
+            )
+            if row is None or not runs:
+                raise InvalidInput(f"shot '{shot}' has no finished mask in batch {batch_id[:8]} to review")
+            key = runs[-1].key
+            session.add(
+                MaskReview(
+                    mask_key=key, shot_name=shot, batch_id=row.batch_id, decision=decision, reviewer=reviewer, note=note
+                )
+            )
+            return key
 
     # -- reading ----------------------------------------------------------------------------------------------
 

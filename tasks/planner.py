@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from infra.database import Batch, ShotRow, StageRun
 from tasks.backends import make_masker
-from tasks.ledger import Ledger
+from tasks.ledger import UNFINISHED, Ledger
 from tasks.shots import mask_inputs
 from void_ops.exceptions import InvalidInput, VoidflowError
 from void_ops.keys import stage_key
@@ -72,7 +72,7 @@ def rerun_shots(batch: Batch, *, failed: bool, shots: Sequence[str] = ()) -> lis
             )
         return [rows[name] for name in shots]
     if failed:
-        return [row for row in batch.shots if row.state in ("failed", "running", "planned")]
+        return [row for row in batch.shots if row.state in UNFINISHED]
     return [row for row in batch.shots if row.state != "skipped"]
 
 

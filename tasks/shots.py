@@ -11,19 +11,23 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
 
-from tasks.backends import make_backend, make_masker, make_refiner
+from infra.database import StageRun
+from infra.settings import Settings
+from tasks.backends import make_backend, make_masker, make_refiner, make_vlm, needs_segmenter
 from tasks.ledger import ArtifactInfo, Ledger
 from void_ops import media, pipeline
 from void_ops.composite import Blend
 from void_ops.exceptions import ConfigurationError, MatteInvalid, MediaInvalid, StorageUnavailable, is_retryable
 from void_ops.keys import stage_key
+from void_ops.masking.sam2_video import Sam2Settings
+from void_ops.masking.vlm import Vlm, VlmExchange, VlmSettings
 from void_ops.mattes import matte_source
 from void_ops.pipeline import OutputFormat, QcReport, StageFile
 from void_ops.shots import Shot
@@ -48,6 +52,12 @@ class ShotJob:
     pass1_actors: tuple[str, ...] = ()
     pass2_actors: tuple[str, ...] = ()
     force: tuple[str, ...] = ()  # stages run even when a completed run has their key (rerun --from)
+    sam2: Sam2Settings | None = None
+    sam2_actors: tuple[str, ...] = ()
+    vlm_mode: str = "auto"
+    vlm: VlmSettings = field(default_factory=VlmSettings)
+    vlm_base_url: str | None = None
+    gate: bool = False
 
     def runs_pass2(self, shot: Shot) -> bool:
         """Whether ``shot`` gets VOID's pass 2: its own sidecar choice, else the batch's."""
@@ -57,10 +67,11 @@ class ShotJob:
 
 @dataclass(frozen=True, slots=True)
 class ShotOutcome:
-    """A delivered shot: its version, how many stages were cache hits, and how long it took."""
+    """A finished shot: its version (None when it stopped at the review gate), QC or gate note, the stages that
+    were cache hits, and how long it took."""
 
     name: str
-    version: str
+    version: str | None
     qc: str
     cached: tuple[str, ...]
     seconds: float
@@ -99,6 +110,19 @@ def mask_inputs(ledger: Ledger, shot: Shot) -> dict[str, str]:
     return inputs
 
 
+def _vlm(job: ShotJob, ledger: Ledger) -> Vlm | None:
+    """The shot's VLM: stored answers from the ledger, and the live API when a key is configured (read here, in
+    the worker, so it never travels as a task parameter)."""
+    if job.vlm_mode == "off":
+        return None
+    stored = [
+        VlmExchange(row.kind, row.model, row.request_sha256, row.request_summary, row.response_text)
+        for row in ledger.exchanges()
+    ]
+    key = Settings.from_env().gemini_key() if job.vlm_mode == "auto" else None
+    return make_vlm(job.vlm_mode, job.vlm, stored, api_key=key, base_url=job.vlm_base_url)
+
+
 def _artifact(stage_file: StageFile) -> ArtifactInfo:
     return ArtifactInfo(
         kind=stage_file.kind,
@@ -110,6 +134,15 @@ def _artifact(stage_file: StageFile) -> ArtifactInfo:
         width=stage_file.width,
         height=stage_file.height,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What a stage produced: its main file, other files to record, and facts to keep with the run."""
+
+    main: StageFile
+    extra: tuple[StageFile, ...] = ()
+    facts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,19 +160,20 @@ class _Shot:
         version: str,
         inputs: dict[str, str],
         params: dict[str, Any],
-        work: Callable[[], StageFile],
+        work: Callable[[], _Done],
         *,
         seed: int | None = None,
-    ) -> tuple[StageFile, int, bool]:
+    ) -> tuple[StageFile, StageRun, bool]:
         """Run ``work`` as ``stage`` unless a completed run with the same key exists (then record a cache hit).
 
-        Returns the stage's main output, the new stage run's ID, and whether it was a cache hit.
+        Returns the stage's main output, the run that produced it (with its params and artifacts: the earlier
+        run on a cache hit), and whether it was a cache hit.
         """
         key = stage_key(stage, version=version, inputs=inputs, params=params)
         batch, name = self.job.batch_id, self.shot.name
         origin = None if stage in self.job.force else self.ledger.cached(stage, key)
         if origin is not None:
-            run_id = self.ledger.record_cache_hit(batch, name, stage, origin, attempt=self.attempt)
+            self.ledger.record_cache_hit(batch, name, stage, origin, attempt=self.attempt)
             first = origin.artifacts[0]
             reused = StageFile(
                 first.kind,
@@ -151,11 +185,14 @@ class _Shot:
                 first.width,
                 first.height,
             )
-            return reused, run_id, True
+            return reused, origin, True
         with self.ledger.stage(batch, name, stage, params, key=key, attempt=self.attempt, seed=seed) as handle:
-            produced = work()
-            handle.add(_artifact(produced))
-        return produced, handle.run_id, False
+            done = work()
+            for produced in (done.main, *done.extra):
+                handle.add(_artifact(produced))
+            handle.params.update(done.facts)
+        run = self.ledger.run(handle.run_id)
+        return done.main, run, False
 
     def failed(self, stage: str, params: dict[str, Any], error: BaseException) -> None:
         """Record ``stage`` as failed before it could start (its inputs could not be read) and raise ``error``."""
@@ -195,7 +232,12 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0) -> ShotOutcome:
     cached: list[str] = []
     try:
         assert shot.media is not None
-        masker = make_masker(shot)
+        masker = make_masker(
+            shot,
+            sam2_actor=job.sam2_actors[slot % len(job.sam2_actors)] if job.sam2_actors else None,
+            sam2_max_side=job.sam2.max_side if job.sam2 else 1024,
+            vlm=_vlm(job, ledger) if needs_segmenter(shot) else None,
+        )
         actor = job.pass1_actors[slot % len(job.pass1_actors)] if job.pass1_actors else None
         backend = make_backend(job.backend, void=job.void, actor=actor)
         runs: dict[str, int | None] = {"pass2": None}
@@ -205,27 +247,53 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0) -> ShotOutcome:
             context.failed("mask", masker.params(shot), error)
         plate = inputs["plate"]
         ledger.set_plate_hash(job.batch_id, shot.name, plate)
-        quadmask, runs["mask"], hit = context.stage(
-            "mask",
-            masker.version,
-            inputs,
-            masker.params(shot),
-            lambda: pipeline.make_mask(shot, masker, work, run),
-        )
+
+        def mask() -> _Done:
+            quadmask, output, reviews = pipeline.make_mask(shot, masker, work, run)
+            for exchange in output.exchanges:
+                ledger.store_exchange(
+                    request_sha256=exchange.request_sha256,
+                    kind=exchange.kind,
+                    model=exchange.model,
+                    summary=exchange.request_summary,
+                    response=exchange.response_text,
+                )
+            facts = {
+                "vlm_prompt": output.prompt,
+                "notes": list(output.notes),
+                "vlm_requests": [exchange.request_sha256 for exchange in output.exchanges],
+            }
+            return _Done(quadmask, tuple(reviews), facts)
+
+        quadmask, mask_run, hit = context.stage("mask", masker.version, inputs, masker.params(shot), mask)
+        runs["mask"] = mask_run.id
         cached += ["mask"] if hit else []
         logger.info("%s: mask %s (%s)", shot.name, "cached" if hit else "done", quadmask.path.name)
+        if job.gate:
+            review = ledger.review(mask_run.key)
+            if review is None or review.decision != "approved":
+                state = "rejected" if review is not None else "awaiting_review"
+                reason = (
+                    f"mask rejected by {review.reviewer}: {review.note}"
+                    if review is not None
+                    else f"mask awaits review (voidflow approve {shot.name} --batch {job.batch_id[:8]})"
+                )
+                ledger.finish_shot(job.batch_id, shot.name, state=state, reason=reason)
+                logger.info("%s: %s", shot.name, reason)
+                return ShotOutcome(shot.name, None, reason, tuple(cached), time.monotonic() - started)
 
         geometry = backend.describe(shot.frames, *_plate_size(shot))
-        prompt = shot.instructions.prompt
+        prompt = shot.instructions.prompt or str(mask_run.params.get("vlm_prompt") or "")
         pass1_params = {**backend.params(), **geometry, "seed": seed, "prompt": prompt}
-        fill, runs["pass1"], hit = context.stage(
+        fill, pass1_run, hit = context.stage(
             "pass1",
             backend.version,
             {"plate": plate, "quadmask": quadmask.sha256},
             pass1_params,
-            lambda: pipeline.inpaint(shot, backend, quadmask.path, work, run, seed=seed),
+            lambda: _Done(pipeline.inpaint(shot, backend, quadmask.path, work, run, seed=seed, prompt=prompt)),
             seed=seed,
         )
+        runs["pass1"] = pass1_run.id
         cached += ["pass1"] if hit else []
         logger.info("%s: pass 1 %s with %s", shot.name, "cached" if hit else "done", backend.name)
 
@@ -234,14 +302,17 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0) -> ShotOutcome:
                 raise ConfigurationError(f"shot '{shot.name}': pass 2 asked for, but the batch started no pass-2 model")
             refiner = make_refiner(job.void, job.pass2_actors[slot % len(job.pass2_actors)])
             first_fill = fill
-            fill, runs["pass2"], hit = context.stage(
+            fill, pass2_run, hit = context.stage(
                 "pass2",
                 refiner.version,
                 {"plate": plate, "quadmask": quadmask.sha256, "fill": first_fill.sha256},
                 {**refiner.params(), **geometry, "seed": seed, "prompt": prompt},
-                lambda: pipeline.refine(shot, refiner, quadmask.path, first_fill.path, work, run, seed=seed),
+                lambda: _Done(
+                    pipeline.refine(shot, refiner, quadmask.path, first_fill.path, work, run, seed=seed, prompt=prompt)
+                ),
                 seed=seed,
             )
+            runs["pass2"] = pass2_run.id
             cached += ["pass2"] if hit else []
             logger.info("%s: pass 2 %s", shot.name, "cached" if hit else "done")
 

@@ -28,6 +28,9 @@ os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("VOIDFLOW_DB_URL", None)
+# A planted Gemini key, set before Ray starts so its workers see it; tests prove it is never written anywhere.
+PLANTED_KEY = "sk-test-PLANTED-KEY-123"
+os.environ["GEMINI_API_KEY"] = PLANTED_KEY
 
 
 def timeline_files() -> list[Path]:

@@ -58,7 +58,7 @@ def test_matte_masker_reads_indexed_frames_and_grows_a_ring(tmp_path: Path) -> N
     media.write_sequence(matte, pattern, Fraction(24), first_number=101)
     plate = MediaSource(str(tmp_path / "plate.mov"), "movie", 24.0, start=0, frames=8)
     shot = _shot(plate, str(pattern), ring=3)
-    quadmask = MatteMasker()(shot, np.zeros((6, 40, 48, 3), np.uint8))
+    quadmask = MatteMasker()(shot, np.zeros((6, 40, 48, 3), np.uint8)).quadmask
     assert quadmask.shape == (6, 40, 48)
     # shot.first is media index 0, so quadmask frame k is matte file 101 + k.
     for k in range(6):

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from void_ops.exceptions import InvalidInput
+from void_ops.frames import from_unit, to_uint8
 from void_ops.quadmask import region
 
 __all__ = ["CleanPlate"]
@@ -29,22 +30,6 @@ def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     low = np.take_along_axis(data, np.maximum(count - 1, 0) // 2, axis=0)[0]
     high = np.take_along_axis(data, count // 2, axis=0)[0]
     return (low + high) / 2  # NaN where no row is valid
-
-
-def _to_uint8(frame: np.ndarray) -> np.ndarray:
-    if frame.dtype == np.uint8:
-        return frame
-    if frame.dtype == np.uint16:
-        return (frame >> 8).astype(np.uint8)
-    return np.clip(np.rint(frame * 255), 0, 255).astype(np.uint8)
-
-
-def _from_uint8(frame: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    if dtype == np.uint8:
-        return frame
-    if dtype == np.uint16:
-        return frame.astype(np.uint16) * 257
-    return frame.astype(np.float32) / 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +93,6 @@ class CleanPlate:
             for index in range(len(frames)):
                 todo = (hole[index] & unseen).astype(np.uint8)
                 if todo.any():
-                    painted = cv2.inpaint(_to_uint8(fill[index]), todo, self.inpaint_radius, cv2.INPAINT_TELEA)
-                    fill[index][todo > 0] = _from_uint8(painted, frames.dtype)[todo > 0]
+                    painted = cv2.inpaint(to_uint8(fill[index]), todo, self.inpaint_radius, cv2.INPAINT_TELEA)
+                    fill[index][todo > 0] = from_unit(painted.astype(np.float32) / 255, frames.dtype)[todo > 0]
         return fill

@@ -15,6 +15,7 @@ import numpy as np
 
 from void_ops import media
 from void_ops.exceptions import MatteInvalid, MediaInvalid
+from void_ops.masking.masker import MaskOutput
 from void_ops.quadmask import combine
 from void_ops.shots import MediaSource, Shot
 
@@ -71,7 +72,7 @@ class MatteMasker:
             "clear_affected_on_first_frame": self.clear_affected_on_first_frame,
         }
 
-    def __call__(self, shot: Shot, plate: np.ndarray) -> np.ndarray:
+    def __call__(self, shot: Shot, plate: np.ndarray) -> MaskOutput:
         """Return the shot's quadmask.
 
         Args:
@@ -79,7 +80,7 @@ class MatteMasker:
             plate: the shot's frames, (T, H, W, 3), head and tail handles included.
 
         Returns:
-            (T, H, W) uint8 quadmask with values in {0, 63, 127, 255}.
+            The (T, H, W) uint8 quadmask with values in {0, 63, 127, 255}, without a prompt or VLM exchanges.
 
         Raises:
             MatteInvalid: the shot has no matte, or the matte is missing, too short, or of another size.
@@ -103,4 +104,5 @@ class MatteMasker:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
             for index, frame in enumerate(primary):
                 affected[index] = cv2.dilate(frame.astype(np.uint8), kernel).astype(bool) & ~frame
-        return combine(primary, affected, clear_affected_on_first_frame=self.clear_affected_on_first_frame)
+        quadmask = combine(primary, affected, clear_affected_on_first_frame=self.clear_affected_on_first_frame)
+        return MaskOutput(quadmask)

@@ -28,6 +28,7 @@ import opentimelineio as otio
 from void_ops import media, report
 from void_ops.composite import Blend, changed_outside, composite
 from void_ops.exceptions import ConformError, InvalidInput, StorageUnavailable
+from void_ops.masking.masker import MaskOutput
 from void_ops.quadmask import check_quadmask
 from void_ops.shots import Delivery, MediaSource, Shot, rate_fraction
 
@@ -58,7 +59,8 @@ OutputFormat = Literal["prores", "png", "exr"]
 
 
 class Masker(Protocol):
-    """Makes a shot's quadmask. Implementations: ``void_ops.mattes.MatteMasker`` (SAM2 + VLM to come)."""
+    """Makes a shot's quadmask: ``void_ops.mattes.MatteMasker`` (roto), ``void_ops.masking.SegmentMasker``
+    (SAM2, with or without the VLM)."""
 
     @property
     def name(self) -> str: ...
@@ -68,7 +70,7 @@ class Masker(Protocol):
 
     def params(self, shot: Shot) -> dict[str, object]: ...
 
-    def __call__(self, shot: Shot, plate: np.ndarray) -> np.ndarray: ...
+    def __call__(self, shot: Shot, plate: np.ndarray) -> MaskOutput: ...
 
 
 class Inpainter(Protocol):
@@ -177,19 +179,31 @@ def _file(kind: str, path: Path, frames: np.ndarray, rate: float | None = None) 
     )
 
 
-def make_mask(shot: Shot, masker: Masker, work: Path, run: str) -> StageFile:
-    """Mask stage: make the shot's quadmask and store it losslessly as ``work/quadmask-<run>.mkv``.
+def make_mask(shot: Shot, masker: Masker, work: Path, run: str) -> tuple[StageFile, MaskOutput, list[StageFile]]:
+    """Mask stage: make the shot's quadmask, store it losslessly as ``work/quadmask-<run>.mkv``, and write what a
+    reviewer looks at before any GPU time is spent: ``overlay-<run>.png`` (tinted cut frames) and
+    ``preview-<run>.mp4`` (the tinted shot as a small H.264 movie).
+
+    Returns:
+        The quadmask file, the masker's output (prompt, VLM exchanges, notes), and the review pictures.
 
     Raises:
         MatteInvalid, MediaInvalid: the masker's or the plate's input is unusable.
     """
     plate = plate_frames(shot)
-    quadmask = masker(shot, plate)
-    check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
+    output = masker(shot, plate)
+    check_quadmask(output.quadmask, *plate.shape[:3], shot=shot.name)
     path = work / f"quadmask-{run}.mkv"
     work.mkdir(parents=True, exist_ok=True)
-    media.write_mask(quadmask, path)
-    return _file("quadmask", path, quadmask)
+    media.write_mask(output.quadmask, path)
+    cut = (shot.handles[0], shot.handles[0] + shot.duration - 1)
+    overlay = report.mask_overlay(plate, output.quadmask, work / f"overlay-{run}.png", cut=cut)
+    preview = report.mask_preview(plate, output.quadmask, work / f"preview-{run}.mp4", rate_fraction(shot.rate))
+    reviews = [
+        StageFile("overlay", overlay, media.sha256_file(overlay), overlay.stat().st_size),
+        StageFile("preview", preview, media.sha256_file(preview), preview.stat().st_size, len(plate), shot.rate),
+    ]
+    return _file("quadmask", path, output.quadmask), output, reviews
 
 
 def _store_fill(shot: Shot, fill: np.ndarray, plate: np.ndarray, work: Path, stem: str, label: str) -> StageFile:
@@ -262,13 +276,14 @@ def windowed(frames: int, longest: int | None, run: Callable[[int, int], np.ndar
     return np.rint(blended).astype(dtype) if np.issubdtype(dtype, np.integer) else blended.astype(dtype)
 
 
-def inpaint(shot: Shot, backend: Inpainter, quadmask_path: Path, work: Path, run: str, *, seed: int) -> StageFile:
+def inpaint(
+    shot: Shot, backend: Inpainter, quadmask_path: Path, work: Path, run: str, *, seed: int, prompt: str
+) -> StageFile:
     """Pass 1: run the backend over the shot (in cross-faded windows when it is longer than the backend takes)
-    and store its full frames losslessly as ``work/fill-<run>.mkv``."""
+    and store its full frames losslessly as ``work/fill-<run>.mkv``. ``prompt`` is the background prompt."""
     plate = plate_frames(shot)
     quadmask = media.read_mask(quadmask_path)
     check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
-    prompt = shot.instructions.prompt
     fill = windowed(
         len(plate),
         getattr(backend, "max_frames", None),
@@ -278,14 +293,13 @@ def inpaint(shot: Shot, backend: Inpainter, quadmask_path: Path, work: Path, run
 
 
 def refine(
-    shot: Shot, refiner: Refiner, quadmask_path: Path, fill_path: Path, work: Path, run: str, *, seed: int
+    shot: Shot, refiner: Refiner, quadmask_path: Path, fill_path: Path, work: Path, run: str, *, seed: int, prompt: str
 ) -> StageFile:
     """Pass 2: refine pass 1's fill and store the result losslessly as ``work/refined-<run>.mkv``."""
     plate = plate_frames(shot)
     quadmask = media.read_mask(quadmask_path)
     check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
     first = media.read_frames(_fill_source(fill_path, shot.rate), 0, shot.frames).astype(plate.dtype)
-    prompt = shot.instructions.prompt
     refined = windowed(
         len(plate),
         getattr(refiner, "max_frames", None),

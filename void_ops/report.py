@@ -11,23 +11,18 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["ShotCard", "contact_sheet", "mask_overlay", "write_report"]
+from void_ops.frames import to_uint8
+
+__all__ = ["ShotCard", "contact_sheet", "mask_overlay", "mask_preview", "write_report"]
 
 _THUMB_WIDTH = 240
 _TINTS = {0: (255, 40, 40), 63: (255, 160, 0), 127: (40, 160, 255)}  # remove, overlap, affected
-
-
-def _to_rgb8(frames: np.ndarray) -> np.ndarray:
-    if frames.dtype == np.uint8:
-        return frames
-    if frames.dtype == np.uint16:
-        return (frames >> 8).astype(np.uint8)
-    return np.clip(np.rint(frames * 255), 0, 255).astype(np.uint8)
 
 
 def _save_png(image: Image.Image, path: Path) -> Path:
@@ -86,7 +81,7 @@ def contact_sheet(
         ``path``.
     """
     picks = _sample(samples, *cut)
-    before, after = _to_rgb8(plate[picks]), _to_rgb8(result[picks])
+    before, after = to_uint8(plate[picks]), to_uint8(result[picks])
     tinted = [_tint(frame, mask) for frame, mask in zip(after, quadmask[picks], strict=True)]
     return _grid([list(before), list(after), tinted], path)
 
@@ -97,8 +92,25 @@ def mask_overlay(
     """Write a PNG of sampled plate frames with the quadmask classes tinted (red remove, orange overlap, blue
     affected): the picture a supervisor approves before GPU time is spent."""
     picks = _sample(samples, *cut)
-    frames = _to_rgb8(plate[picks])
+    frames = to_uint8(plate[picks])
     return _grid([[_tint(frame, mask) for frame, mask in zip(frames, quadmask[picks], strict=True)]], path)
+
+
+def mask_preview(plate: np.ndarray, quadmask: np.ndarray, path: Path, rate: Fraction) -> Path:
+    """Write the whole shot with its quadmask tinted as a small H.264 movie (640 px wide at most), for review."""
+    from void_ops import media
+
+    frames = to_uint8(plate)
+    scale = min(1.0, 640 / frames.shape[2])
+    size = (max(2, round(frames.shape[2] * scale) // 2 * 2), max(2, round(frames.shape[1] * scale) // 2 * 2))
+    tinted = np.stack(
+        [
+            np.asarray(Image.fromarray(_tint(frame, mask)).resize(size, Image.Resampling.BILINEAR))
+            for frame, mask in zip(frames, quadmask, strict=True)
+        ]
+    )
+    media.write_movie(tinted, path, rate, codec="h264")
+    return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from void_ops.exceptions import GpuOutOfMemory, InvalidInput
+from void_ops.frames import from_unit, to_unit
 from void_ops.quadmask import KEEP, quantise, region
 from void_ops.void.values import (
     Fit,
@@ -126,22 +127,6 @@ def describe_clip(
     }
 
 
-def _to_unit(frames: np.ndarray) -> np.ndarray:
-    if frames.dtype == np.uint8:
-        return frames.astype(np.float32) / 255
-    if frames.dtype == np.uint16:
-        return frames.astype(np.float32) / 65535
-    return np.clip(frames.astype(np.float32), 0, 1)
-
-
-def _from_unit(frames: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    frames = np.clip(frames, 0, 1)
-    if dtype.kind == "f":
-        return frames.astype(dtype)
-    peak = np.iinfo(dtype).max
-    return np.rint(frames * peak).astype(dtype)
-
-
 def prepare_clip(frames: np.ndarray, quadmask: np.ndarray, settings: VoidSettings) -> ModelClip:
     """Fit, quantise and pad a shot for VOID.
 
@@ -160,7 +145,7 @@ def prepare_clip(frames: np.ndarray, quadmask: np.ndarray, settings: VoidSetting
         raise InvalidInput(
             f"{count} frames is longer than VOID's {settings.max_frames}-frame run; split the shot into windows"
         )
-    video, fit = fit_frames(_to_unit(frames), settings.height, settings.width, mode=settings.fit)
+    video, fit = fit_frames(to_unit(frames), settings.height, settings.width, mode=settings.fit)
     # Bars and cut edges must read as "keep": fit the inverted mask (zeros pad), then invert back.
     inverted, _ = fit_frames(KEEP - quantise(quadmask), settings.height, settings.width, mode=settings.fit)
     fitted_mask = quantise(KEEP - inverted)
@@ -175,7 +160,7 @@ def prepare_clip(frames: np.ndarray, quadmask: np.ndarray, settings: VoidSetting
 def finish_clip(output: np.ndarray, clip: ModelClip, dtype: np.dtype[Any]) -> np.ndarray:
     """Turn model output (m, H, W, 3) float in [0, 1] into the shot's fill: trimmed to F frames, at plate size and
     in the plate's dtype."""
-    return _from_unit(unfit_frames(output[: clip.frames], clip.fit), dtype)
+    return from_unit(unfit_frames(output[: clip.frames], clip.fit), dtype)
 
 
 def _weight_name(path: str, base: str) -> str:
@@ -184,10 +169,6 @@ def _weight_name(path: str, base: str) -> str:
         return Path(path).relative_to(base).as_posix()
     except ValueError:
         return Path(path).name
-
-
-def _unit_to_uint8(frames: np.ndarray) -> np.ndarray:
-    return np.rint(np.clip(frames, 0, 1) * 255).astype(np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +275,7 @@ class VoidModel:
 
             _, length, channels2, height, width = inpaint.shape
             noise = warped_noise(
-                _unit_to_uint8(first_pass), length, height, width, channels2 // 2, seed=seed, settings=warp
+                from_unit(first_pass, np.uint8), length, height, width, channels2 // 2, seed=seed, settings=warp
             )
         generator = torch.Generator("cpu").manual_seed(seed)
         latents = self.sampler.denoise(
@@ -411,7 +392,7 @@ class VoidRefiner:
         if not prompt:
             raise InvalidInput("the void backend needs a background prompt (the scene after removal): set 'prompt'")
         clip = prepare_clip(frames, quadmask, self.settings)
-        first, _ = fit_frames(_to_unit(first_pass), self.settings.height, self.settings.width, mode=self.settings.fit)
+        first, _ = fit_frames(to_unit(first_pass), self.settings.height, self.settings.width, mode=self.settings.fit)
         first = pingpong(first, len(clip.video))
         output = self.model(clip, seed=seed, prompt=prompt, first_pass=first, warp=self.warp)
         return finish_clip(output, clip, frames.dtype)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:09:36.651868
+Create Date: 2026-11-25 22:44:59.793115
 """
 
 from collections.abc import Sequence
@@ -66,6 +66,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_batches_created_at"), ["created_at"], unique=False)
+
+    op.create_table(
+        "mask_reviews",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("mask_key", sa.String(length=64), nullable=False),
+        sa.Column("shot_name", sa.String(length=255), nullable=False),
+        sa.Column("batch_id", sa.String(length=32), nullable=False),
+        sa.Column("decision", sa.String(length=16), nullable=False),
+        sa.Column("reviewer", sa.String(length=255), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["batch_id"],
+            ["batches.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("mask_reviews", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mask_reviews_mask_key"), ["mask_key"], unique=False)
 
     op.create_table(
         "shots",
@@ -232,6 +251,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_shots_batch_id"))
 
     op.drop_table("shots")
+    with op.batch_alter_table("mask_reviews", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mask_reviews_mask_key"))
+
+    op.drop_table("mask_reviews")
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_batches_created_at"))
 
