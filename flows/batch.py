@@ -144,7 +144,9 @@ def run_batch(request: BatchRequest) -> BatchResult:
             stop_pool(pool)
     conformed = None
     if done:
-        conformed = conform_batch(request.db_url, batch_id, request.out_dir / "conformed.otio")
+        conformed = conform_batch(
+            request.db_url, batch_id, request.out_dir / "conformed.otio", include_qc_failed=request.conform_qc_failed
+        )
         print(f"conformed edit: {conformed}")
     report = report_batch(request.db_url, batch_id, request.out_dir / "report.html")
     state = ledger.finish_batch(batch_id)

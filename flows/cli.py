@@ -61,10 +61,19 @@ def _parser() -> argparse.ArgumentParser:
     _mask_arguments(run)
     run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
 
+    diff = commands.add_parser("diff", help="what changed per shot between two edits")
+    diff.add_argument("old", type=Path)
+    diff.add_argument("new", type=Path)
+    diff.add_argument("--old-sidecar", type=Path)
+    diff.add_argument("--sidecar", type=Path, help="the new edit's sidecar")
+    diff.add_argument("--edl-rate", type=float)
+    diff.add_argument("--json", action="store_true")
+
     conform = commands.add_parser("conform", help="write an edit with a batch's results conformed in")
     conform.add_argument("edit", type=Path)
     conform.add_argument("--batch", required=True, help="batch ID (see voidflow status)")
     conform.add_argument("-o", "--out", type=Path, required=True, help="output edit: .otio, .otioz, .edl or .xml")
+    conform.add_argument("--include-qc-failed", action="store_true", help="conform versions that failed QC too")
 
     status = commands.add_parser("status", help="batches, newest first, with their shots")
     status.add_argument("--batch", help="only this batch")
@@ -130,6 +139,9 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
         "output": getattr(args, "output", "prores"),
         "seed": getattr(args, "seed", 0),
         "db_url": settings.db_url,
+        "previous_edit": getattr(args, "previous_edit", None),
+        "previous_sidecar": getattr(args, "previous_sidecar", None),
+        "conform_qc_failed": getattr(args, "conform_qc_failed", False),
         "void": {
             "models_dir": getattr(args, "models", None) or settings.models_dir,
             "pass2": getattr(args, "pass2", False),
@@ -211,7 +223,13 @@ def _conform(args: argparse.Namespace, settings: Settings) -> int:
     from tasks.batch import conform_batch
 
     ensure_schema(settings.db_url)
-    written = conform_batch.fn(settings.db_url, args.batch, args.out.absolute(), edit_path=args.edit.absolute())
+    written = conform_batch.fn(
+        settings.db_url,
+        args.batch,
+        args.out.absolute(),
+        edit_path=args.edit.absolute(),
+        include_qc_failed=args.include_qc_failed,
+    )
     print(f"conformed edit: {written}")
     return 0
 
@@ -399,6 +417,25 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace, settings: Settings) -> int:
+    from flows.params import BatchRequest, plan
+    from void_ops.cutdiff import diff_shots
+
+    def shots(edit: Path, sidecar: Path | None) -> list[Any]:
+        request = BatchRequest(
+            edit=edit, sidecar=sidecar, out_dir=Path("."), db_url="", edl_rate=args.edl_rate, select_all=True
+        )
+        return plan(request)[1]
+
+    changes = diff_shots(shots(args.old, args.old_sidecar), shots(args.new, args.sidecar))
+    if args.json:
+        print(json.dumps({"shots": [change.as_dict() for change in changes]}, indent=2))
+        return 0
+    for change in changes:
+        print(f"{change.shot:<28} {', '.join(change.kinds) or 'unchanged':<24} {change.detail}")
+    return 0
+
+
 _COMMANDS = {
     "plan": _plan,
     "run": _run,
@@ -410,6 +447,7 @@ _COMMANDS = {
     "resume": _resume,
     "history": _history,
     "export": _export,
+    "diff": _diff,
     "approve": _review,
     "reject": _review,
 }

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from void_ops import media
+from void_ops.cutdiff import UNCHANGED, diff_shots
 from void_ops.exceptions import ConfigurationError, InvalidInput
 from void_ops.intake import Edit, Selection, plan_shots, read_edit
 from void_ops.shots import MediaSource, Shot
@@ -155,6 +156,9 @@ class BatchRequest(BaseModel):
     feather: int = Field(default=4, ge=0)
     void: VoidOptions = VoidOptions()
     masks: MaskOptions = MaskOptions()
+    previous_edit: Path | None = None
+    previous_sidecar: Path | None = None
+    conform_qc_failed: bool = False
     only_shots: tuple[str, ...] | None = None
     force_from: Literal["mask", "pass1", "pass2", "deliver", "conform"] | None = None
     parent_batch: str | None = None
@@ -180,19 +184,35 @@ def forced_stages(force_from: str | None) -> tuple[str, ...]:
     return tuple(STAGE_ORDER[STAGE_ORDER.index(force_from) : STAGE_ORDER.index("deliver")])
 
 
+def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest) -> list[Shot]:
+    sidecar = load_sidecar(sidecar_path) if sidecar_path else None
+    selection = Selection(track=request.track, everything=request.select_all)
+    return plan_shots(edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=_frame_count)
+
+
 def plan(request: BatchRequest) -> tuple[Edit, list[Shot]]:
     """Read the edit and sidecar and plan the shots. Cheap; no Prefect or Ray.
 
-    With ``only_shots`` (a rerun), every other shot is skipped with the reason "not in this rerun".
+    With ``previous_edit`` (a nightly run after an edit changed), shots ``diff_shots`` finds unchanged are skipped
+    and conform uses their newest delivered versions. With ``only_shots`` (a rerun), every other shot is skipped
+    with the reason "not in this rerun".
 
     Raises:
         EditUnreadable, SidecarInvalid, InvalidInput: the edit, sidecar or selection is unusable, or
             ``only_shots`` names a shot the edit does not have.
     """
     edit = read_edit(request.edit, edl_rate=request.edl_rate)
-    sidecar = load_sidecar(request.sidecar) if request.sidecar else None
-    selection = Selection(track=request.track, everything=request.select_all)
-    shots = plan_shots(edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=_frame_count)
+    shots = _plan_edit(edit, request.sidecar, request)
+    if request.previous_edit is not None:
+        old = _plan_edit(read_edit(request.previous_edit, edl_rate=request.edl_rate), request.previous_sidecar, request)
+        unchanged = {change.shot for change in diff_shots(old, shots) if not change.needs_work}
+        note = f"{UNCHANGED} ({request.previous_edit.name})"
+        shots = [
+            dataclasses.replace(shot, status="skipped", reason=note)
+            if shot.status == "ready" and shot.name in unchanged
+            else shot
+            for shot in shots
+        ]
     if request.only_shots is not None:
         unknown = sorted(set(request.only_shots) - {shot.name for shot in shots})
         if unknown:

@@ -10,6 +10,7 @@ from prefect import task
 from infra.database import Batch, ShotRow, StageRun
 from tasks.ledger import Ledger
 from void_ops.conform import conform, write_edit
+from void_ops.cutdiff import UNCHANGED
 from void_ops.exceptions import ConformError
 from void_ops.intake import read_edit
 from void_ops.pipeline import FIRST_FRAME_NUMBER, QcReport
@@ -39,34 +40,50 @@ def _source(shot: ShotRow, path: str, frames: int | None, fps: float | None) -> 
     return MediaSource(path, kind, fps or shot.rate, shot.source_start - shot.head, frames, first_number)
 
 
-def deliveries(ledger: Ledger, batch: Batch) -> dict[str, Delivery]:
-    """Return the delivered versions by shot name: this batch's, then (for shots it did not deliver, as in a
-    rerun of failed shots) its parent batches', rebuilt from the ledger's artifacts."""
+def _delivery(shot: ShotRow, label: str, run: StageRun) -> Delivery:
+    files = {artifact.kind: artifact for artifact in run.artifacts}
+    output, matte = files["delivery"], files["matte"]
+    return Delivery(
+        shot=shot.name,
+        version=label,
+        media=_source(shot, output.path, output.frames, output.fps),
+        matte=_source(shot, matte.path, matte.frames, matte.fps),
+        width=output.width or 0,
+        height=output.height or 0,
+    )
+
+
+def deliveries(ledger: Ledger, batch: Batch, *, include_qc_failed: bool = False) -> dict[str, Delivery]:
+    """Return the delivered versions to conform, by shot name.
+
+    This batch's deliveries come first; for shots it did not deliver (a rerun of failed shots), its parent batches'
+    along the chain; for shots it skipped as unchanged since a previous edit, the newest delivered version of that
+    shot name. Versions that failed QC are left out unless ``include_qc_failed``.
+    """
     found: dict[str, Delivery] = {}
     current: Batch | None = batch
     while current is not None:
         for shot in current.shots:
             if shot.name in found or shot.state != "done" or shot.version is None:
                 continue
-            run = _delivered_run(ledger, shot)
-            if run is None:
+            if not include_qc_failed and ledger.version_status(shot.name, shot.version) == "qc_failed":
                 continue
-            files = {artifact.kind: artifact for artifact in run.artifacts}
-            output, matte = files["delivery"], files["matte"]
-            found[shot.name] = Delivery(
-                shot=shot.name,
-                version=shot.version,
-                media=_source(shot, output.path, output.frames, output.fps),
-                matte=_source(shot, matte.path, matte.frames, matte.fps),
-                width=output.width or 0,
-                height=output.height or 0,
-            )
+            run = _delivered_run(ledger, shot)
+            if run is not None:
+                found[shot.name] = _delivery(shot, shot.version, run)
         current = load_batch(ledger, current.parent_id) if current.parent_id else None
+    for shot in batch.shots:
+        if shot.name not in found and shot.reason.startswith(UNCHANGED):
+            latest = ledger.latest_delivered(shot.name)
+            if latest is not None:
+                found[shot.name] = _delivery(shot, *latest)
     return found
 
 
 @task(name="conform", persist_result=False)
-def conform_batch(db_url: str, batch_id: str, out: Path, *, edit_path: Path | None = None) -> Path:
+def conform_batch(
+    db_url: str, batch_id: str, out: Path, *, edit_path: Path | None = None, include_qc_failed: bool = False
+) -> Path:
     """Write the batch's edit with every delivered shot conformed in, as ``out`` (format by suffix).
 
     Raises:
@@ -77,7 +94,7 @@ def conform_batch(db_url: str, batch_id: str, out: Path, *, edit_path: Path | No
     edit = read_edit(Path(edit_path or batch.edit_path), edl_rate=batch.params.get("edl_rate"))
     if edit.sha256 != batch.edit_sha256:
         raise ConformError(f"{edit.path}: the edit changed since batch {batch_id} planned it; conform refused")
-    return write_edit(conform(edit, deliveries(ledger, batch)), out)
+    return write_edit(conform(edit, deliveries(ledger, batch, include_qc_failed=include_qc_failed)), out)
 
 
 def _card(ledger: Ledger, shot: ShotRow) -> ShotCard:

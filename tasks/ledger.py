@@ -381,6 +381,26 @@ class Ledger:
             if deliver_run_id is not None:
                 version.deliver_run_id = deliver_run_id
 
+    def version_status(self, shot: str, label: str) -> str | None:
+        """``delivering``, ``delivered``, ``qc_failed`` or ``failed`` for a shot's version; None when unknown."""
+        with self._unit() as session:
+            return session.execute(
+                select(Version.status).where(Version.shot_name == shot, Version.label == label)
+            ).scalar_one_or_none()
+
+    def latest_delivered(self, shot: str) -> tuple[str, StageRun] | None:
+        """The newest delivered version of a shot name and the deliver run that wrote it (with its artifacts)."""
+        with self._unit() as session:
+            found = session.execute(
+                select(Version.label, Version.deliver_run_id)
+                .where(Version.shot_name == shot, Version.status == "delivered", Version.deliver_run_id.is_not(None))
+                .order_by(Version.number.desc())
+                .limit(1)
+            ).first()
+        if found is None or found[1] is None:
+            return None
+        return str(found[0]), self.run(found[1])
+
     def version_of_run(self, deliver_run_id: int) -> str | None:
         """Return the label of the version a deliver run wrote, if any."""
         with self._unit() as session:

@@ -363,7 +363,8 @@ def _deliver(
     except BaseException:
         ledger.finish_version(shot.name, version, status="failed")
         raise
-    ledger.finish_version(shot.name, version, status="delivered", deliver_run_id=handle.run_id)
+    status = "delivered" if qc.passed else "qc_failed"
+    ledger.finish_version(shot.name, version, status=status, deliver_run_id=handle.run_id)
     return version, qc.summary(), False
 
 

@@ -14,6 +14,7 @@ from flows.batch import run_batch
 from flows.params import BatchRequest
 from tasks.ledger import Ledger
 from void_ops import media
+from void_ops.conform import write_edit
 from void_ops.intake import named_clips, plan_shots, read_edit
 from void_ops.pipeline import plate_frames
 from void_ops.shots import MediaSource
@@ -107,6 +108,8 @@ def test_a_failed_shot_does_not_stop_the_others(small_demo, db_url: str, tmp_pat
 
     conformed = dict(named_clips(read_edit(result.conformed).timeline))
     assert conformed["sh020"].active_media_reference_key == "DEFAULT_MEDIA"
+    bundle = write_edit(read_edit(result.conformed).timeline, tmp_path / "conformed.otioz")  # media travels inside
+    assert len(list(read_edit(bundle).timeline.find_clips())) == 4
     shots = {s.name: s for s in plan_shots(read_edit(small_demo.edit), sidecar=load_sidecar(sidecar))}
     for name in ("sh010", "sh030"):
         delivered = _delivered(conformed[name])

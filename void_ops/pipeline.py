@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import cv2
 import numpy as np
 import opentimelineio as otio
 
@@ -129,10 +130,11 @@ class QcReport:
 
     Attributes:
         changed_outside: pixels that differ from the plate where the blend alpha is 0 (must be 0).
-        flicker: mean absolute frame-to-frame change inside the blend region, as a fraction of full scale, minus
-            the plate's own change there (near 0 when the fill is as steady as the plate).
+        flicker: mean absolute frame-to-frame change inside the blend region minus the plate's own change just
+            outside it, as a fraction of full scale (near 0 when the fill is as steady as its surroundings).
         frames: frames delivered; ``expected_frames`` is the plate range's count.
         fps: frame rate of the delivered media.
+        max_flicker: the flicker above which the version fails QC.
     """
 
     changed_outside: int
@@ -141,11 +143,18 @@ class QcReport:
     expected_frames: int
     fps: float
     expected_fps: float
+    max_flicker: float = 0.02
 
     @property
     def passed(self) -> bool:
-        """True when nothing changed outside the matte and frame count and rate match the plate."""
-        return self.changed_outside == 0 and self.frames == self.expected_frames and self.fps == self.expected_fps
+        """True when nothing changed outside the matte, frame count and rate match the plate, and the fill does not
+        flicker more than ``max_flicker`` (a fraction of full scale per frame) beyond its surroundings."""
+        return (
+            self.changed_outside == 0
+            and self.frames == self.expected_frames
+            and self.fps == self.expected_fps
+            and self.flicker <= self.max_flicker
+        )
 
     def summary(self) -> str:
         """Return a one-line description for reports."""
@@ -326,19 +335,26 @@ def _as_dtype(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.rint(frames.astype(np.float64) * peak / np.iinfo(frames.dtype).max).astype(dtype)
 
 
-def _flicker(plate: np.ndarray, result: np.ndarray, alpha: np.ndarray) -> float:
+def _flicker(plate: np.ndarray, result: np.ndarray, alpha: np.ndarray, *, ring: int = 16) -> float:
+    """Temporal flicker of the fill: mean frame-to-frame change inside the blend region minus the plate's own
+    change in a ``ring``-pixel band just outside it (grain, light), as a fraction of full scale.
+
+    Near 0 when the fill is as steady as its surroundings; positive when it flickers; negative when it is steadier
+    (a still clean plate where the plate had grain).
+    """
     if len(plate) < 2:
         return 0.0
     scale = 1.0 if plate.dtype.kind == "f" else float(np.iinfo(plate.dtype).max)
-    inside = (alpha[1:] > 0) | (alpha[:-1] > 0)
+    region = alpha > 0
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+    band = np.stack([cv2.dilate(frame.astype(np.uint8), kernel).astype(bool) for frame in region]) & ~region
+    inside, around = region[1:] | region[:-1], band[1:] & band[:-1]
     if not inside.any():
         return 0.0
-
-    def motion(frames: np.ndarray) -> float:
-        steps = np.abs(np.diff(frames.astype(np.float32), axis=0)).mean(axis=-1)
-        return float(steps[inside].mean()) / scale
-
-    return motion(result) - motion(plate)
+    steps = np.abs(np.diff(result.astype(np.float32), axis=0)).mean(axis=-1)
+    plate_steps = np.abs(np.diff(plate.astype(np.float32), axis=0)).mean(axis=-1)
+    baseline = float(plate_steps[around].mean()) if around.any() else 0.0
+    return (float(steps[inside].mean()) - baseline) / scale
 
 
 def _timecode(shot: Shot, plate: MediaSource) -> str | None:
