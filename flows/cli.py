@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     conform.add_argument("--batch", required=True, help="batch ID (see voidflow status)")
     conform.add_argument("-o", "--out", type=Path, required=True, help="output edit: .otio, .otioz, .edl or .xml")
     conform.add_argument("--include-qc-failed", action="store_true", help="conform versions that failed QC too")
+    conform.add_argument(
+        "--as-track",
+        action="store_true",
+        help="put the versions on a new track above the cut instead of switching clips' media",
+    )
 
     status = commands.add_parser("status", help="batches, newest first, with their shots")
     status.add_argument("--batch", help="only this batch")
@@ -229,6 +234,7 @@ def _conform(args: argparse.Namespace, settings: Settings) -> int:
         args.out.absolute(),
         edit_path=args.edit.absolute(),
         include_qc_failed=args.include_qc_failed,
+        mode="track" if args.as_track else "reference",
     )
     print(f"conformed edit: {written}")
     return 0

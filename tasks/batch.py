@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 from prefect import task
 
@@ -82,7 +83,13 @@ def deliveries(ledger: Ledger, batch: Batch, *, include_qc_failed: bool = False)
 
 @task(name="conform", persist_result=False)
 def conform_batch(
-    db_url: str, batch_id: str, out: Path, *, edit_path: Path | None = None, include_qc_failed: bool = False
+    db_url: str,
+    batch_id: str,
+    out: Path,
+    *,
+    edit_path: Path | None = None,
+    include_qc_failed: bool = False,
+    mode: Literal["reference", "track"] = "reference",
 ) -> Path:
     """Write the batch's edit with every delivered shot conformed in, as ``out`` (format by suffix).
 
@@ -94,7 +101,8 @@ def conform_batch(
     edit = read_edit(Path(edit_path or batch.edit_path), edl_rate=batch.params.get("edl_rate"))
     if edit.sha256 != batch.edit_sha256:
         raise ConformError(f"{edit.path}: the edit changed since batch {batch_id} planned it; conform refused")
-    return write_edit(conform(edit, deliveries(ledger, batch, include_qc_failed=include_qc_failed)), out)
+    found = deliveries(ledger, batch, include_qc_failed=include_qc_failed)
+    return write_edit(conform(edit, found, mode=mode), out)
 
 
 def _card(ledger: Ledger, shot: ShotRow) -> ShotCard:

@@ -123,3 +123,20 @@ def test_refusals(tmp_path: Path) -> None:
         conform(edit, {"ghost": _delivery(shot, tmp_path)})
     with pytest.raises(InvalidInput, match="cannot write '.aaf'"):
         write_edit(edit.timeline, tmp_path / "out.aaf")
+
+
+@pytest.mark.parametrize("path", timeline_files(), ids=lambda p: p.name)
+def test_track_mode_adds_versions_above_and_touches_nothing(path: Path, tmp_path: Path) -> None:
+    edit = read_edit(path)
+    shot = _first_conformable(path)
+    result = conform(edit, {shot.name: _delivery(shot, tmp_path)}, mode="track")
+    original = [otio.adapters.write_to_string(track) for track in edit.timeline.tracks]
+    assert [otio.adapters.write_to_string(track) for track in result.tracks[:-1]] == original
+    added = result.tracks[-1]
+    assert added.name == "voidflow" and added.kind == otio.schema.TrackKind.Video
+    (clip,) = added.find_clips()
+    source = dict(named_clips(edit.timeline))[shot.name]
+    assert clip.range_in_parent().start_time.to_seconds() == pytest.approx(
+        source.range_in_parent().start_time.to_seconds()
+    )
+    assert clip.source_range == source.source_range and clip.metadata["voidflow"]["version"] == "v003"

@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import opentimelineio as otio
 
@@ -53,12 +54,17 @@ def _reference(source: MediaSource, delivery: Delivery) -> otio.core.MediaRefere
     )
 
 
-def conform(edit: Edit, deliveries: Mapping[str, Delivery]) -> otio.schema.Timeline:
-    """Return a copy of the edit's timeline with each delivered shot's version made the clip's active media.
+def conform(
+    edit: Edit, deliveries: Mapping[str, Delivery], *, mode: Literal["reference", "track"] = "reference"
+) -> otio.schema.Timeline:
+    """Return a copy of the edit's timeline with each delivered shot's version conformed in.
 
     Args:
         edit: the edit the batch was planned from (the same file: its hash must match what was planned).
         deliveries: by shot name.
+        mode: ``reference`` makes each version the clip's active media reference (the plate kept under its own
+            key); ``track`` leaves every original clip untouched and puts the versions on a new video track named
+            ``voidflow`` above the others, each at its clip's record position (gaps between).
 
     Returns:
         A new timeline; ``edit.timeline`` is unchanged.
@@ -83,6 +89,8 @@ def conform(edit: Edit, deliveries: Mapping[str, Delivery]) -> otio.schema.Timel
                 f"shot '{name}': {delivery.version} covers media frames {media.start}-"
                 f"{media.start + (media.frames or 0) - 1}, the clip shows {first}-{last - 1}"
             )
+        if mode == "track":
+            continue
         key = f"voidflow_{delivery.version}"
         references = dict(clip.media_references())
         references[key] = _reference(media, delivery)
@@ -92,7 +100,35 @@ def conform(edit: Edit, deliveries: Mapping[str, Delivery]) -> otio.schema.Timel
             "shot": name,
             "version": delivery.version,
         }
+    if mode == "track":
+        timeline.tracks.append(_version_track(clips, deliveries))
     return timeline
+
+
+def _version_track(clips: Mapping[str, otio.schema.Clip], deliveries: Mapping[str, Delivery]) -> otio.schema.Track:
+    """A video track holding each delivered version at its clip's record position, gaps between."""
+    track = otio.schema.Track(name="voidflow", kind=otio.schema.TrackKind.Video)
+    placed = sorted(
+        ((clips[name].range_in_parent(), name) for name in deliveries),
+        key=lambda entry: entry[0].start_time.to_seconds(),
+    )
+    cursor: otio.opentime.RationalTime | None = None
+    for record, name in placed:
+        start = record.start_time
+        position = cursor if cursor is not None else otio.opentime.RationalTime(0, start.rate)
+        if start > position:
+            track.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(duration=start - position)))
+        delivery = deliveries[name]
+        track.append(
+            otio.schema.Clip(
+                name=f"{name}_voidclean_{delivery.version}",
+                media_reference=_reference(delivery.media, delivery),
+                source_range=clips[name].source_range,
+                metadata={"voidflow": {"shot": name, "version": delivery.version}},
+            )
+        )
+        cursor = start + record.duration
+    return track
 
 
 def _video_clips(timeline: otio.schema.Timeline) -> int:
