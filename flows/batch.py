@@ -12,14 +12,15 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect_ray import RayTaskRunner
 from prefect_ray.context import remote_options
 
 from flows.params import BatchRequest, forced_stages, plan
+from infra.settings import Settings
 from tasks.backends import needs_segmenter
-from tasks.batch import conform_batch, report_batch
+from tasks.batch import conform_batch, notify_batch, report_batch
+from tasks.futures import first_finished
 from tasks.ledger import Ledger
 from tasks.shots import ShotJob, process_shot
 from tasks.void_actors import Pool, start_pool, start_sam2_pool, stop_pool
@@ -27,7 +28,10 @@ from void_ops.composite import Blend
 from void_ops.masking.vlm import VlmSettings
 from void_ops.shots import Shot
 
-__all__ = ["BatchResult", "run_batch"]
+__all__ = ["LOST_WORKER_RETRIES", "BatchResult", "run_batch"]
+
+#: How many times a shot whose worker died is run again (Prefect's retries cover errors; this covers lost workers).
+LOST_WORKER_RETRIES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +126,22 @@ def run_batch(request: BatchRequest) -> BatchResult:
     waiting: list[str] = []
     try:
         with remote_options(num_cpus=1, max_retries=0):
-            futures = {process_shot.submit(shot, job, slot): shot.name for slot, shot in enumerate(ready)}
-        for count, future in enumerate(as_completed(list(futures)), start=1):
-            name = futures[future]
-            future.wait()  # sets the future's final state from the Ray result; the API's copy can lag behind
-            if future.state.is_completed():
+            pending = {process_shot.submit(shot, job, slot): (shot, slot, 0) for slot, shot in enumerate(ready)}
+        count = 0
+        while pending:
+            future = first_finished(list(pending))
+            shot, slot, lost = pending.pop(future)
+            name, state = shot.name, future.state
+            if state.is_crashed() and lost < LOST_WORKER_RETRIES:
+                # The worker died (killed, out of memory, node lost): its running stages are marked lost, so a
+                # late report from it changes nothing, and the shot runs again.
+                ledger.mark_lost(batch_id, name, state.message or "worker lost")
+                print(f"{name}: worker lost ({state.message}); running it again")
+                with remote_options(num_cpus=1, max_retries=0):
+                    pending[process_shot.submit(shot, job, slot, (lost + 1) * 10)] = (shot, slot, lost + 1)
+                continue
+            count += 1
+            if state.is_completed():
                 outcome = future.result()
                 reused = f", cached: {' '.join(outcome.cached)}" if outcome.cached else ""
                 if outcome.version is None:
@@ -137,7 +152,9 @@ def run_batch(request: BatchRequest) -> BatchResult:
                     print(f"[{count}/{len(ready)}] {name}: {outcome.version} in {outcome.seconds:.1f}s{reused}")
             else:
                 failed.append(name)
-                print(f"[{count}/{len(ready)}] {name}: FAILED: {future.state.message}")
+                if state.is_crashed():
+                    ledger.mark_lost(batch_id, name, state.message or "worker lost")
+                print(f"[{count}/{len(ready)}] {name}: FAILED: {state.message}")
             update_progress_artifact(progress, 100.0 * count / max(len(ready), 1))
     finally:
         for pool in pools:
@@ -150,6 +167,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
         print(f"conformed edit: {conformed}")
     report = report_batch(request.db_url, batch_id, request.out_dir / "report.html")
     state = ledger.finish_batch(batch_id)
+    notify_batch(request.db_url, batch_id, Settings.from_env().webhook_url)
     logger.info("batch %s %s: %d done, %d failed, %d skipped", batch_id, state, len(done), len(failed), len(skipped))
     order = {shot.name: index for index, shot in enumerate(shots)}
     return BatchResult(

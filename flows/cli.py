@@ -122,6 +122,35 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--batch", required=True)
     export.add_argument("-o", "--out", type=Path, required=True, help="a .parquet file")
 
+    for verb, meaning in (
+        ("deploy", "register the nightly and rerun deployments with the Prefect server"),
+        ("serve", "run the nightly and rerun deployments from this process (no work pool)"),
+    ):
+        deployment = commands.add_parser(verb, help=meaning)
+        deployment.add_argument("edit", type=Path)
+        deployment.add_argument("--out", type=Path, required=True, help="output folder as the workers see it")
+        deployment.add_argument("--sidecar", type=Path)
+        deployment.add_argument("--previous-edit", type=Path, help="last night's edit: run only the changed shots")
+        deployment.add_argument("--backend", default="cleanplate")
+        deployment.add_argument("--models", type=Path, help="models folder as the workers see it (void backend)")
+        deployment.add_argument("--cron", default="0 2 * * *")
+        deployment.add_argument("--timezone", default="Europe/London")
+        deployment.add_argument("--db-url", help="the ledger as the workers reach it (default: VOIDFLOW_DB_URL)")
+        if verb == "deploy":
+            deployment.add_argument("--pool", default="voidflow-process", help="work pool")
+            deployment.add_argument("--image", help="container image (docker/kubernetes pools)")
+            deployment.add_argument("--dry-run", action="store_true", help="print the deployments and stop")
+
+    models = commands.add_parser("models", help="fetch or verify model weights")
+    models.add_argument("action", choices=("fetch", "verify"))
+    models.add_argument("--models", type=Path, help="models folder (default $VOIDFLOW_MODELS)")
+    models.add_argument("--offline", action="store_true", help="only from the local Hugging Face cache")
+    models.add_argument("--cache-dir", type=Path, help="Hugging Face cache folder")
+
+    config = commands.add_parser("config", help="show the effective settings (secrets masked)")
+    config.add_argument("action", choices=("show",))
+    config.add_argument("--json", action="store_true")
+
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=("upgrade",))
     return parser
@@ -340,6 +369,18 @@ def _newest_batch_with(ledger: Any, shot: str) -> str:
 
 
 def _resume(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.database import ensure_schema
+    from tasks.batch import load_batch
+    from tasks.ledger import Ledger
+
+    ensure_schema(settings.db_url)
+    ledger = Ledger(settings.db_url)
+    batch = load_batch(ledger, args.batch)
+    if batch.state == "running" and not args.dry_run:
+        ledger.interrupt(batch.id)
+        print(
+            f"batch {batch.id[:8]} was still marked running: its flow is taken as stopped, its unfinished shots rerun"
+        )
     namespace = argparse.Namespace(
         batch=args.batch,
         failed=True,
@@ -442,6 +483,72 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _deployments(args: argparse.Namespace, settings: Settings) -> list[Any]:
+    from deployments.nightly import nightly_deployments
+
+    def absolute(path: Path | None) -> str | None:
+        return str(path.absolute()) if path is not None else None
+
+    return nightly_deployments(
+        edit=str(args.edit.absolute()),
+        out_dir=str(args.out.absolute()),
+        db_url=args.db_url or settings.db_url,
+        cron=args.cron,
+        timezone=args.timezone,
+        sidecar=absolute(args.sidecar),
+        previous_edit=absolute(args.previous_edit),
+        backend=args.backend,
+        models_dir=absolute(args.models or (settings.models_dir if args.backend == "void" else None)),
+        **({"work_pool": args.pool, "image": args.image} if args.command == "deploy" else {}),
+    )
+
+
+def _deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from deployments.nightly import deploy, describe
+
+    found = _deployments(args, settings)
+    if args.dry_run:
+        print(describe(found))
+        return 0
+    for deployment_id in deploy(found):
+        print(f"deployed {deployment_id}")
+    return 0
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from deployments.nightly import serve
+    from infra.cluster import prepare_environment
+
+    prepare_environment(settings)
+    serve(_deployments(args, settings))
+    return 0
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.models import fetch, verify
+
+    folder = (args.models or settings.models_dir or settings.home / "models").absolute()
+    if args.action == "fetch":
+        lock = fetch(folder, offline=args.offline or settings.hf_offline, cache_dir=args.cache_dir, report=print)
+        print(f"models in {folder}; sha256 sums in {lock}")
+        return 0
+    problems = verify(folder)
+    for problem in problems:
+        print(problem)
+    print(f"{folder}: {'all files match the lock' if not problems else f'{len(problems)} problems'}")
+    return 2 if problems else 0
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    shown = settings.shown()
+    if args.json:
+        print(json.dumps(shown, indent=2))
+    else:
+        for name, value in shown.items():
+            print(f"{name:<22} {value}")
+    return 0
+
+
 _COMMANDS = {
     "plan": _plan,
     "run": _run,
@@ -454,6 +561,10 @@ _COMMANDS = {
     "history": _history,
     "export": _export,
     "diff": _diff,
+    "deploy": _deploy,
+    "serve": _serve,
+    "models": _models,
+    "config": _config,
     "approve": _review,
     "reject": _review,
 }

@@ -185,9 +185,24 @@ def forced_stages(force_from: str | None) -> tuple[str, ...]:
 
 
 def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest) -> list[Shot]:
+    from infra.paths import map_path
+    from infra.settings import Settings
+
+    mapping = Settings.from_env().path_map  # VOIDFLOW_PATH_MAP: where this host mounts the shared storage
+
+    def resolve(path: str) -> str:
+        return map_path(path, mapping) if mapping else path
+
     sidecar = load_sidecar(sidecar_path) if sidecar_path else None
+    if sidecar and mapping:
+        sidecar = {
+            name: dataclasses.replace(entry, matte=resolve(entry.matte) if entry.matte else None)
+            for name, entry in sidecar.items()
+        }
     selection = Selection(track=request.track, everything=request.select_all)
-    return plan_shots(edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=_frame_count)
+    return plan_shots(
+        edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=_frame_count, resolve=resolve
+    )
 
 
 def plan(request: BatchRequest) -> tuple[Edit, list[Shot]]:

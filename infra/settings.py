@@ -14,6 +14,9 @@ environment variables (``VOIDFLOW_*``, plus ``PREFECT_API_URL``), then the defau
 | ``GEMINI_API_KEY`` (or ``VOIDFLOW_GEMINI_API_KEY``) | unset | the Gemini API key for the mask VLM (never stored) |
 | ``VOIDFLOW_GEMINI_SECRET_BLOCK`` | unset | or: the name of a Prefect ``Secret`` block holding that key |
 | ``VOIDFLOW_USER`` (or ``USER``) | unknown | who approves or rejects masks |
+| ``VOIDFLOW_PATH_MAP`` | empty | ``from=to;…`` prefixes rewritten in edit and request paths on this host |
+| ``HF_HUB_OFFLINE`` | unset | ``voidflow models fetch`` uses only the local Hugging Face cache |
+| ``VOIDFLOW_WEBHOOK_URL`` | unset | where the end-of-batch summary is POSTed as JSON (Slack-compatible) |
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from infra.paths import parse_path_map
 
 __all__ = ["Settings"]
 
@@ -40,6 +45,9 @@ class Settings:
     gemini_api_key: str | None = field(default=None, repr=False)
     gemini_secret_block: str | None = None
     user: str = "unknown"
+    path_map: tuple[tuple[str, str], ...] = ()
+    webhook_url: str | None = field(default=None, repr=False)
+    hf_offline: bool = False
 
     def gemini_key(self) -> str | None:
         """The Gemini API key: the environment's, else the Prefect Secret block's; None when neither is set."""
@@ -56,6 +64,7 @@ class Settings:
         """The settings for display: every secret masked."""
         values = {name: getattr(self, name) for name in self.__slots__}
         values["gemini_api_key"] = "***" if self.gemini_api_key else None
+        values["webhook_url"] = "***" if self.webhook_url else None  # webhook URLs carry their token
         values["db_url"] = _mask_password(self.db_url)
         return {name: str(value) if isinstance(value, Path) else value for name, value in values.items()}
 
@@ -76,6 +85,9 @@ class Settings:
             gemini_api_key=env.get("GEMINI_API_KEY") or env.get("VOIDFLOW_GEMINI_API_KEY") or None,
             gemini_secret_block=env.get("VOIDFLOW_GEMINI_SECRET_BLOCK") or None,
             user=env.get("VOIDFLOW_USER") or env.get("USER") or env.get("LOGNAME") or "unknown",
+            path_map=parse_path_map(env.get("VOIDFLOW_PATH_MAP") or ""),
+            hf_offline=(env.get("HF_HUB_OFFLINE") or "").lower() in ("1", "true", "yes"),
+            webhook_url=env.get("VOIDFLOW_WEBHOOK_URL") or None,
         )
 
 

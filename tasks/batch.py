@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import task
 
@@ -18,7 +18,15 @@ from void_ops.pipeline import FIRST_FRAME_NUMBER, QcReport
 from void_ops.report import ShotCard, write_report
 from void_ops.shots import Delivery, MediaKind, MediaSource
 
-__all__ = ["conform_batch", "deliveries", "load_batch", "report_batch"]
+__all__ = [
+    "conform_batch",
+    "deliveries",
+    "load_batch",
+    "notify_batch",
+    "report_batch",
+    "summarize",
+    "summary_markdown",
+]
 
 
 def load_batch(ledger: Ledger, batch_id: str) -> Batch:
@@ -145,3 +153,73 @@ def report_batch(db_url: str, batch_id: str, out: Path) -> Path:
     return write_report(
         out, title=f"voidflow batch {batch.id[:8]}", summary=summary, cards=[_card(ledger, s) for s in batch.shots]
     )
+
+
+def summarize(ledger: Ledger, batch_id: str) -> dict[str, Any]:
+    """The batch's numbers for people: shots by state, cache hits, new versions, GPU hours, QC failures."""
+    batch = load_batch(ledger, batch_id)
+    states: dict[str, int] = {}
+    cached = gpu_seconds = 0.0
+    for shot in batch.shots:
+        states[shot.state] = states.get(shot.state, 0) + 1
+        for run in shot.stage_runs:
+            cached += run.state == "cached"
+            if (
+                run.stage in ("pass1", "pass2")
+                and run.finished_at
+                and str(run.params.get("device", "")).startswith("cuda")
+            ):
+                gpu_seconds += (run.finished_at - run.started_at).total_seconds()
+    versions = ledger.versions_of_batch(batch_id)
+    return {
+        "batch": batch.id,
+        "state": batch.state,
+        "edit": batch.edit_path,
+        "shots": states,
+        "cached_stages": int(cached),
+        "new_versions": [f"{name} {label}" for name, label, _ in versions],
+        "qc_failed": [f"{name} {label}" for name, label, status in versions if status == "qc_failed"],
+        "gpu_hours": round(gpu_seconds / 3600, 3),
+        "failed": {shot.name: shot.reason for shot in batch.shots if shot.state == "failed"},
+    }
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as Markdown (the Prefect artifact, and the webhook's text)."""
+    shots = ", ".join(f"{count} {state}" for state, count in sorted(summary["shots"].items()))
+    lines = [
+        f"**voidflow batch {summary['batch'][:8]}: {summary['state']}** ({summary['edit']})",
+        f"- shots: {shots}",
+        f"- new versions: {', '.join(summary['new_versions']) or 'none'}",
+        f"- cached stages: {summary['cached_stages']}; GPU hours: {summary['gpu_hours']}",
+    ]
+    if summary["qc_failed"]:
+        lines.append(f"- QC failed: {', '.join(summary['qc_failed'])}")
+    lines.extend(f"- failed {name}: {reason}" for name, reason in summary["failed"].items())
+    return "\n".join(lines)
+
+
+@task(name="notify", persist_result=False)
+def notify_batch(db_url: str, batch_id: str, webhook: str | None = None) -> str:
+    """Publish the batch summary as a Prefect Markdown artifact and, when a webhook is set, POST it as JSON
+    (``{"text": …, "summary": …}``, which Slack-compatible hooks accept). A webhook that fails is logged, never
+    fails the batch. Returns the Markdown."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    summary = summarize(Ledger(db_url), batch_id)
+    text = summary_markdown(summary)
+    create_markdown_artifact(text, key="voidflow-batch-summary", description=f"batch {batch_id}")
+    if webhook:
+        body = json.dumps({"text": text, "summary": summary}).encode()
+        request = urllib.request.Request(webhook, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as error:
+            get_run_logger().warning("batch summary webhook failed: %s", getattr(error, "reason", error))
+    return text

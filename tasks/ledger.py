@@ -38,7 +38,7 @@ from infra.database import (
     engine_for,
     utcnow,
 )
-from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
+from void_ops.exceptions import InvalidInput, MediaInvalid, StaleAttempt, StorageUnavailable
 from void_ops.shots import Shot
 
 __all__ = ["UNFINISHED", "ArtifactInfo", "Ledger", "StageHandle", "code_version", "content_hash"]
@@ -188,7 +188,18 @@ class Ledger:
             )
 
     def _shot(self, session: Session, batch_id: str, name: str) -> ShotRow:
-        return session.execute(select(ShotRow).where(ShotRow.batch_id == batch_id, ShotRow.name == name)).scalar_one()
+        """The shot's row, for a write by an attempt: refused once the batch is no longer running (an attempt
+        orphaned by a killed flow must not move a shot that ``resume`` has already closed)."""
+        row = session.execute(
+            select(ShotRow)
+            .options(selectinload(ShotRow.batch))
+            .where(ShotRow.batch_id == batch_id, ShotRow.name == name)
+        ).scalar_one()
+        if row.batch.state != "running":
+            raise StaleAttempt(
+                f"shot '{name}': batch {batch_id[:8]} is {row.batch.state}; this attempt no longer owns it"
+            )
+        return row
 
     def set_plate_hash(self, batch_id: str, shot: str, sha256: str) -> None:
         """Record the content hash of the plate range a shot read."""
@@ -204,6 +215,41 @@ class Ledger:
             row.state, row.reason = state, reason
             if version is not None:
                 row.version = version
+
+    def mark_lost(self, batch_id: str, shot: str, message: str) -> int:
+        """Mark the shot's running stage runs ``lost`` (their worker died) and the shot failed; return how many.
+
+        A lost run's token no longer finishes it: a late report from the dead attempt changes nothing.
+        """
+        with self._unit() as session:
+            row = self._shot(session, batch_id, shot)
+            result: Any = session.execute(
+                update(StageRun)
+                .where(StageRun.shot_id == row.id, StageRun.state == "running")
+                .values(state="lost", finished_at=utcnow(), error_class="WorkerLost", error_message=message[:2000])
+            )
+            row.state, row.reason = "failed", f"worker lost: {message}"[:2000]
+            return int(result.rowcount)
+
+    def interrupt(self, batch_id: str) -> None:
+        """Close a batch whose flow stopped (e.g. the process was killed): running stages become ``lost``, running
+        and planned shots ``failed``, the batch ``interrupted``. ``resume`` then finishes them as a new batch."""
+        with self._unit() as session:
+            batch = session.get_one(Batch, batch_id)
+            if batch.state != "running":
+                return
+            shot_ids = select(ShotRow.id).where(ShotRow.batch_id == batch_id)
+            session.execute(
+                update(StageRun)
+                .where(StageRun.shot_id.in_(shot_ids), StageRun.state == "running")
+                .values(state="lost", finished_at=utcnow(), error_class="WorkerLost", error_message="flow stopped")
+            )
+            session.execute(
+                update(ShotRow)
+                .where(ShotRow.batch_id == batch_id, ShotRow.state.in_(("running", "planned")))
+                .values(state="failed", reason="the batch's flow stopped before this shot finished")
+            )
+            batch.state, batch.finished_at = "interrupted", utcnow()
 
     def finish_batch(self, batch_id: str) -> str:
         """Close a batch: ``done`` when every shot finished (done, skipped or rejected), ``awaiting_review`` when
@@ -254,7 +300,7 @@ class Ledger:
                 state="running",
                 key=key,
                 token=token,
-                host=socket.gethostname(),
+                host=f"{socket.gethostname()}:{os.getpid()}",
                 gpu=gpu,
                 seed=seed,
                 code_version=self._code,
@@ -400,6 +446,16 @@ class Ledger:
         if found is None or found[1] is None:
             return None
         return str(found[0]), self.run(found[1])
+
+    def versions_of_batch(self, batch_id: str) -> list[tuple[str, str, str]]:
+        """(shot name, label, status) of every version a batch allocated, in order."""
+        with self._unit() as session:
+            rows = session.execute(
+                select(Version.shot_name, Version.label, Version.status)
+                .where(Version.batch_id == batch_id)
+                .order_by(Version.id)
+            ).all()
+            return [(str(name), str(label), str(status)) for name, label, status in rows]
 
     def version_of_run(self, deliver_run_id: int) -> str | None:
         """Return the label of the version a deliver run wrote, if any."""

@@ -143,7 +143,7 @@ def plan_rerun(
                 reason = "not reached last time"
             elif last.state == "failed":
                 reason = f"failed last time: {last.error_class}: {last.error_message}"
-            elif last.state == "running":
+            elif last.state in ("running", "lost"):
                 reason = "interrupted last time (its worker or the flow stopped)"
             elif stage == "mask":
                 changed = _mask_changed(ledger, row, shots.get(row.name), last)

@@ -210,19 +210,20 @@ class _Shot:
     retry_condition_fn=retry_transient,
     persist_result=False,
 )
-def process_shot(shot: Shot, job: ShotJob, slot: int = 0) -> ShotOutcome:
+def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0) -> ShotOutcome:
     """Mask, inpaint (pass 1, optionally pass 2) and deliver one shot, reusing every stage whose key is done.
 
     Each stage's key hashes its inputs' content, its parameters and its op version (``void_ops.keys``); a stage
     whose key already completed is recorded as a cache hit instead of run, and so is a delivery, which then keeps
-    its version. ``slot`` picks the shot's actors in the pools (slot modulo pool size).
+    its version. ``slot`` picks the shot's actors in the pools (slot modulo pool size); ``attempt_base`` numbers
+    the attempts of a shot run again after its worker was lost (10, 20 …) apart from Prefect's retries.
 
     Raises:
         VoidflowError: the shot failed; the ledger holds the failed stage run and the shot's reason.
     """
     logger = get_run_logger()
     ledger = Ledger(job.db_url)
-    attempt = current_task_run.run_count or 1
+    attempt = attempt_base + (current_task_run.run_count or 1)
     run = uuid.uuid4().hex[:8]
     folder = pipeline.shot_dir(job.out_dir, shot)
     work = folder / "work"

@@ -79,3 +79,32 @@ def test_run_status_and_conform(small_demo, tmp_path: Path) -> None:  # type: ig
     assert len(list(reread.find_clips())) == 4
     unknown = voidflow("conform", str(small_demo.edit), "--batch", "nope", "-o", str(edl), home=home)
     assert unknown.returncode == 2 and "no batch with ID 'nope'" in unknown.stderr
+
+
+def test_config_show_masks_secrets_and_deploy_dry_run(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    env_home = tmp_path / "home"
+    shown = voidflow("config", "show", "--json", home=env_home)
+    assert shown.returncode == 0
+    settings = json.loads(shown.stdout)
+    assert settings["gemini_api_key"] == "***" and "sk-test" not in shown.stdout
+    assert settings["home"] == str(env_home)
+
+    plan = voidflow(
+        "deploy",
+        str(small_demo.edit),
+        "--out",
+        str(tmp_path / "out"),
+        "--dry-run",
+        "--timezone",
+        "America/Los_Angeles",
+        "--cron",
+        "30 1 * * *",
+        home=env_home,
+    )
+    assert plan.returncode == 0, plan.stderr
+    deployments = {d["name"].split("/")[-1]: d for d in json.loads(plan.stdout)["deployments"]}
+    nightly = deployments["nightly-batch"]
+    assert nightly["schedules"][0]["cron"] == "30 1 * * *"
+    assert nightly["schedules"][0]["timezone"] == "America/Los_Angeles"
+    assert nightly["parameters"]["request"]["edit"] == str(small_demo.edit)
+    assert "rerun-failed" in deployments

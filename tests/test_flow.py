@@ -126,3 +126,48 @@ def test_a_failed_shot_does_not_stop_the_others(small_demo, db_url: str, tmp_pat
         far = np.stack([cv2.dilate((a > 0).astype(np.uint8), np.ones((17, 17), np.uint8)) == 0 for a in alpha])
         error = np.abs(output - plate)[far]
         assert error.mean() < 131 and np.percentile(error, 99.9) < 1024  # 16-bit scale: < 0.2 % and < 1.6 %
+
+
+def test_batch_summary_goes_to_prefect_and_the_webhook(small_demo, db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    received: list[dict[str, object]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("VOIDFLOW_WEBHOOK_URL", f"http://127.0.0.1:{server.server_address[1]}/hook")
+    try:
+        request = BatchRequest(
+            edit=small_demo.edit,
+            sidecar=small_demo.sidecar,
+            out_dir=tmp_path / "out",
+            db_url=db_url,
+            only_shots=("sh030",),
+        )
+        result = run_batch(request)
+    finally:
+        server.shutdown()
+    (posted,) = received
+    summary = posted["summary"]
+    assert summary["batch"] == result.batch_id and summary["shots"] == {"done": 1, "skipped": 3}  # type: ignore[index]
+    assert summary["new_versions"] == ["sh030 v001"]  # type: ignore[index]
+    assert str(posted["text"]).startswith(f"**voidflow batch {result.batch_id[:8]}: done**")
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["voidflow-batch-summary"]))
+        )
+    assert any(result.batch_id[:8] in str(artifact.data) for artifact in artifacts)

@@ -186,3 +186,18 @@ def test_bad_edits_fail_with_one_line(tmp_path: Path) -> None:
     garbage.write_text("TITLE: x\n001  AX V C 01:00:00:00 nonsense\n")
     with pytest.raises(EditUnreadable, match="garbage.edl: not a valid cmx_3600 edit"):
         read_edit(garbage)
+
+
+def test_media_paths_follow_the_host_path_map(tmp_path: Path) -> None:
+    mounted = tmp_path / "mnt" / "show"
+    mounted.mkdir(parents=True)
+    (mounted / "plate.mov").write_bytes(b"plan does not decode media")
+    clip = _clip("a")
+    clip.media_reference.target_url = "file:///Volumes/show/plate.mov"  # where editorial's machine mounts it
+    edit = read_edit(_write(tmp_path, _timeline(clip)))
+    (shot,) = plan_shots(
+        edit,
+        selection=Selection(everything=True),
+        resolve=lambda path: path.replace("/Volumes/show", str(mounted)),
+    )
+    assert shot.media is not None and shot.media.path == str(mounted / "plate.mov") and shot.status == "ready"

@@ -224,6 +224,7 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
         backend="void",
         output="png",
         void=options,
+        conform_qc_failed=True,  # random weights paint noise that flickers: QC fails it, conform takes it anyway
     )
     result = run_batch(request)
     assert (result.state, result.done) == ("done", ("sh010", "sh020", "sh030")), result
@@ -248,4 +249,6 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
     frames = round(ref.available_range.duration.value)
     delivered = media.read_frames(MediaSource(pattern, "sequence", 24.0, first_number=1001), 0, frames)
     assert frames == 44 and delivered.shape == (44, 180, 320, 3)  # one piece: the plate range's exact count and size
-    assert batch.shots[0].stage_runs[-1].params["qc"]["changed_outside"] == 0
+    qc = batch.shots[0].stage_runs[-1].params["qc"]
+    assert qc["changed_outside"] == 0 and qc["flicker"] > qc["max_flicker"] and not qc["passed"]
+    assert Ledger(db_url).version_status("sh010", "v001") == "qc_failed"

@@ -19,7 +19,8 @@ task in ``tasks/`` reads nothing else::
         ├── ConfigurationError    settings, database or model folder are unusable
         ├── ModelLoadError        a checkpoint does not match the architecture it is loaded into
         ├── VlmResponseInvalid    the VLM answered, but not in the schema asked for
-        └── ConformError          a result does not fit the clip it should replace
+        ├── ConformError          a result does not fit the clip it should replace
+        └── StaleAttempt          an attempt that no longer owns its shot (its batch was interrupted)
 
 Messages are one line and name the thing (shot, file, argument), the rule and the value, so that a user who sees
 only the message knows what to fix.
@@ -38,6 +39,7 @@ __all__ = [
     "ModelLoadError",
     "PermanentError",
     "SidecarInvalid",
+    "StaleAttempt",
     "StorageUnavailable",
     "TransientError",
     "VlmRateLimited",
@@ -116,6 +118,10 @@ class VlmResponseInvalid(PermanentError):
 
 class ConformError(PermanentError):
     """A result does not fit the clip it should replace."""
+
+
+class StaleAttempt(PermanentError):
+    """An attempt that no longer owns its shot: its batch was interrupted or its run was taken over."""
 
 
 def is_retryable(error: BaseException) -> bool:

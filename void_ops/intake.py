@@ -208,8 +208,10 @@ def shot_name_sources(clip: otio.schema.Clip) -> tuple[str, NameSource]:
     return clip.name or "clip", "clip"
 
 
-def _media_source(clip: otio.schema.Clip, edit_dir: Path, fallback_rate: float) -> tuple[MediaSource | None, str]:
-    """Return the clip's media and, when it cannot be used, why."""
+def _media_source(
+    clip: otio.schema.Clip, edit_dir: Path, fallback_rate: float, resolve: Callable[[str], str]
+) -> tuple[MediaSource | None, str]:
+    """Return the clip's media (its path passed through ``resolve``) and, when it cannot be used, why."""
     ref = clip.media_reference
     available = ref.available_range if ref is not None else None
     rate = float(available.start_time.rate) if available is not None else fallback_rate
@@ -219,7 +221,7 @@ def _media_source(clip: otio.schema.Clip, edit_dir: Path, fallback_rate: float) 
         path = _url_to_path(ref.target_url, edit_dir)
         if path is None:
             return None, f"media is not a local file: {ref.target_url}"
-        return MediaSource(str(path), "movie", rate, start, frames), ""
+        return MediaSource(resolve(str(path)), "movie", rate, start, frames), ""
     if isinstance(ref, otio.schema.ImageSequenceReference):
         if ref.frame_step != 1:
             return None, f"image sequence with frame step {ref.frame_step} is not supported"
@@ -227,7 +229,7 @@ def _media_source(clip: otio.schema.Clip, edit_dir: Path, fallback_rate: float) 
         if base is None:
             return None, f"media is not a local file: {ref.target_url_base}"
         rate = float(ref.rate)
-        pattern = str(base / f"{ref.name_prefix}%0{ref.frame_zero_padding}d{ref.name_suffix}")
+        pattern = resolve(str(base / f"{ref.name_prefix}%0{ref.frame_zero_padding}d{ref.name_suffix}"))
         return MediaSource(pattern, "sequence", rate, start, frames, first_number=ref.start_frame), ""
     if isinstance(ref, otio.schema.GeneratorReference):
         return None, f"generator clip ({ref.generator_kind or 'unknown kind'}) has no media"
@@ -304,6 +306,7 @@ def plan_shots(
     handles: int = 8,
     sidecar: Mapping[str, ShotInstructions] | None = None,
     probe: Callable[[MediaSource], int] | None = None,
+    resolve: Callable[[str], str] = str,
 ) -> list[Shot]:
     """Plan one shot per clip of the edit's video tracks.
 
@@ -314,6 +317,8 @@ def plan_shots(
         sidecar: instructions by shot name; an entry selects its shot and overrides the edit's own metadata.
         probe: returns the frame count of existing media whose length the edit does not give (e.g.
             ``lambda m: media.probe(m).frames``). None: such media keeps unclipped handles.
+        resolve: maps a media path written in the edit to the path on this host (shared storage mounted
+            elsewhere); identity by default.
 
     Returns:
         The shots in timeline order, each ``ready`` or ``skipped`` with a reason.
@@ -341,7 +346,9 @@ def plan_shots(
         marked = bool(clip.markers) or instructions is not None or name in sidecar
         if name in sidecar:
             instructions = sidecar[name]
-        shot = _plan_one(edit, clip, top_level, name, track, index, handles, instructions or ShotInstructions(), probe)
+        shot = _plan_one(
+            edit, clip, top_level, name, track, index, handles, instructions or ShotInstructions(), probe, resolve
+        )
         skip = _skip_reason(clip, top_level is not clip, shot)
         if not skip:
             if selection.everything:
@@ -389,9 +396,10 @@ def _plan_one(
     handles: int,
     instructions: ShotInstructions,
     probe: Callable[[MediaSource], int] | None,
+    resolve: Callable[[str], str],
 ) -> Shot:
     visible = clip.visible_range()
-    media, media_problem = _media_source(clip, edit.path.parent, float(visible.start_time.rate))
+    media, media_problem = _media_source(clip, edit.path.parent, float(visible.start_time.rate), resolve)
     rate = media.rate if media else float(visible.start_time.rate)
     source_start = round(visible.start_time.value_rescaled_to(rate))
     duration = round(visible.duration.value_rescaled_to(rate))

@@ -1,0 +1,170 @@
+"""Fault injection: a killed Ray worker, a killed flow, awkward paths and a huge edit. Nothing is lost, nothing
+is duplicated, and every shot ends in a final state."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import opentimelineio as otio
+import pytest
+
+from flows.batch import run_batch
+from flows.params import BatchRequest
+from tasks.ledger import Ledger
+from void_ops.intake import Selection, plan_shots, read_edit
+
+FINAL = {"done", "failed", "skipped", "rejected"}
+
+
+def _versions_are_unique(ledger: Ledger, shots: list[str]) -> None:
+    for name in shots:
+        _, versions = ledger.history(name)
+        numbers = [version.number for version in versions]
+        assert numbers == sorted(set(numbers)), f"{name}: duplicated version numbers {numbers}"
+
+
+def _running_worker(ledger: Ledger, batch_id: str) -> int | None:
+    for batch in ledger.batches(batch_id):
+        for row in batch.shots:
+            for run in row.stage_runs:
+                if run.state == "running" and ":" in run.host:
+                    pid = int(run.host.rsplit(":", 1)[1])
+                    if pid != os.getpid():
+                        return pid
+    return None
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_killed_ray_worker_is_retried_and_its_late_report_ignored(small_demo, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ledger = Ledger(db_url)
+    request = BatchRequest(edit=small_demo.edit, sidecar=small_demo.sidecar, out_dir=tmp_path / "out", db_url=db_url)
+    outcome: list[object] = []
+    runner = threading.Thread(target=lambda: outcome.append(run_batch(request)))
+    runner.start()
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and runner.is_alive() and time.monotonic() < deadline:
+        batches = ledger.batches(limit=1)
+        if batches and batches[0].params.get("out_dir") == str(tmp_path / "out"):
+            pid = _running_worker(ledger, batches[0].id)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+        time.sleep(0.02)
+    runner.join(timeout=300)
+    assert killed is not None, "no running stage was seen to kill"
+    (result,) = outcome
+    assert result.state == "done" and result.done == ("sh010", "sh020", "sh030")  # type: ignore[attr-defined]
+    (batch,) = ledger.batches(result.batch_id)  # type: ignore[attr-defined]
+    lost = [(row.name, run) for row in batch.shots for run in row.stage_runs if run.state == "lost"]
+    assert len(lost) == 1 and lost[0][1].error_class == "WorkerLost" and lost[0][1].host.endswith(f":{killed}")
+    retried = next(row for row in batch.shots if row.name == lost[0][0])
+    assert retried.state == "done" and retried.stage_runs[-1].attempt > 10  # the new attempt after the lost one
+    assert {row.state for row in batch.shots} <= FINAL
+    _versions_are_unique(ledger, ["sh010", "sh020", "sh030"])
+
+
+def _voidflow(*args: str, home: Path, **options: object) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL")}
+    env |= {"VOIDFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **options,
+    )  # type: ignore[call-overload]
+
+
+def test_a_killed_flow_is_resumed_without_redoing_finished_shots(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    home, out = tmp_path / "home", tmp_path / "out"
+    flow = _voidflow(
+        "run",
+        str(small_demo.edit),
+        "--sidecar",
+        str(small_demo.sidecar),
+        "--out",
+        str(out),
+        home=home,
+        start_new_session=True,
+    )
+    ledger: Ledger | None = None
+    batch_id = None
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and flow.poll() is None:
+            time.sleep(0.2)
+            if ledger is None and (home / "voidflow.db").exists():
+                ledger = Ledger(f"sqlite:///{home / 'voidflow.db'}")
+            batches = ledger.batches() if ledger else []
+            if batches and any(row.state == "done" for row in batches[0].shots):
+                batch_id = batches[0].id
+                break
+    finally:
+        os.killpg(flow.pid, signal.SIGKILL)
+        flow.wait(timeout=30)
+    assert ledger is not None and batch_id is not None, "the flow finished no shot before the deadline"
+    (killed,) = ledger.batches(batch_id)  # read after the kill: a shot may have finished in between
+    finished = {row.name for row in killed.shots if row.state == "done"}
+    assert killed.state == "running" and finished and finished != {"sh010", "sh020", "sh030"}
+
+    resume = _voidflow("resume", batch_id[:8], home=home)
+    output, _ = resume.communicate(timeout=300)
+    assert resume.returncode == 0, output[-3000:]
+    (interrupted,) = ledger.batches(batch_id)
+    assert interrupted.state == "interrupted" and {row.state for row in interrupted.shots} <= FINAL
+    assert all(run.state != "running" for row in interrupted.shots for run in row.stage_runs)
+    resumed = ledger.batches(limit=1)[0]
+    assert resumed.parent_id == batch_id and resumed.state == "done"
+    redone = {row.name for row in resumed.shots if row.stage_runs}
+    assert redone == {"sh010", "sh020", "sh030"} - finished  # finished shots were not touched again
+    _versions_are_unique(ledger, ["sh010", "sh020", "sh030"])
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_paths_with_spaces_and_accents(small_demo, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "Prod Shots" / "Séquence 01 - été"
+    shutil.copytree(Path(small_demo.edit).parent, folder)
+    plate = folder / "demo_plate.mov"
+    timeline = read_edit(folder / "demo_cut.otio").timeline
+    for clip in timeline.find_clips():
+        clip.media_reference.target_url = plate.as_uri()
+    edit = folder / "coupe finale é.otio"
+    otio.adapters.write_to_file(timeline, str(edit))
+    request = BatchRequest(
+        edit=edit,
+        sidecar=folder / "demo_sidecar.yaml",
+        out_dir=tmp_path / "sortie à rendre",
+        db_url=db_url,
+        only_shots=("sh020",),
+    )
+    result = run_batch(request)
+    assert result.done == ("sh020",) and result.conformed is not None and result.conformed.exists()
+
+
+def test_an_edit_of_5000_clips_plans(tmp_path: Path) -> None:
+    track = otio.schema.Track(name="V1")
+    for index in range(5000):
+        track.append(
+            otio.schema.Clip(
+                name=f"A{index:04d}_C001",
+                media_reference=otio.schema.MissingReference(),
+                source_range=otio.opentime.TimeRange(
+                    otio.opentime.RationalTime(index, 24), otio.opentime.RationalTime(24, 24)
+                ),
+            )
+        )
+    path = tmp_path / "reel.otio"
+    otio.adapters.write_to_file(otio.schema.Timeline(tracks=[track]), str(path))
+    shots = plan_shots(read_edit(path), selection=Selection(everything=True))
+    assert len(shots) == 5000 and len({shot.name for shot in shots}) == 5000
+    assert {shot.reason for shot in shots} == {"no media reference in the edit"}
+    assert shots[-1].record_start == 4999 * 24
