@@ -43,7 +43,7 @@ test: setup
 quality: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy void_ops tasks
+	$(BIN)/mypy void_ops tasks flows infra deployments
 
 style: setup
 	$(BIN)/ruff check --fix .

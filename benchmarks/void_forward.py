@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from void_ops.void.loading import VoidModels, load_void_models
 from void_ops.void.sampler import VoidSampler
 from void_ops.void.speed import attention_backend, compile_transformer, compile_vae, fuse_qkv, to_fp8
+from void_ops.void.tiny import TINY_SCHEDULER
 from void_ops.void.values import PASS1
 
 #: CogVideoX-Fun-V1.5-5b-InP's transformer with VOID's 48 input channels (void-reference.md section 9).
@@ -72,20 +73,7 @@ FULL_VAE = {
     "temporal_compression_ratio": 4,
     "scaling_factor": 0.7,
 }
-SCHEDULER = {
-    "_class_name": "CogVideoXDDIMScheduler",
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "set_alpha_to_one": True,
-    "snr_shift_scale": 1.0,
-    "steps_offset": 0,
-    "timestep_spacing": "trailing",
-}
+SCHEDULER = {"_class_name": "CogVideoXDDIMScheduler", **TINY_SCHEDULER}  # the spec values (section 5)
 #: Latent frames per case: 49 frames' token count (14), one 85-frame window (22), 197 frames as one window (50).
 CASES = {"49": 14, "85": 22, "197": 50}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -121,6 +122,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
         job, sam2 = _start_sam2(job, request)
         pools.append(sam2)
     progress = create_progress_artifact(0.0, key="voidflow-batch-progress", description=f"batch {batch_id}")
+    assert isinstance(progress, UUID)  # sync context: the artifact id, not a coroutine
     done: list[str] = []
     failed: list[str] = []
     waiting: list[str] = []

@@ -45,9 +45,9 @@ def _drain_prefect_workers() -> None:
                 await pending
         except RuntimeError:  # the log worker never started
             pass
-        pending = EventsWorker.drain_all()
-        if inspect.isawaitable(pending):
-            await pending
+        drained = EventsWorker.drain_all()
+        if inspect.isawaitable(drained):
+            await drained
 
     run_coro_as_sync(drain())
 
@@ -86,11 +86,10 @@ def orchestration(settings: Settings, *, ray_address: str | None = None) -> Iter
         address = ray_address or settings.ray_address
         started = False
         if not ray.is_initialized():
-            options: dict[str, object] = {"include_dashboard": False, "log_to_driver": True}
             if address:
-                ray.init(address=address, **options)
+                ray.init(address=address, include_dashboard=False, log_to_driver=True)
             else:
-                ray.init(num_cpus=settings.ray_cpus, **options)
+                ray.init(num_cpus=settings.ray_cpus, include_dashboard=False, log_to_driver=True)
             started = True
         try:
             yield url

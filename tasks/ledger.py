@@ -39,9 +39,10 @@ from infra.database import (
     utcnow,
 )
 from void_ops.exceptions import InvalidInput, MediaInvalid, StaleAttempt, StorageUnavailable
+from void_ops.pipeline import StageFile
 from void_ops.shots import Shot
 
-__all__ = ["UNFINISHED", "ArtifactInfo", "Ledger", "StageHandle", "code_version", "content_hash"]
+__all__ = ["UNFINISHED", "Ledger", "StageHandle", "code_version", "content_hash"]
 
 _RETRIES = 8
 #: Shot states a batch did not finish (``resume`` and ``rerun --failed`` take these).
@@ -65,30 +66,16 @@ def code_version() -> str:
         return release
 
 
-@dataclass(frozen=True, slots=True)
-class ArtifactInfo:
-    """A file a stage wrote, as recorded."""
-
-    kind: str
-    path: str
-    sha256: str
-    bytes: int
-    frames: int | None = None
-    fps: float | None = None
-    width: int | None = None
-    height: int | None = None
-
-
 @dataclass(slots=True)
 class StageHandle:
     """What a running stage may add to its record before it finishes."""
 
     run_id: int
     token: str
-    artifacts: list[ArtifactInfo] = field(default_factory=list)
+    artifacts: list[StageFile] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
 
-    def add(self, artifact: ArtifactInfo) -> None:
+    def add(self, artifact: StageFile) -> None:
         """Record ``artifact`` with the stage run once the stage succeeds."""
         self.artifacts.append(artifact)
 
@@ -287,7 +274,7 @@ class Ledger:
         Example::
 
             with ledger.stage(batch_id, "sh010", "mask", {"threshold": 128}, key=key) as run:
-                run.add(ArtifactInfo("quadmask", path, digest, size))
+                run.add(StageFile("quadmask", path, digest, size))
         """
         token = uuid.uuid4().hex
         with self._unit() as session:
@@ -335,7 +322,9 @@ class Ledger:
                 row = session.get_one(StageRun, handle.run_id)
                 row.params = {**row.params, **handle.params}
             if state == "done":
-                session.add_all(Artifact(stage_run_id=handle.run_id, **asdict(a)) for a in handle.artifacts)
+                session.add_all(
+                    Artifact(stage_run_id=handle.run_id, **{**asdict(a), "path": str(a.path)}) for a in handle.artifacts
+                )
 
     def run(self, run_id: int) -> StageRun:
         """A stage run with its artifacts."""

@@ -21,7 +21,7 @@ from prefect.runtime import task_run as current_task_run
 from infra.database import StageRun
 from infra.settings import Settings
 from tasks.backends import make_backend, make_masker, make_refiner, make_vlm, needs_segmenter
-from tasks.ledger import ArtifactInfo, Ledger
+from tasks.ledger import Ledger
 from void_ops import media, pipeline
 from void_ops.composite import Blend
 from void_ops.exceptions import ConfigurationError, MatteInvalid, MediaInvalid, StorageUnavailable, is_retryable
@@ -123,19 +123,6 @@ def _vlm(job: ShotJob, ledger: Ledger) -> Vlm | None:
     return make_vlm(job.vlm_mode, job.vlm, stored, api_key=key, base_url=job.vlm_base_url)
 
 
-def _artifact(stage_file: StageFile) -> ArtifactInfo:
-    return ArtifactInfo(
-        kind=stage_file.kind,
-        path=str(stage_file.path),
-        sha256=stage_file.sha256,
-        bytes=stage_file.bytes,
-        frames=stage_file.frames,
-        fps=stage_file.fps,
-        width=stage_file.width,
-        height=stage_file.height,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Done:
     """What a stage produced: its main file, other files to record, and facts to keep with the run."""
@@ -189,7 +176,7 @@ class _Shot:
         with self.ledger.stage(batch, name, stage, params, key=key, attempt=self.attempt, seed=seed) as handle:
             done = work()
             for produced in (done.main, *done.extra):
-                handle.add(_artifact(produced))
+                handle.add(produced)
             handle.params.update(done.facts)
         run = self.ledger.run(handle.run_id)
         return done.main, run, False
@@ -360,7 +347,7 @@ def _deliver(
             )
             handle.params["qc"] = {**dataclasses.asdict(qc), "passed": qc.passed}
             for written in files:
-                handle.add(_artifact(written))
+                handle.add(written)
     except BaseException:
         ledger.finish_version(shot.name, version, status="failed")
         raise

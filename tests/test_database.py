@@ -13,9 +13,10 @@ from sqlalchemy import text
 
 from infra.database import Base, engine_for, ensure_schema, redact_url
 from tasks.export import write_parquet
-from tasks.ledger import ArtifactInfo, Ledger
+from tasks.ledger import Ledger
 from void_ops.exceptions import ConfigurationError, MediaInvalid
 from void_ops.keys import stage_key
+from void_ops.pipeline import StageFile
 from void_ops.shots import MediaSource, Shot
 
 
@@ -62,7 +63,7 @@ def test_stage_runs_record_success_failure_and_cache_hits(any_db_url: str, tmp_p
     output.write_bytes(b"mask")
     key = stage_key("mask", version="1", inputs={"plate": "p"}, params={"threshold": 128})
     with ledger.stage(batch, "sh010", "mask", {"threshold": 128}, key=key, seed=3) as stage:
-        stage.add(ArtifactInfo("quadmask", str(output), "a" * 64, 4, 9, 24.0, 64, 48))
+        stage.add(StageFile("quadmask", output, "a" * 64, 4, 9, 24.0, 64, 48))
     with pytest.raises(MediaInvalid), ledger.stage(batch, "sh020", "mask", {}, key=key):
         raise MediaInvalid("/p.mov: frame 3 missing")
     origin = ledger.cached("mask", key)

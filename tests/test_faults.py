@@ -124,8 +124,14 @@ def test_a_killed_flow_is_resumed_without_redoing_finished_shots(small_demo, tmp
     assert all(run.state != "running" for row in interrupted.shots for run in row.stage_runs)
     resumed = ledger.batches(limit=1)[0]
     assert resumed.parent_id == batch_id and resumed.state == "done"
+    # a worker may still finish its shot between the kill and the resume: the resume goes by the ledger as it finds it
+    settled = {row.name for row in interrupted.shots if row.state == "done"}
+    assert settled >= finished
+    remaining = {"sh010", "sh020", "sh030"} - settled
+    assert remaining <= {row.name for row in resumed.shots if row.state == "done"}
     redone = {row.name for row in resumed.shots if row.stage_runs}
-    assert redone == {"sh010", "sh020", "sh030"} - finished  # finished shots were not touched again
+    # finished shots are not touched again; a shot killed after its last stage may be done from its cached stages
+    assert redone <= remaining
     _versions_are_unique(ledger, ["sh010", "sh020", "sh030"])
 
 

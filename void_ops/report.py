@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -25,15 +25,20 @@ _THUMB_WIDTH = 240
 _TINTS = {0: (255, 40, 40), 63: (255, 160, 0), 127: (40, 160, 255)}  # remove, overlap, affected
 
 
-def _save_png(image: Image.Image, path: Path) -> Path:
+def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
+    """Write through a hidden temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}.png")
+    temporary = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}{path.suffix}")
     try:
-        image.save(temporary, format="PNG")
+        write(temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
     return path
+
+
+def _save_png(image: Image.Image, path: Path) -> Path:
+    return _atomic(path, lambda target: image.save(target, format="PNG"))
 
 
 def _sample(count: int, first: int, last: int) -> list[int]:
@@ -167,11 +172,4 @@ def write_report(path: Path, *, title: str, summary: Sequence[tuple[str, str]], 
         ".skipped{color:#aaa}th{text-align:left;padding-right:1em}code{color:#9cf}"
         f"</style></head><body><h1>{html.escape(title)}</h1><table>{rows}</table>{''.join(sections)}</body></html>"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
-        temporary.write_text(page, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    return _atomic(path, lambda target: target.write_text(page, encoding="utf-8"))

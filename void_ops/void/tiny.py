@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["TINY_LATENT_CHANNELS", "TINY_TRANSFORMER", "TinyVoid", "build_tiny_void"]
+__all__ = ["TINY_LATENT_CHANNELS", "TINY_SCHEDULER", "TINY_TRANSFORMER", "TinyVoid", "build_tiny_void"]
 
 TINY_LATENT_CHANNELS = 4
 """Latent channels of the tiny VAE (16 at full size)."""
@@ -60,7 +60,7 @@ TINY_TRANSFORMER: dict[str, Any] = {
 }
 """Constructor arguments of the tiny base transformer (``CogVideoXTransformer3DModel``), as in the real base."""
 
-_SCHEDULER = {
+TINY_SCHEDULER = {
     "beta_end": 0.012,
     "beta_schedule": "scaled_linear",
     "beta_start": 0.00085,
@@ -333,7 +333,7 @@ def build_tiny_void(root: Path, *, seed: int = 0) -> TinyVoid:
     _write_vae(base / "vae", seed * 1000 + 10)
     _write_text_encoder(base / "text_encoder", seed * 1000 + 20)
     _write_tokenizer(base / "tokenizer", seed)
-    CogVideoXDDIMScheduler(**_SCHEDULER).save_config(base / "scheduler")
+    CogVideoXDDIMScheduler(**TINY_SCHEDULER).save_config(base / "scheduler")
     _write_json(
         base / "model_index.json",
         {
