@@ -73,6 +73,27 @@ FULL_VAE = {
     "temporal_compression_ratio": 4,
     "scaling_factor": 0.7,
 }
+#: The same architecture shrunk to run in seconds on a CPU (``--smoke``, used by the tests).
+SMOKE_TRANSFORMER = {
+    **FULL_TRANSFORMER,
+    "num_attention_heads": 2,
+    "attention_head_dim": 16,
+    "in_channels": 12,
+    "out_channels": 4,
+    "time_embed_dim": 16,
+    "text_embed_dim": 32,
+    "num_layers": 2,
+    "sample_width": 24,
+    "sample_height": 16,
+    "max_text_seq_length": 16,
+}
+SMOKE_VAE = {
+    **FULL_VAE,
+    "block_out_channels": [8, 8, 8, 8],
+    "latent_channels": 4,
+    "layers_per_block": 1,
+    "norm_num_groups": 2,
+}
 SCHEDULER = {"_class_name": "CogVideoXDDIMScheduler", **TINY_SCHEDULER}  # the spec values (section 5)
 #: Latent frames per case: 49 frames' token count (14), one 85-frame window (22), 197 frames as one window (50).
 CASES = {"49": 14, "85": 22, "197": 50}
@@ -155,26 +176,7 @@ def main() -> None:
     device = torch.device("cpu" if smoke else "cuda")
     dtype = torch.float32 if smoke else torch.bfloat16
     if smoke:
-        config = {
-            **FULL_TRANSFORMER,
-            "num_attention_heads": 2,
-            "attention_head_dim": 16,
-            "in_channels": 12,
-            "out_channels": 4,
-            "time_embed_dim": 16,
-            "text_embed_dim": 32,
-            "num_layers": 2,
-            "sample_width": 24,
-            "sample_height": 16,
-            "max_text_seq_length": 16,
-        }
-        vae_config = {
-            **FULL_VAE,
-            "block_out_channels": [8, 8, 8, 8],
-            "latent_channels": 4,
-            "layers_per_block": 1,
-            "norm_num_groups": 2,
-        }
+        config, vae_config = SMOKE_TRANSFORMER, SMOKE_VAE
         height, width, cases, steps = 8, 12, {"49": 2, "85": 4, "197": 6}, 2
     else:
         config, vae_config = FULL_TRANSFORMER, FULL_VAE

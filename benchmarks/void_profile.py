@@ -27,7 +27,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.void_forward import FULL_TRANSFORMER, FULL_VAE, build_transformer, inputs, sync, timed
+from benchmarks.void_forward import (
+    FULL_TRANSFORMER,
+    FULL_VAE,
+    SMOKE_TRANSFORMER,
+    SMOKE_VAE,
+    build_transformer,
+    inputs,
+    sync,
+    timed,
+)
 from void_ops.void.loading import VoidModels
 from void_ops.void.sampler import VoidSampler
 from void_ops.void.speed import attention_backend, compile_transformer, fuse_qkv
@@ -134,24 +143,7 @@ def main() -> None:
     config, vae_config = dict(FULL_TRANSFORMER), dict(FULL_VAE)
     height, width, frames, window, small = 48, 84, 85, 22, 14
     if args.smoke:
-        config |= {
-            "num_attention_heads": 2,
-            "attention_head_dim": 16,
-            "in_channels": 12,
-            "out_channels": 4,
-            "time_embed_dim": 16,
-            "text_embed_dim": 32,
-            "num_layers": 2,
-            "sample_width": 24,
-            "sample_height": 16,
-            "max_text_seq_length": 16,
-        }
-        vae_config |= {
-            "block_out_channels": [8, 8, 8, 8],
-            "latent_channels": 4,
-            "layers_per_block": 1,
-            "norm_num_groups": 2,
-        }
+        config, vae_config = dict(SMOKE_TRANSFORMER), dict(SMOKE_VAE)
         height, width, frames, window, small = 8, 12, 13, 4, 2
     result: dict[str, Any] = {"card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
     iters = 1 if args.smoke else 5
