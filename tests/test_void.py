@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from void_ops.exceptions import InvalidInput
+from void_ops.exceptions import GpuOutOfMemory, InvalidInput
 from void_ops.void.backend import ModelSpec, VoidInpainter, VoidModel, VoidRefiner, VoidSettings, prepare_clip
+from void_ops.void.memory import RECIPES, estimate_gb
 from void_ops.void.noise_warp import WarpSettings
 from void_ops.void.tiny import TinyVoid, build_tiny_void
 from void_ops.void.values import (
@@ -192,6 +193,32 @@ def test_a_shot_does_not_depend_on_batch_order(tiny: TinyVoid) -> None:
     torch.manual_seed(1234)  # disturbing the global RNG changes nothing either
     np.testing.assert_array_equal(backend(*a, seed=5, prompt="a road"), first_a)
     assert not np.array_equal(backend(*a, seed=6, prompt="a road"), first_a)
+
+
+def test_a_pass_short_of_memory_falls_back_to_cheaper_recipes_and_records_them(tiny: TinyVoid) -> None:
+    """Issue 8: out of memory is retried with a cheaper recipe; the recipe used and the reasons are recorded."""
+    pass1, _ = _models(tiny, steps=2)
+    frames, quadmask = _shot(0)
+    clip = prepare_clip(frames, quadmask, SMALL)
+    need = {r.name: estimate_gb(pass1.footprint, len(clip.video), SMALL.height, SMALL.width, r) for r in RECIPES}
+    assert need["configured"] > need["vae_tiling"] > need["offload"] > 0
+    first = pass1(clip, seed=3, prompt="a road")
+    assert pass1.last_run is not None
+    assert pass1.last_run.recipe.name == "configured" and pass1.last_run.passed_over == ()
+
+    tiled = pass1(clip, seed=3, prompt="a road", budget_gb=(need["configured"] + need["vae_tiling"]) / 2)
+    run = pass1.last_run
+    assert run.recipe.name == "vae_tiling" and run.passed_over[0].startswith("configured: needs ~")
+    np.testing.assert_allclose(tiled, first, atol=2e-3)  # frames smaller than a tile: tiling changes nothing
+    assert pass1.models.vae.use_tiling is False  # back to the loaded recipe after the call
+
+    offloaded = pass1(clip, seed=3, prompt="a road", budget_gb=(need["vae_tiling"] + need["offload"]) / 2)
+    assert pass1.last_run.recipe.as_dict() == {"name": "offload", "vae_tiling": True, "offload": True}
+    np.testing.assert_allclose(offloaded, first, atol=2e-3)
+    assert pass1.sampler.memory_mode == "full"
+
+    with pytest.raises(GpuOutOfMemory, match=r"pass1 on cpu: no memory recipe fits \(configured: needs .*offload"):
+        pass1(clip, seed=3, prompt="a road", budget_gb=need["offload"] / 2)
 
 
 def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, tmp_path: Path, ray_cluster) -> None:  # type: ignore[no-untyped-def]

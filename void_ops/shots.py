@@ -119,6 +119,7 @@ class ShotInstructions:
         affected_ring: width in plate pixels of the "affected" (127) ring grown around the object; 0 for none.
         seed: the shot's seed, or None to use the batch seed.
         pass2: run VOID's pass 2 on this shot (True/False), or None to follow the batch.
+        priority: scheduling order: higher runs first; equal priorities run the longest shot first.
     """
 
     remove: str = ""
@@ -129,6 +130,7 @@ class ShotInstructions:
     affected_ring: int = 0
     seed: int | None = None
     pass2: bool | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

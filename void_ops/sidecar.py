@@ -12,9 +12,10 @@ A YAML or JSON sidecar is keyed by shot name::
         boxes: [{frame: 0, box: [280, 160, 360, 240]}]
         seed: 7
         pass2: true                     # run VOID's pass 2 on this shot (default: the batch's --pass2)
+        priority: 10                    # higher runs first; equal priorities run longest shot first (default 0)
 
-A CSV sidecar has a ``shot`` column and any of ``remove, prompt, matte, affected_ring, seed, points, boxes``;
-``points`` and ``boxes`` hold the same lists as JSON text. Empty cells mean "not set".
+A CSV sidecar has a ``shot`` column and any of ``remove, prompt, matte, affected_ring, seed, pass2, priority, points,
+boxes``; ``points`` and ``boxes`` hold the same lists as JSON text. Empty cells mean "not set".
 
 The same entry schema validates ``clip.metadata["voidflow"]`` and ``marker.metadata["voidflow"]`` in the edit.
 """
@@ -35,7 +36,7 @@ from void_ops.shots import BoxPrompt, PointPrompt, ShotInstructions
 
 __all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "validate_entry"]
 
-_CSV_COLUMNS = ("shot", "remove", "prompt", "matte", "affected_ring", "seed", "pass2", "points", "boxes")
+_CSV_COLUMNS = ("shot", "remove", "prompt", "matte", "affected_ring", "seed", "pass2", "priority", "points", "boxes")
 
 
 class _Point(BaseModel):
@@ -71,6 +72,7 @@ class ShotEntry(BaseModel):
     affected_ring: int = Field(default=0, ge=0, le=4096)
     seed: int | None = Field(default=None, ge=0, lt=2**63)
     pass2: bool | None = None
+    priority: int = Field(default=0, ge=-1000, le=1000)
     points: list[_Point] = Field(default_factory=list)
     boxes: list[_Box] = Field(default_factory=list)
 
@@ -120,6 +122,7 @@ def entry_to_instructions(entry: ShotEntry, *, base: Path) -> ShotInstructions:
         affected_ring=entry.affected_ring,
         seed=entry.seed,
         pass2=entry.pass2,
+        priority=entry.priority,
     )
 
 

@@ -13,6 +13,7 @@ The compositor then keeps the plate outside the grown, feathered mask (``void_op
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 from void_ops.exceptions import GpuOutOfMemory, InvalidInput
 from void_ops.frames import from_unit, to_unit
 from void_ops.quadmask import KEEP, quantise, region
+from void_ops.void.memory import RECIPES, Footprint, Recipe, estimate_gb
 from void_ops.void.values import (
     Fit,
     FitMode,
@@ -40,6 +42,7 @@ from void_ops.void.values import (
 __all__ = [
     "ModelClip",
     "ModelSpec",
+    "PassRun",
     "VoidConfig",
     "VoidInpainter",
     "VoidModel",
@@ -183,6 +186,8 @@ class ModelSpec:
         dtype: ``bfloat16`` (GPUs) or ``float32``.
         memory_mode: ``full``, ``model_offload`` or ``sequential_offload``.
         compile: voidflow's fast path (GPU only): fused QKV, compiled transformer blocks and VAE.
+        memory_gb: device memory the pass may use, for choosing its recipe (``void_ops.void.memory``); None: the
+            card's own memory on CUDA, no limit on the CPU.
     """
 
     base: str
@@ -192,6 +197,30 @@ class ModelSpec:
     dtype: str = "bfloat16"
     memory_mode: str = "full"
     compile: bool = False
+    memory_gb: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PassRun:
+    """How one call of a pass ran: the recipe used, the recipes passed over and why, and when it held the device
+    (wall-clock epoch seconds, so runs on different hosts line up)."""
+
+    recipe: Recipe
+    passed_over: tuple[str, ...]
+    started: float
+    finished: float
+    estimate_gb: float
+
+    def facts(self) -> dict[str, object]:
+        """Return the run for provenance."""
+        return {
+            "recipe": self.recipe.as_dict(),
+            "passed_over": list(self.passed_over),
+            "started": self.started,
+            "finished": self.finished,
+            "seconds": round(self.finished - self.started, 3),
+            "estimate_gb": round(self.estimate_gb, 3),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +271,11 @@ class VoidModel:
             fuse_qkv(self.models.transformer)
             compile_transformer(self.models.transformer)
             compile_vae(self.models.vae)
+        self.footprint = _footprint(self.models, dtype.itemsize)
+        self.memory_gb = spec.memory_gb
+        if self.memory_gb is None and self.sampler.device.type == "cuda":
+            self.memory_gb = torch.cuda.get_device_properties(self.sampler.device).total_memory / 1e9
+        self.last_run: PassRun | None = None
 
     def params(self) -> dict[str, object]:
         """Return the pass recipe, placement and weight hashes actually used, for provenance."""
@@ -256,10 +290,12 @@ class VoidModel:
         first_pass: np.ndarray | None = None,
         warp: Any = None,
         on_step: Callable[[int, int], None] | None = None,
+        recipe: Recipe = RECIPES[0],
     ) -> np.ndarray:
-        """The pass itself; ``__call__`` adds the out-of-memory translation."""
+        """The pass itself, with ``recipe``'s memory savings; ``__call__`` picks the recipe."""
         import torch
 
+        self.sampler.use_recipe(vae_tiling=recipe.vae_tiling, offload=recipe.offload)
         settings = self.settings
         condition = condition_from_quadmask(clip.quadmask)
         if settings.name == "pass1":
@@ -298,8 +334,13 @@ class VoidModel:
         first_pass: np.ndarray | None = None,
         warp: Any = None,
         on_step: Callable[[int, int], None] | None = None,
+        budget_gb: float | None = None,
     ) -> np.ndarray:
         """Run the pass on ``clip``; return (m, H, W, 3) float32 frames in [0, 1] (still padded).
+
+        The recipes of ``void_ops.void.memory.RECIPES`` are tried in order: one whose estimate exceeds the budget is
+        passed over, one that runs out of memory is passed over after the cache is emptied, and the first that
+        completes is recorded in ``last_run`` with the reasons the others were passed over.
 
         Args:
             clip: the prepared shot.
@@ -310,17 +351,52 @@ class VoidModel:
                 initial noise.
             warp: pass 2 only: ``WarpSettings`` for the noise.
             on_step: progress callback (step, total).
+            budget_gb: device memory this call may use; None: the spec's ``memory_gb`` (the card's memory).
 
         Raises:
-            GpuOutOfMemory: the device ran out of memory (retryable, e.g. with an offload memory mode).
+            GpuOutOfMemory: no recipe fits or every one ran out of memory (retryable elsewhere, e.g. a larger card).
         """
         import torch
 
-        try:
-            return self._run(clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=on_step)
-        except torch.cuda.OutOfMemoryError as error:
-            detail = str(error).splitlines()[0]
-            raise GpuOutOfMemory(f"{self.settings.name} on {self._params['device']}: {detail}") from None
+        budget = budget_gb if budget_gb is not None else self.memory_gb
+        frames, height, width = clip.quadmask.shape
+        passed_over: list[str] = []
+        for recipe in RECIPES:
+            need = estimate_gb(self.footprint, frames, height, width, recipe)
+            if budget is not None and need > budget:
+                passed_over.append(f"{recipe.name}: needs ~{need:.4g} GB of {budget:.4g} GB")
+                continue
+            started = time.time()
+            try:
+                output = self._run(
+                    clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=on_step, recipe=recipe
+                )
+            except torch.OutOfMemoryError as error:
+                passed_over.append(f"{recipe.name}: {str(error).splitlines()[0]}")
+                if self.sampler.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            finally:
+                self.sampler.use_recipe(vae_tiling=False, offload=False)
+            self.last_run = PassRun(recipe, tuple(passed_over), started, time.time(), need)
+            return output
+        where = f"{self.settings.name} on {self._params['device']}"
+        raise GpuOutOfMemory(f"{where}: no memory recipe fits ({'; '.join(passed_over)})")
+
+
+def _footprint(models: Any, dtype_bytes: int) -> Footprint:
+    """What ``models`` keep on their device, in GB, and the VAE's widest layer."""
+
+    def size_gb(module: Any) -> float:
+        return sum(p.numel() for p in module.parameters()) * dtype_bytes / 1e9 if module is not None else 0.0
+
+    return Footprint(
+        transformer_gb=size_gb(models.transformer),
+        vae_gb=size_gb(models.vae),
+        text_encoder_gb=size_gb(models.text_encoder),
+        vae_channels=max(models.vae.config.block_out_channels),
+        dtype_bytes=dtype_bytes,
+    )
 
 
 @dataclass

@@ -52,6 +52,7 @@ class VoidSampler:
         self.device = torch.device(device)
         self.dtype = dtype
         self.memory_mode = memory_mode
+        self._loaded = (memory_mode, vae_tiling)  # what ``use_recipe`` returns to
         self._rope: dict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         self._prompts: dict[str, torch.Tensor] = {}  # T5 embeddings by prompt, kept on the CPU
         transformer: Any = models.transformer
@@ -69,6 +70,28 @@ class VoidSampler:
         text_encoder: Any = models.text_encoder
         if text_encoder is not None and memory_mode != "full":
             text_encoder.to("cpu")
+
+    def use_recipe(self, *, vae_tiling: bool, offload: bool) -> None:
+        """Switch to a memory recipe (``void_ops.void.memory``) for the next calls, or back to the loaded one.
+
+        ``offload`` turns ``full`` into ``model_offload``: each component comes onto the device only while it
+        works. Switching back moves the components home again.
+        """
+        loaded_mode, loaded_tiling = self._loaded
+        vae: Any = self.models.vae
+        components: tuple[Any, ...] = (self.models.transformer, vae)
+        if vae_tiling or loaded_tiling:
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
+        if offload and loaded_mode == "full":
+            self.memory_mode = "model_offload"
+            for module in components:
+                module.to("cpu")
+        elif self.memory_mode != loaded_mode:
+            self.memory_mode = loaded_mode
+            for module in components:
+                module.to(self.device, self.dtype)
 
     @contextmanager
     def _on_device(self, module: torch.nn.Module, *, resident: bool) -> Iterator[torch.nn.Module]:
