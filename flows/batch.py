@@ -7,12 +7,14 @@ never stops the others; the flow waits for every shot, conforms those that were 
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_progress_artifact
 from prefect.runtime import flow_run
 from prefect_ray import RayTaskRunner
 from prefect_ray.context import remote_options
@@ -21,15 +23,16 @@ from flows.params import BatchRequest, forced_stages, plan
 from infra.settings import Settings
 from tasks.backends import needs_segmenter
 from tasks.batch import conform_batch, notify_batch, report_batch
-from tasks.futures import first_finished
+from tasks.futures import first_finished, submission_window
 from tasks.ledger import Ledger
+from tasks.progress import Progress, busy_fraction
 from tasks.shots import ShotJob, process_shot
-from tasks.void_actors import Pool, start_pool, start_sam2_pool, stop_pool
+from tasks.void_actors import Pool, forget_shot, gpu_stats, start_gpu_pool, start_sam2_pool, stop_gpu_pool, stop_pool
 from void_ops.composite import Blend
 from void_ops.masking.vlm import VlmSettings
 from void_ops.shots import Shot
 
-__all__ = ["LOST_WORKER_RETRIES", "BatchResult", "run_batch"]
+__all__ = ["LOST_WORKER_RETRIES", "BatchResult", "run_batch", "scheduling_order"]
 
 #: How many times a shot whose worker died is run again (Prefect's retries cover errors; this covers lost workers).
 LOST_WORKER_RETRIES = 2
@@ -62,19 +65,21 @@ def _start_sam2(job: ShotJob, request: BatchRequest) -> tuple[ShotJob, Pool]:
     return job, pool
 
 
-def _start_void(job: ShotJob, request: BatchRequest, ready: list[Shot]) -> tuple[ShotJob, list[Pool]]:
-    """Start the resident VOID actors the batch needs; return the job that names them, and the pools."""
-    pass2 = any(job.runs_pass2(shot) for shot in ready)
-    config = request.void.config(pass2=pass2)
-    prefix = f"voidflow-{job.batch_id[:8]}"
-    share = 0.5 if pass2 else 1.0
-    pools = [start_pool(config.pass1, prefix=f"{prefix}-pass1", share=share)]
-    if config.pass2 is not None:
-        pools.append(start_pool(config.pass2, prefix=f"{prefix}-pass2", share=share))
-    second = pools[1].names if len(pools) > 1 else ()
-    print(f"VOID: loading {len(pools[0].names)} pass-1 and {len(second)} pass-2 model(s)")
-    job = dataclasses.replace(job, void=config, pass1_actors=pools[0].names, pass2_actors=second)
-    return job, pools
+def _start_void(job: ShotJob, request: BatchRequest, ready: list[Shot]) -> tuple[ShotJob, tuple[Any, ...]]:
+    """Start the batch's GPU workers (every VOID pass it needs on each GPU) and their dispatcher; return the job
+    that names them, and the handles."""
+    config = request.void.config(pass2=any(job.runs_pass2(shot) for shot in ready))
+    specs = {"pass1": config.pass1, **({"pass2": config.pass2} if config.pass2 is not None else {})}
+    print(f"VOID: loading {' and '.join(specs)} on every GPU")
+    pool, handles = start_gpu_pool(specs, prefix=f"voidflow-{job.batch_id[:8]}", timeout_s=request.void.gpu_timeout_s)
+    print(f"VOID: {len(pool.workers)} GPU worker(s) ready")
+    return dataclasses.replace(job, void=config, gpus=pool), handles
+
+
+def scheduling_order(shots: list[Shot]) -> list[Shot]:
+    """Shots in the order they start: higher sidecar priority first, then the longest first (so the long tail of a
+    night is short shots filling the GPUs, not one long shot running alone)."""
+    return sorted(shots, key=lambda shot: (-shot.instructions.priority, -shot.frames))
 
 
 @flow(name="voidflow-batch", task_runner=RayTaskRunner(), log_prints=True, persist_result=False)
@@ -115,52 +120,68 @@ def run_batch(request: BatchRequest) -> BatchResult:
         force=forced_stages(request.force_from),
         gate=request.masks.gate,
     )
-    pools: list[Pool] = []
-    if request.backend == "void" and ready:
-        job, pools = _start_void(job, request, ready)
-    if any(needs_segmenter(shot) for shot in ready):
-        job, sam2 = _start_sam2(job, request)
-        pools.append(sam2)
-    progress = create_progress_artifact(0.0, key="voidflow-batch-progress", description=f"batch {batch_id}")
-    assert isinstance(progress, UUID)  # sync context: the artifact id, not a coroutine
+    handles: tuple[Any, ...] = ()
+    sam2: Pool | None = None
+    artifact = create_progress_artifact(0.0, key="voidflow-batch-progress", description=f"batch {batch_id}")
+    assert isinstance(artifact, UUID)  # sync context: the artifact id, not a coroutine
+    progress = Progress(total=len(ready))
     done: list[str] = []
     failed: list[str] = []
     waiting: list[str] = []
-    try:
+    queue = scheduling_order(ready)
+    window = submission_window()  # shots handed to Ray at once: bounded memory on edits of hundreds of shots
+    pending: dict[Any, tuple[Shot, int, int]] = {}
+
+    def submit(shot: Shot, slot: int, lost: int) -> None:
         with remote_options(num_cpus=1, max_retries=0):
-            pending = {process_shot.submit(shot, job, slot): (shot, slot, 0) for slot, shot in enumerate(ready)}
-        count = 0
-        while pending:
+            pending[process_shot.submit(shot, job, slot, lost * 10)] = (shot, slot, lost)
+
+    try:
+        if request.backend == "void" and ready:
+            job, handles = _start_void(job, request, ready)
+        if any(needs_segmenter(shot) for shot in ready):
+            job, sam2 = _start_sam2(job, request)
+        slots = iter(range(len(queue)))
+        while queue or pending:
+            while queue and len(pending) < window:
+                submit(queue.pop(0), next(slots), 0)
+            progress.running = len(pending)
             future = first_finished(list(pending))
             shot, slot, lost = pending.pop(future)
             name, state = shot.name, future.state
+            if state.is_crashed() and job.gpus is not None:
+                forget_shot(job.gpus, name)  # its task died holding GPU leases
             if state.is_crashed() and lost < LOST_WORKER_RETRIES:
                 # The worker died (killed, out of memory, node lost): its running stages are marked lost, so a
                 # late report from it changes nothing, and the shot runs again.
                 ledger.mark_lost(batch_id, name, state.message or "worker lost")
                 print(f"{name}: worker lost ({state.message}); running it again")
-                with remote_options(num_cpus=1, max_retries=0):
-                    pending[process_shot.submit(shot, job, slot, (lost + 1) * 10)] = (shot, slot, lost + 1)
+                submit(shot, slot, lost + 1)
                 continue
-            count += 1
             if state.is_completed():
                 outcome = future.result()
                 reused = f", cached: {' '.join(outcome.cached)}" if outcome.cached else ""
                 if outcome.version is None:
                     waiting.append(name)
-                    print(f"[{count}/{len(ready)}] {name}: {outcome.qc}")
+                    note = outcome.qc
                 else:
                     done.append(name)
-                    print(f"[{count}/{len(ready)}] {name}: {outcome.version} in {outcome.seconds:.1f}s{reused}")
+                    note = f"{outcome.version} in {outcome.seconds:.1f}s{reused}"
             else:
                 failed.append(name)
                 if state.is_crashed():
                     ledger.mark_lost(batch_id, name, state.message or "worker lost")
-                print(f"[{count}/{len(ready)}] {name}: FAILED: {state.message}")
-            update_progress_artifact(progress, 100.0 * count / max(len(ready), 1))
+                note = f"FAILED: {state.message}"
+            progress.done, progress.failed, progress.waiting = len(done), len(failed), len(waiting)
+            progress.running = len(pending)
+            if job.gpus is not None:
+                progress.gpu_busy = busy_fraction(gpu_stats(job.gpus), progress.started, time.monotonic())
+            print(f"{name}: {note}  [{progress.line()}]")
+            progress.publish(artifact)
     finally:
-        for pool in pools:
-            stop_pool(pool)
+        stop_gpu_pool(handles)
+        if sam2 is not None:
+            stop_pool(sam2)
     conformed = None
     if done:
         conformed = conform_batch(

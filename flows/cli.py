@@ -52,12 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a batch over an edit")
     _selection_arguments(run)
     run.add_argument("--out", type=Path, default=Path("voidflow-out"), help="output folder (default voidflow-out)")
-    run.add_argument("--backend", default="cleanplate", help="inpainting backend (default cleanplate)")
+    run.add_argument(
+        "--backend", default="cleanplate", help="inpainting backend: cleanplate (default), void or passthrough"
+    )
     run.add_argument("--output", choices=("prores", "png", "exr"), default="prores", help="delivery format")
     run.add_argument("--seed", type=int, default=0, help="batch seed (a shot's own seed wins)")
     run.add_argument("--pass2", action="store_true", help="void backend: also run VOID's pass 2 (refinement)")
     run.add_argument("--models", type=Path, help="void backend: models folder (default $VOIDFLOW_MODELS)")
     run.add_argument("--compile", action="store_true", help="void backend: compile the models (fast after ~2 min)")
+    run.add_argument("--gpu-memory", type=float, help="void backend: GB a GPU may use (default: the card's memory)")
+    run.add_argument(
+        "--gpu-timeout", type=float, default=3600.0, help="void backend: seconds one model call may take (3600)"
+    )
     _mask_arguments(run)
     run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
 
@@ -180,6 +186,8 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
             "models_dir": getattr(args, "models", None) or settings.models_dir,
             "pass2": getattr(args, "pass2", False),
             "compile": getattr(args, "compile", False),
+            "memory_gb": getattr(args, "gpu_memory", None),
+            "gpu_timeout_s": getattr(args, "gpu_timeout", 3600.0),
         },
         "masks": {
             "gate": getattr(args, "gate", False),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "STAGE_ORDER", "BatchRequest", "MaskOptions", "VoidOptions", "forced_stages", "plan"]
 
 #: Inpainting backends a batch can name (built in ``tasks.backends``).
-BACKENDS = ("cleanplate", "void")
+BACKENDS = ("cleanplate", "void", "passthrough")
 
 #: Where ``voidflow models fetch`` puts the weights, relative to the models folder.
 BASE_FOLDER = "CogVideoX-Fun-V1.5-5b-InP"
@@ -54,6 +54,8 @@ class VoidOptions(BaseModel):
     overlap: int = Field(default=4, ge=0)
     memory_mode: Literal["full", "model_offload", "sequential_offload"] = "full"
     compile: bool = False
+    memory_gb: float | None = Field(default=None, gt=0)  # per GPU; None: the card's own memory
+    gpu_timeout_s: float = Field(default=3600.0, gt=0)  # one model call, its wait in the GPU's queue included
     flow: Literal["dis", "raft"] = "dis"
     raft_weights: Path | None = None
 
@@ -88,14 +90,15 @@ class VoidOptions(BaseModel):
             window=self.window,
             overlap=self.overlap,
         )
+        placement: dict[str, Any] = {
+            "memory_mode": self.memory_mode,
+            "compile": self.compile,
+            "memory_gb": self.memory_gb,
+        }
         return VoidConfig(
             settings=settings,
-            pass1=ModelSpec(str(base), str(first), recipe1, memory_mode=self.memory_mode, compile=self.compile),
-            pass2=(
-                ModelSpec(str(base), str(second), recipe2, memory_mode=self.memory_mode, compile=self.compile)
-                if pass2
-                else None
-            ),
+            pass1=ModelSpec(str(base), str(first), recipe1, **placement),
+            pass2=ModelSpec(str(base), str(second), recipe2, **placement) if pass2 else None,
             warp=WarpSettings(flow=self.flow, raft_weights=str(self.raft_weights) if self.raft_weights else None),
         )
 

@@ -4,17 +4,21 @@
 |---|---|
 | ``cleanplate`` | CPU: temporal median of unmasked pixels, then OpenCV inpainting (``void_ops.cleanplate``) |
 | ``void`` | VOID pass 1 (and optionally pass 2) on resident Ray actors (``tasks.void_actors``) |
+| ``passthrough`` | CPU: no pixel work (the fill is the plate): dry-runs the pipeline, conform and delivery; the \
+orchestration benchmark (``void_ops.passthrough``) |
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from void_ops.cleanplate import CleanPlate
 from void_ops.exceptions import ConfigurationError
 from void_ops.masking.masker import SegmentMasker
 from void_ops.masking.vlm import GeminiVlm, StoredFirstVlm, Vlm, VlmExchange, VlmSettings, make_client
 from void_ops.mattes import MatteMasker
+from void_ops.passthrough import Passthrough
 from void_ops.pipeline import Inpainter, Masker, Refiner
 from void_ops.shots import Shot
 from void_ops.void.backend import VoidConfig, VoidInpainter, VoidRefiner
@@ -22,28 +26,26 @@ from void_ops.void.backend import VoidConfig, VoidInpainter, VoidRefiner
 __all__ = ["make_backend", "make_masker", "make_refiner", "make_vlm", "needs_segmenter"]
 
 
-def make_backend(name: str, *, void: VoidConfig | None = None, actor: str | None = None) -> Inpainter:
-    """Build the named inpainting backend; ``void`` runs on the named pass-1 actor.
+def make_backend(name: str, *, void: VoidConfig | None = None, model: Any = None) -> Inpainter:
+    """Build the named inpainting backend; ``void`` runs pass 1 through ``model`` (a ``tasks.void_actors.ActorModel``).
 
     Raises:
-        ConfigurationError: no backend has that name, or ``void`` has no configuration or actor.
+        ConfigurationError: no backend has that name, or ``void`` has no configuration or model.
     """
     if name == "cleanplate":
         return CleanPlate()
+    if name == "passthrough":
+        return Passthrough()
     if name == "void":
-        if void is None or actor is None:
-            raise ConfigurationError("the void backend needs its model configuration and a pass-1 actor")
-        from tasks.void_actors import ActorModel
-
-        return VoidInpainter(ActorModel(actor), void.settings)
-    raise ConfigurationError(f"unknown backend '{name}' (available: cleanplate, void)")
+        if void is None or model is None:
+            raise ConfigurationError("the void backend needs its model configuration and the batch's GPU workers")
+        return VoidInpainter(model, void.settings)
+    raise ConfigurationError(f"unknown backend '{name}' (available: cleanplate, passthrough, void)")
 
 
-def make_refiner(void: VoidConfig, actor: str) -> Refiner:
-    """Build VOID's pass 2 on the named pass-2 actor."""
-    from tasks.void_actors import ActorModel
-
-    return VoidRefiner(ActorModel(actor), void.warp, void.settings)
+def make_refiner(void: VoidConfig, model: Any) -> Refiner:
+    """Build VOID's pass 2, run through ``model`` (a ``tasks.void_actors.ActorModel``)."""
+    return VoidRefiner(model, void.warp, void.settings)
 
 
 def make_masker(

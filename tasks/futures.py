@@ -7,7 +7,7 @@ from typing import Any
 
 import ray
 
-__all__ = ["first_finished"]
+__all__ = ["first_finished", "submission_window"]
 
 
 def first_finished(futures: Sequence[Any]) -> Any:
@@ -21,3 +21,12 @@ def first_finished(futures: Sequence[Any]) -> Any:
     finished = by_ref[ready[0]]
     finished.wait()
     return finished
+
+
+def submission_window() -> int:
+    """How many shot tasks the flow keeps handed to Ray: two per CPU of the cluster.
+
+    Each running shot holds its plate in memory; the window bounds that on edits of hundreds of shots, while
+    keeping enough shots prepared on the CPUs to feed every GPU.
+    """
+    return max(4, 2 * int(ray.cluster_resources().get("CPU", 2)))

@@ -22,6 +22,7 @@ from infra.database import StageRun
 from infra.settings import Settings
 from tasks.backends import make_backend, make_masker, make_refiner, make_vlm, needs_segmenter
 from tasks.ledger import Ledger
+from tasks.void_actors import ActorModel, GpuPool
 from void_ops import media, pipeline
 from void_ops.composite import Blend
 from void_ops.exceptions import ConfigurationError, MatteInvalid, MediaInvalid, StorageUnavailable, is_retryable
@@ -49,8 +50,7 @@ class ShotJob:
     output: OutputFormat
     void: VoidConfig | None = None
     pass2: bool = False
-    pass1_actors: tuple[str, ...] = ()
-    pass2_actors: tuple[str, ...] = ()
+    gpus: GpuPool | None = None
     force: tuple[str, ...] = ()  # stages run even when a completed run has their key (rerun --from)
     sam2: Sam2Settings | None = None
     sam2_actors: tuple[str, ...] = ()
@@ -226,8 +226,16 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
             sam2_max_side=job.sam2.max_side if job.sam2 else 1024,
             vlm=_vlm(job, ledger) if needs_segmenter(shot) else None,
         )
-        actor = job.pass1_actors[slot % len(job.pass1_actors)] if job.pass1_actors else None
-        backend = make_backend(job.backend, void=job.void, actor=actor)
+        gpus, priority = job.gpus, shot.instructions.priority
+        models = (
+            {
+                name: ActorModel(gpus, name, shot=shot.name, priority=priority, frames=shot.frames)
+                for name in gpus.params
+            }
+            if gpus is not None
+            else {}
+        )
+        backend = make_backend(job.backend, void=job.void, model=models.get("pass1"))
         runs: dict[str, int | None] = {"pass2": None}
         try:
             inputs = mask_inputs(ledger, shot)
@@ -278,7 +286,10 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
             backend.version,
             {"plate": plate, "quadmask": quadmask.sha256},
             pass1_params,
-            lambda: _Done(pipeline.inpaint(shot, backend, quadmask.path, work, run, seed=seed, prompt=prompt)),
+            lambda: _Done(
+                pipeline.inpaint(shot, backend, quadmask.path, work, run, seed=seed, prompt=prompt),
+                facts=_gpu_facts(models.get("pass1")),
+            ),
             seed=seed,
         )
         runs["pass1"] = pass1_run.id
@@ -286,9 +297,9 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
         logger.info("%s: pass 1 %s with %s", shot.name, "cached" if hit else "done", backend.name)
 
         if job.runs_pass2(shot):
-            if job.void is None or not job.pass2_actors:
+            if job.void is None or "pass2" not in models:
                 raise ConfigurationError(f"shot '{shot.name}': pass 2 asked for, but the batch started no pass-2 model")
-            refiner = make_refiner(job.void, job.pass2_actors[slot % len(job.pass2_actors)])
+            refiner = make_refiner(job.void, models["pass2"])
             first_fill = fill
             fill, pass2_run, hit = context.stage(
                 "pass2",
@@ -296,7 +307,8 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
                 {"plate": plate, "quadmask": quadmask.sha256, "fill": first_fill.sha256},
                 {**refiner.params(), **geometry, "seed": seed, "prompt": prompt},
                 lambda: _Done(
-                    pipeline.refine(shot, refiner, quadmask.path, first_fill.path, work, run, seed=seed, prompt=prompt)
+                    pipeline.refine(shot, refiner, quadmask.path, first_fill.path, work, run, seed=seed, prompt=prompt),
+                    facts=_gpu_facts(models.get("pass2")),
                 ),
                 seed=seed,
             )
@@ -314,6 +326,11 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
     ledger.finish_shot(job.batch_id, shot.name, state="done", version=version)
     logger.info("%s: %s %s (%s)", shot.name, "kept" if hit else "delivered", version, qc_line)
     return ShotOutcome(shot.name, version, qc_line, tuple(cached), time.monotonic() - started)
+
+
+def _gpu_facts(model: ActorModel | None) -> dict[str, Any]:
+    """How a pass's calls ran (GPU, memory recipe, when), for the stage's provenance; empty off the GPU pool."""
+    return {"gpu_runs": list(model.runs)} if model is not None else {}
 
 
 def _deliver(

@@ -1,14 +1,15 @@
 """Resident models on Ray actors (VOID passes and SAM2): each loads its weights once and serves many shots.
 
-One pool per pass. With G GPUs in the cluster there is one pass-1 actor per GPU and, when the batch runs pass 2,
-one pass-2 actor per GPU beside it (each holds half a GPU: both bf16 transformers fit on one 80 GB card). Without
-GPUs a single actor of each pass runs on the CPU in float32 (tests, tiny models). Shot tasks reach an actor by its
-name and send it only model-resolution clips.
+VOID runs on one ``GpuWorker`` per GPU holding every pass the batch needs (pass 1, and pass 2 beside it), so one
+card runs one call at a time. Shot tasks ask the batch's ``Dispatcher`` (``tasks.placement``) for a lease before
+each call: it picks the GPU, queues by priority, and quarantines a GPU that keeps failing. Without GPUs a single
+worker runs on the CPU in float32 (tests, tiny models). Shot tasks send workers only model-resolution clips.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,57 +17,186 @@ from typing import Any
 import numpy as np
 import ray
 
-from void_ops.exceptions import WorkerLost
+from tasks.placement import Dispatcher, Grant, Outcome, Request
+from void_ops.exceptions import (
+    GpuOutOfMemory,
+    ModelLoadError,
+    NoDeviceFits,
+    PermanentError,
+    StageTimeout,
+    WorkerLost,
+)
 from void_ops.masking.sam2_video import ObjectPrompts, Sam2Settings
 from void_ops.shots import BoxPrompt, PointPrompt
 from void_ops.void.backend import ModelClip, ModelSpec, VoidModel
+from void_ops.void.memory import RECIPES, estimate_gb
 
 __all__ = [
     "ActorModel",
     "ActorSegmenter",
+    "GpuPool",
+    "GpuWorker",
     "Pool",
     "Sam2Actor",
-    "VoidActor",
-    "start_pool",
+    "forget_shot",
+    "gpu_stats",
+    "start_gpu_pool",
     "start_sam2_pool",
+    "stop_gpu_pool",
     "stop_pool",
 ]
 
 
-@ray.remote(max_restarts=0, max_task_retries=0)
-class VoidActor:
-    """One VOID pass resident on this actor's device."""
+class GpuWorker:
+    """Every VOID pass of the batch resident on one device; Ray runs its calls one at a time."""
 
-    def __init__(self, spec: ModelSpec) -> None:
-        self._model = VoidModel(spec)
+    def __init__(self, specs: Mapping[str, ModelSpec]) -> None:
+        self._models = {name: VoidModel(spec) for name, spec in specs.items()}
 
-    def params(self) -> dict[str, object]:
-        """The pass recipe, placement and weight hashes."""
-        return self._model.params()
+    def describe(self) -> dict[str, Any]:
+        """Each pass's recipe, placement, weight hashes and footprint, and the device's memory (None: no limit)."""
+        first = next(iter(self._models.values()))
+        return {
+            "passes": {name: model.params() for name, model in self._models.items()},
+            "footprints": {name: model.footprint.as_dict() for name, model in self._models.items()},
+            "memory_gb": first.memory_gb,
+        }
 
     def run(
-        self, clip: ModelClip, seed: int, prompt: str, first_pass: np.ndarray | None, warp: Any, label: str
-    ) -> np.ndarray:
-        """Run the pass on one prepared clip; prints progress every 10 steps."""
+        self, name: str, clip: ModelClip, seed: int, prompt: str, first_pass: Any, warp: Any, label: str
+    ) -> tuple[np.ndarray, dict[str, object]]:
+        """Run pass ``name`` on one prepared clip; return its frames and how it ran (``PassRun.facts``).
+
+        The pass's memory budget is the card's less what the other resident passes hold.
+        """
 
         def progress(step: int, total: int) -> None:
             if step % 10 == 0 or step == total:
                 print(f"{label}: step {step}/{total}", flush=True)
 
-        return self._model(clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=progress)
+        model = self._models[name]
+        budget = model.memory_gb
+        if budget is not None:
+            others = [m.footprint for key, m in self._models.items() if key != name]
+            budget -= sum(f.transformer_gb + f.vae_gb for f in others)
+        frames = model(
+            clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=progress, budget_gb=budget
+        )
+        assert model.last_run is not None
+        return frames, model.last_run.facts()
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPool:
+    """The batch's GPU workers as shot tasks see them: names only (plain data, fit for task parameters).
+
+    Attributes:
+        dispatcher: the name of the batch's ``Dispatcher`` actor.
+        workers: GPU worker names.
+        params: per pass, the recipe, placement and weight hashes (the same on every worker).
+        footprints: per pass, what the model keeps on its device (``void_ops.void.memory.Footprint`` fields).
+        timeout_s: longest a model call may take, its wait in the worker's queue included.
+    """
+
+    dispatcher: str
+    workers: tuple[str, ...]
+    params: Mapping[str, Mapping[str, object]]
+    footprints: Mapping[str, Mapping[str, Any]]
+    timeout_s: float
+
+
+def start_gpu_pool(
+    specs: Mapping[str, ModelSpec], *, prefix: str, timeout_s: float, depth: int = 2, strikes: int = 2
+) -> tuple[GpuPool, tuple[Any, ...]]:
+    """Start one worker per GPU (one on the CPU without GPUs) holding ``specs``, wait for their models to load,
+    and start the batch's dispatcher over them.
+
+    Returns the pool for shot tasks, and the actor handles, which the caller keeps until ``stop_gpu_pool`` (Ray
+    ends a named actor once no handle to it is left).
+
+    Raises:
+        ModelLoadError: a worker failed to load its models (the first line of its error).
+    """
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus:
+        specs = {k: dataclasses.replace(s, device="cuda", dtype="bfloat16") for k, s in specs.items()}
+        options: dict[str, Any] = {"num_gpus": 0.9, "num_cpus": 1}  # a tenth left for a SAM2 actor beside it
+    else:  # half a CPU, so the shot tasks that feed the worker always find a CPU free
+        specs = {
+            k: dataclasses.replace(s, device="cpu", dtype="float32", compile=False, memory_mode="full")
+            for k, s in specs.items()
+        }
+        options = {"num_cpus": 0.5}
+    remote: Any = ray.remote(max_restarts=0, max_task_retries=0)(GpuWorker)
+    names = tuple(f"{prefix}-gpu{index}" for index in range(max(gpus, 1)))
+    workers = tuple(remote.options(name=name, **options).remote(specs) for name in names)
+    try:
+        described: list[dict[str, Any]] = ray.get([worker.describe.remote() for worker in workers])
+    except ray.exceptions.RayActorError as error:
+        for worker in workers:
+            ray.kill(worker, no_restart=True)
+        raise ModelLoadError(f"VOID models failed to load: {_last_error_line(error)}") from None
+    dispatcher_name = f"{prefix}-dispatcher"
+    memory = {name: info["memory_gb"] for name, info in zip(names, described, strict=True)}
+    dispatcher = (
+        ray.remote(Dispatcher)
+        .options(name=dispatcher_name, num_cpus=0, max_restarts=0)
+        .remote(memory, depth=depth, strikes=strikes)
+    )
+    first = described[0]
+    pool = GpuPool(dispatcher_name, names, first["passes"], first["footprints"], timeout_s)
+    return pool, (*workers, dispatcher)
+
+
+def _last_error_line(error: BaseException) -> str:
+    """The innermost ``SomeError: message`` line of a Ray error's text (which carries the remote traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if re.match(r"\s*[\w.]+(Error|Exception): ", line)]
+    return lines[-1] if lines else str(error).splitlines()[0]
+
+
+def stop_gpu_pool(handles: tuple[Any, ...]) -> None:
+    """Kill the workers and the dispatcher (GPU memory is freed with their processes)."""
+    for handle in handles:
+        ray.kill(handle, no_restart=True)
+
+
+def gpu_stats(pool: GpuPool) -> dict[str, object]:
+    """The dispatcher's per-GPU numbers (busy seconds, calls, leases, quarantine) and how many calls wait."""
+    stats: Any = ray.get(ray.get_actor(pool.dispatcher).stats.remote())
+    return dict(stats)
+
+
+def forget_shot(pool: GpuPool, shot: str) -> None:
+    """Tell the dispatcher that ``shot``'s task died: the GPU leases it held are free again."""
+    ray.get(ray.get_actor(pool.dispatcher).forget.remote(shot))
 
 
 class ActorModel:
-    """Calls a named ``VoidActor`` with ``VoidModel``'s signature, so the backend cannot tell the two apart."""
+    """One VOID pass of a ``GpuPool``, called with ``VoidModel``'s signature so the backend cannot tell the two
+    apart: each call leases a GPU from the dispatcher, runs there, and hands the lease back with its outcome."""
 
-    def __init__(self, name: str, *, label: str = "") -> None:
+    def __init__(self, pool: GpuPool, name: str, *, shot: str = "", priority: int = 0, frames: int = 0) -> None:
+        self.pool = pool
         self.name = name
-        self.label = label or name
-        self._actor = ray.get_actor(name)
+        self.shot = shot
+        self.priority = priority
+        self.frames = frames
+        self.runs: list[dict[str, object]] = []  # how each call ran, for the stage's provenance
+        self._dispatcher = ray.get_actor(pool.dispatcher)
 
     def params(self) -> dict[str, object]:
-        """The actor's pass recipe, placement and weight hashes."""
-        return dict(ray.get(self._actor.params.remote()), actor=self.name)
+        """The pass recipe, placement and weight hashes."""
+        return dict(self.pool.params[self.name])
+
+    def _request(self, clip: ModelClip) -> Request:
+        from void_ops.void.memory import Footprint
+
+        footprint = Footprint(**self.pool.footprints[self.name])
+        frames, height, width = clip.quadmask.shape
+        need = estimate_gb(footprint, frames, height, width, RECIPES[-1])
+        steps = int(str(self.params()["steps"]))
+        forwards = 2 if float(str(self.params()["guidance"])) > 1 else 1
+        return Request(self.shot, need, float(frames * steps * forwards), self.priority, self.frames)
 
     def __call__(
         self,
@@ -78,46 +208,54 @@ class ActorModel:
         warp: Any = None,
         on_step: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Run the pass on the actor and wait for its frames.
+        """Lease a GPU, run the pass there and wait for its frames.
 
         Raises:
-            WorkerLost: the actor died (its process was killed or its node lost); retryable.
+            NoDeviceFits: no usable GPU can take the clip (too large, or every GPU quarantined).
+            StageTimeout: the call ran past the pool's timeout; its worker is killed and its GPU quarantined.
+            WorkerLost: the worker died (its process was killed or its node lost); its GPU is quarantined.
+            GpuOutOfMemory: no memory recipe fitted on the leased GPU.
         """
+        answer: Any = ray.get(self._dispatcher.acquire.remote(self._request(clip)))
+        if not isinstance(answer, Grant):
+            raise NoDeviceFits(answer.reason)
+        worker = ray.get_actor(answer.gpu)
+        label = f"{self.shot} {self.name} on {answer.gpu}"
+        call = worker.run.remote(self.name, clip, seed, prompt, first_pass, warp, label)
+        outcome: Outcome = "failed"
+        busy = 0.0
         try:
-            frames: Any = ray.get(self._actor.run.remote(clip, seed, prompt, first_pass, warp, self.label))
+            frames, facts = ray.get(call, timeout=self.pool.timeout_s)
+            outcome, busy = "ok", float(str(facts["seconds"]))
+            self.runs.append({**facts, "gpu": answer.gpu})
             return np.asarray(frames)
+        except ray.exceptions.GetTimeoutError:
+            outcome = "stuck"
+            ray.kill(worker, no_restart=True)
+            raise StageTimeout(
+                f"shot '{self.shot}': {self.name} on {answer.gpu} ran past its {self.pool.timeout_s:g} s timeout"
+            ) from None
         except ray.exceptions.RayActorError as error:
-            raise WorkerLost(f"VOID actor {self.name} died: {str(error).splitlines()[0]}") from None
+            outcome = "lost"
+            raise WorkerLost(f"VOID worker {answer.gpu} died: {str(error).splitlines()[0]}") from None
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause
+            outcome = "bad_input" if isinstance(cause, PermanentError) else "failed"
+            if isinstance(cause, (GpuOutOfMemory, PermanentError)):
+                raise cause from None
+            raise
+        finally:
+            note = ray.get(self._dispatcher.release.remote(answer.lease, outcome, busy))
+            if note:
+                print(note, flush=True)
 
 
 @dataclass(frozen=True)
 class Pool:
-    """Running actors of one pass: their names (for shot tasks) and handles (which keep them alive)."""
+    """Running actors of one kind: their names (for shot tasks) and handles (which keep them alive)."""
 
     names: tuple[str, ...]
     handles: tuple[Any, ...]
-
-
-def start_pool(spec: ModelSpec, *, prefix: str, share: float = 1.0) -> Pool:
-    """Start one actor per GPU (or one on the CPU without GPUs) for ``spec``.
-
-    The caller keeps the returned pool until ``stop_pool``: Ray ends a named actor once no handle to it is left.
-
-    Args:
-        spec: what to load; its device and dtype are set here (``cuda``/bfloat16, or ``cpu``/float32).
-        prefix: actor name prefix, unique per batch and pass (``voidflow-<batch>-pass1``).
-        share: fraction of a GPU each actor claims (0.5 when two passes share every GPU).
-    """
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    if gpus:
-        spec = dataclasses.replace(spec, device="cuda", dtype="bfloat16")
-        options: dict[str, Any] = {"num_gpus": share, "num_cpus": 1}
-    else:  # half a CPU each, so the shot tasks that feed the actors always find a CPU free
-        spec = dataclasses.replace(spec, device="cpu", dtype="float32", compile=False, memory_mode="full")
-        options = {"num_cpus": 0.5}
-    names = tuple(f"{prefix}-{index}" for index in range(max(gpus, 1)))
-    handles = tuple(VoidActor.options(name=name, **options).remote(spec) for name in names)  # type: ignore[attr-defined]
-    return Pool(names, handles)
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)

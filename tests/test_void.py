@@ -264,6 +264,10 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
     assert (pass2["steps"], pass2["guidance"], pass2["mask_mode"]) == (2, 6.0, "binary")
     assert pass1["weights"]["void_pass1.safetensors"] == media.sha256_file(tiny.pass1)
     assert pass2["warp_flow"] == "dis" and pass2["warp_supersample"] == 8
+    # Where and how each call ran: the batch's one (CPU) GPU worker, the configured memory recipe, timed.
+    runs = pass1["gpu_runs"]
+    assert len(runs) == 3 and {run["gpu"] for run in runs} == {f"voidflow-{result.batch_id[:8]}-gpu0"}
+    assert all(run["recipe"]["name"] == "configured" and run["seconds"] > 0 for run in runs)
     # 44 frames (handles included) are longer than the 29-frame run: three cross-faded shot windows of 29 frames,
     # each 8 latent frames in multidiffusion windows of 4 overlapping by 2, letterboxed.
     assert pass1["input_frames"] == 44 and pass1["shot_windows"] == [[0, 29], [8, 37], [15, 44]]
@@ -279,3 +283,45 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
     qc = batch.shots[0].stage_runs[-1].params["qc"]
     assert qc["changed_outside"] == 0 and qc["flicker"] > qc["max_flicker"] and not qc["passed"]
     assert Ledger(db_url).version_status("sh010", "v001") == "qc_failed"
+
+
+def test_a_hung_gpu_call_times_out_and_quarantines_its_gpu(
+    small_demo, tiny: TinyVoid, db_url: str, tmp_path: Path, ray_cluster
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 8: a model call past its timeout fails its shot with the reason, its GPU is quarantined, and every
+    other shot is refused with that reason instead of waiting forever; every shot ends in a final state."""
+    from flows.batch import run_batch
+    from flows.params import BatchRequest, VoidOptions
+    from tasks.ledger import Ledger
+
+    options = VoidOptions(
+        base=tiny.base,
+        pass1_weights=tiny.pass1,
+        pass1_steps=2,
+        height=64,
+        width=96,
+        min_frames=13,
+        max_frames=29,
+        window=4,
+        overlap=2,
+        gpu_timeout_s=0.05,
+    )
+    request = BatchRequest(
+        edit=small_demo.edit,
+        sidecar=small_demo.sidecar,
+        out_dir=tmp_path / "out",
+        db_url=db_url,
+        backend="void",
+        output="png",
+        void=options,
+    )
+    result = run_batch(request)
+    assert result.done == () and set(result.failed) == {"sh010", "sh020", "sh030"}
+    (batch,) = Ledger(db_url).batches(result.batch_id)
+    reasons = {shot.name: shot.reason for shot in batch.shots if shot.state == "failed"}
+    assert set(reasons) == set(result.failed)
+    quarantined = "every GPU of the batch is quarantined (voidflow-{}-gpu0: a call hung past its timeout (last: shot"
+    assert all(quarantined.format(result.batch_id[:8]) in reason for reason in reasons.values()), reasons
+    hung = [run for shot in batch.shots for run in shot.stage_runs if run.stage == "pass1" and run.state == "failed"]
+    # The hung call, then its retry and the two other shots, each refused at once.
+    assert sorted(run.error_class or "" for run in hung) == ["NoDeviceFits"] * 3 + ["StageTimeout"]

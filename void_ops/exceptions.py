@@ -9,14 +9,17 @@ task in ``tasks/`` reads nothing else::
     │   ├── GpuOutOfMemory        the card ran out of memory (a cheaper recipe may fit)
     │   ├── VlmRateLimited        the VLM answered 429 or 5xx
     │   ├── StorageUnavailable    a read or write failed for a reason outside the input (I/O error, full disk)
+    │   ├── StageTimeout          a stage ran past its time limit (the GPU that hung is quarantined)
     │   └── WorkerLost            the process running the shot died
     └── PermanentError            retryable = False
         ├── InvalidInput          (also a ValueError) an argument breaks a documented rule
         │   ├── EditUnreadable    the edit file is missing, unreadable or in no supported format
         │   ├── SidecarInvalid    a sidecar entry breaks the schema
         │   ├── MediaInvalid      media is missing, corrupt, too short, or of an unsupported kind
-        │   └── MatteInvalid      a matte does not match its plate
+        │   ├── MatteInvalid      a matte does not match its plate
+        │   └── PathNotAllowed    a path lies outside the configured allowed roots
         ├── ConfigurationError    settings, database or model folder are unusable
+        ├── NoDeviceFits          no GPU of the batch can take the shot (too large for every card, all quarantined)
         ├── ModelLoadError        a checkpoint does not match the architecture it is loaded into
         ├── VlmResponseInvalid    the VLM answered, but not in the schema asked for
         ├── ConformError          a result does not fit the clip it should replace
@@ -37,8 +40,11 @@ __all__ = [
     "MatteInvalid",
     "MediaInvalid",
     "ModelLoadError",
+    "NoDeviceFits",
+    "PathNotAllowed",
     "PermanentError",
     "SidecarInvalid",
+    "StageTimeout",
     "StaleAttempt",
     "StorageUnavailable",
     "TransientError",
@@ -80,6 +86,10 @@ class StorageUnavailable(TransientError):
     """Reading or writing files failed for a reason outside the input itself."""
 
 
+class StageTimeout(TransientError):
+    """A stage ran past its time limit; the device that hung is quarantined, so a retry runs elsewhere."""
+
+
 class WorkerLost(TransientError):
     """The worker process running a shot died before it reported."""
 
@@ -102,6 +112,14 @@ class MediaInvalid(InvalidInput):
 
 class MatteInvalid(InvalidInput):
     """A matte does not fit its plate (size, length, values)."""
+
+
+class PathNotAllowed(InvalidInput):
+    """A path lies outside the ``allowed_roots`` setting."""
+
+
+class NoDeviceFits(PermanentError):
+    """No GPU of the batch can take the shot: it needs more memory than any card, or every card is quarantined."""
 
 
 class ConfigurationError(PermanentError):

@@ -1,0 +1,63 @@
+"""The batch's live numbers: shots done, running, failed and queued, and how busy the GPUs are.
+
+The flow prints ``Progress.line()`` to the terminal whenever a shot finishes (and the Prefect UI shows the same line
+on the batch's progress artifact).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from uuid import UUID
+
+__all__ = ["Progress", "busy_fraction"]
+
+
+def busy_fraction(stats: dict[str, object], since: float, now: float) -> float | None:
+    """The share of ``now - since`` the GPUs spent in model calls (``tasks.placement`` stats); None without GPUs."""
+    gpus = stats.get("gpus")
+    if not isinstance(gpus, dict) or not gpus or now <= since:
+        return None
+    busy = sum(float(str(gpu["busy_s"])) for gpu in gpus.values())
+    return min(1.0, busy / ((now - since) * len(gpus)))
+
+
+@dataclass(slots=True)
+class Progress:
+    """Counts of a running batch."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    waiting: int = 0
+    running: int = 0
+    gpu_busy: float | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def finished(self) -> int:
+        """Shots with a final state (delivered, failed, or stopped at the review gate)."""
+        return self.done + self.failed + self.waiting
+
+    @property
+    def queued(self) -> int:
+        """Shots not yet handed to a worker."""
+        return self.total - self.finished - self.running
+
+    def line(self) -> str:
+        """One line for people: ``12/40 · 9 done · 4 running · 1 failed · 26 queued · GPU busy 97% · 3m12s``."""
+        parts = [f"{self.finished}/{self.total}", f"{self.done} done", f"{self.running} running"]
+        parts += [f"{self.failed} failed", f"{self.queued} queued"]
+        if self.waiting:
+            parts.append(f"{self.waiting} awaiting review")
+        if self.gpu_busy is not None:
+            parts.append(f"GPU busy {self.gpu_busy:.0%}")
+        elapsed = int(time.monotonic() - self.started)
+        parts.append(f"{elapsed // 60}m{elapsed % 60:02d}s")
+        return " · ".join(parts)
+
+    def publish(self, artifact: UUID) -> None:
+        """Show the numbers on the batch's Prefect progress artifact."""
+        from prefect.artifacts import update_progress_artifact
+
+        update_progress_artifact(artifact, 100.0 * self.finished / max(self.total, 1), description=self.line())

@@ -1,0 +1,30 @@
+"""The ``passthrough`` backend: its fill is the plate, in the plate's dtype; ``make_backend`` builds it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tasks.backends import make_backend
+from void_ops.exceptions import InvalidInput
+from void_ops.passthrough import Passthrough
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_fill_is_the_plate(dtype: type[np.generic]) -> None:
+    rng = np.random.default_rng(0)
+    frames = (rng.random((5, 8, 12, 3)) * 200).astype(dtype)
+    quadmask = np.full((5, 8, 12), 255, np.uint8)
+    quadmask[:, 2:5, 3:7] = 0
+    fill = Passthrough()(frames, quadmask, seed=0, prompt="")
+    assert fill.dtype == frames.dtype and np.array_equal(fill, frames)
+    assert not np.shares_memory(fill, frames)
+    with pytest.raises(InvalidInput, match="passthrough needs"):
+        Passthrough()(frames, quadmask[:, :4], seed=0, prompt="")
+
+
+def test_make_backend_builds_it() -> None:
+    backend = make_backend("passthrough")
+    assert isinstance(backend, Passthrough)
+    assert backend.params() == {"backend": "passthrough", "backend_version": "1"}
+    assert backend.describe(5, 8, 12) == {} and backend.max_frames is None

@@ -1,0 +1,58 @@
+"""``passthrough``: a backend that does no pixel work; its fill is the plate itself.
+
+It lets a batch run every other stage for real (masks, the ledger, delivery, QC, conform, the report) without
+inpainting anything: a dry run of the pipeline, and the orchestration benchmark (``benchmarks/orchestration.py``).
+Deliveries are the plate again, so QC's "changed outside the matte" is 0 by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from void_ops.exceptions import InvalidInput
+
+__all__ = ["Passthrough"]
+
+
+@dataclass(frozen=True, slots=True)
+class Passthrough:
+    """Return the plate frames unchanged as the fill (``void_ops.pipeline.Inpainter``).
+
+    Attributes:
+        max_frames: longest run it takes: None, every shot in one piece (there is nothing to window).
+    """
+
+    max_frames: int | None = None
+    name: str = "passthrough"
+    version: str = "1"
+
+    def params(self) -> dict[str, object]:
+        """Return the backend's name and version, for provenance (it has no other parameters)."""
+        return {"backend": self.name, "backend_version": self.version}
+
+    def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
+        """Nothing shot-specific: the frames pass through at plate size."""
+        return {}
+
+    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray:
+        """Return the plate frames as the fill.
+
+        Args:
+            frames: (T, H, W, 3) uint8, uint16 or float32 plate frames.
+            quadmask: (T, H, W) uint8 quadmask; only its shape is checked.
+            seed: unused; accepted for the backend interface.
+            prompt: unused; accepted for the backend interface.
+
+        Returns:
+            a copy of ``frames`` (same values, shape and dtype; a copy, so no caller can alias the plate).
+
+        Raises:
+            InvalidInput: shapes disagree.
+        """
+        if frames.ndim != 4 or frames.shape[-1] != 3 or quadmask.shape != frames.shape[:3]:
+            raise InvalidInput(
+                f"passthrough needs frames (T, H, W, 3) and a quadmask (T, H, W); got {frames.shape}, {quadmask.shape}"
+            )
+        return frames.copy()
