@@ -30,6 +30,7 @@ from tasks.shots import ShotJob, process_shot
 from tasks.void_actors import Pool, forget_shot, gpu_stats, start_gpu_pool, start_sam2_pool, stop_gpu_pool, stop_pool
 from void_ops.composite import Blend
 from void_ops.masking.vlm import VlmSettings
+from void_ops.media import ensure_writable_folder
 from void_ops.shots import Shot
 
 __all__ = ["LOST_WORKER_RETRIES", "BatchResult", "run_batch", "scheduling_order"]
@@ -91,6 +92,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
     """
     logger = get_run_logger()
     edit, shots = plan(request)
+    ensure_writable_folder(request.out_dir)
     ledger = Ledger(request.db_url)
     edit_id = ledger.record_edit(edit.path, edit.sha256, edit.rate, edit.warnings)
     batch_id = ledger.create_batch(
@@ -119,6 +121,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
         pass2=request.void.pass2,
         force=forced_stages(request.force_from),
         gate=request.masks.gate,
+        allowed_roots=Settings.from_env().allowed_roots,
     )
     handles: tuple[Any, ...] = ()
     sam2: Pool | None = None

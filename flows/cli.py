@@ -222,9 +222,13 @@ def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:
     from flows.params import plan
     from infra.cluster import orchestration
     from infra.database import ensure_schema
+    from tasks.ledger import Ledger
+    from void_ops import media
 
     ensure_schema(settings.db_url)
-    _, shots = plan(request)  # fail fast, before Prefect and Ray start, on an unusable edit or sidecar
+    Ledger(settings.db_url).check_writable()
+    media.ensure_writable_folder(request.out_dir)
+    _, shots = plan(request)  # fail fast, before Prefect and Ray start, on an unusable edit, sidecar or ledger
     ready = sum(shot.status == "ready" for shot in shots)
     print(f"voidflow: {ready} of {len(shots)} shots to process; starting Prefect and Ray ...", flush=True)
     started = time.monotonic()

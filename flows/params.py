@@ -218,7 +218,16 @@ def plan(request: BatchRequest) -> tuple[Edit, list[Shot]]:
     Raises:
         EditUnreadable, SidecarInvalid, InvalidInput: the edit, sidecar or selection is unusable, or
             ``only_shots`` names a shot the edit does not have.
+        PathNotAllowed: the edit, sidecar or output folder lies outside ``VOIDFLOW_ALLOWED_ROOTS``.
     """
+    from infra.paths import ensure_allowed
+    from infra.settings import Settings
+
+    roots = Settings.from_env().allowed_roots
+    ensure_allowed(request.edit, roots, what="edit")
+    ensure_allowed(request.out_dir, roots, what="output folder")
+    if request.sidecar is not None:
+        ensure_allowed(request.sidecar, roots, what="sidecar")
     edit = read_edit(request.edit, edl_rate=request.edl_rate)
     shots = _plan_edit(edit, request.sidecar, request)
     if request.previous_edit is not None:

@@ -14,6 +14,7 @@ and rejections of masks before GPU work) and ``file_hashes`` (content hash memo)
 from __future__ import annotations
 
 import functools
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -259,17 +260,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def sqlite_busy_timeout() -> float:
+    """Seconds a write waits for another process's lock on a SQLite ledger: ``VOIDFLOW_DB_TIMEOUT``, default 30."""
+    return float(os.environ.get("VOIDFLOW_DB_TIMEOUT") or 30)
+
+
 @functools.cache
 def engine_for(url: str) -> Engine:
     """Return this process's engine for ``url`` (one pool per process and URL).
 
-    SQLite files get WAL journaling, foreign keys and a 30 s busy timeout; their folder is created.
+    SQLite files get WAL journaling, foreign keys and a busy timeout (``sqlite_busy_timeout``); their folder is
+    created.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = _sa_create_engine(url, connect_args={"timeout": 30})
+        engine = _sa_create_engine(url, connect_args={"timeout": sqlite_busy_timeout()})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return _sa_create_engine(url, pool_pre_ping=True)

@@ -22,10 +22,12 @@ Both functions are pure: settings read the variable and pass its text here.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from pathlib import Path
 
-from void_ops.exceptions import ConfigurationError
+from void_ops.exceptions import ConfigurationError, PathNotAllowed
 
-__all__ = ["PathMap", "map_path", "parse_path_map"]
+__all__ = ["PathMap", "ensure_allowed", "map_path", "parse_allowed_roots", "parse_path_map"]
 
 #: Parsed ``VOIDFLOW_PATH_MAP``: ``(from, to)`` pairs in the order written.
 PathMap = tuple[tuple[str, str], ...]
@@ -128,3 +130,33 @@ def map_path(path: str, mapping: PathMap) -> str:
     if not rest:
         return stripped + separator if root else stripped
     return stripped + separator + rest.replace("/", separator)
+
+
+def parse_allowed_roots(text: str) -> tuple[str, ...]:
+    """Parse ``VOIDFLOW_ALLOWED_ROOTS``: absolute folders separated by ``:`` (``;`` on Windows); empty allows all.
+
+    Raises:
+        ConfigurationError: a root is not absolute.
+    """
+    separator = ";" if ";" in text or _DRIVE.match(text) else ":"
+    roots = tuple(part.strip() for part in text.split(separator) if part.strip())
+    for root in roots:
+        if not _is_absolute(root):
+            raise ConfigurationError(f"VOIDFLOW_ALLOWED_ROOTS: '{root}' is not an absolute folder")
+    return roots
+
+
+def ensure_allowed(path: str | Path, roots: Sequence[str], *, what: str) -> None:
+    """Refuse ``path`` unless it lies inside one of ``roots`` (after resolving ``..`` and symbolic links, so neither
+    leads out); no roots allows every path. A printf frame pattern is checked by its folder.
+
+    Raises:
+        PathNotAllowed: the path is outside every root; the message names ``what``, the path and the roots.
+    """
+    if not roots:
+        return
+    resolved = Path(path).expanduser().absolute().parent.resolve() / Path(path).name
+    for root in roots:
+        if resolved.is_relative_to(Path(root).expanduser().resolve()):
+            return
+    raise PathNotAllowed(f"{what} {path}: outside the allowed roots ({', '.join(roots)}); see VOIDFLOW_ALLOWED_ROOTS")

@@ -15,6 +15,8 @@ environment variables (``VOIDFLOW_*``, plus ``PREFECT_API_URL``), then the defau
 | ``VOIDFLOW_GEMINI_SECRET_BLOCK`` | unset | or: the name of a Prefect ``Secret`` block holding that key |
 | ``VOIDFLOW_USER`` (or ``USER``) | unknown | who approves or rejects masks |
 | ``VOIDFLOW_PATH_MAP`` | empty | ``from=to;…`` prefixes rewritten in edit and request paths on this host |
+| ``VOIDFLOW_DB_TIMEOUT`` | 30 | seconds a write waits for another process's lock on a SQLite ledger |
+| ``VOIDFLOW_ALLOWED_ROOTS`` | empty (all) | ``/shows:/scratch``: the only folders read from and written to |
 | ``HF_HUB_OFFLINE`` | unset | ``voidflow models fetch`` uses only the local Hugging Face cache |
 | ``VOIDFLOW_WEBHOOK_URL`` | unset | where the end-of-batch summary is POSTed as JSON (Slack-compatible) |
 """
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.paths import parse_path_map
+from infra.paths import parse_allowed_roots, parse_path_map
 
 __all__ = ["Settings"]
 
@@ -46,6 +48,7 @@ class Settings:
     gemini_secret_block: str | None = None
     user: str = "unknown"
     path_map: tuple[tuple[str, str], ...] = ()
+    allowed_roots: tuple[str, ...] = ()
     webhook_url: str | None = field(default=None, repr=False)
     hf_offline: bool = False
 
@@ -86,6 +89,7 @@ class Settings:
             gemini_secret_block=env.get("VOIDFLOW_GEMINI_SECRET_BLOCK") or None,
             user=env.get("VOIDFLOW_USER") or env.get("USER") or env.get("LOGNAME") or "unknown",
             path_map=parse_path_map(env.get("VOIDFLOW_PATH_MAP") or ""),
+            allowed_roots=parse_allowed_roots(env.get("VOIDFLOW_ALLOWED_ROOTS") or ""),
             hf_offline=(env.get("HF_HUB_OFFLINE") or "").lower() in ("1", "true", "yes"),
             webhook_url=env.get("VOIDFLOW_WEBHOOK_URL") or None,
         )

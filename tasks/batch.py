@@ -9,6 +9,8 @@ from typing import Any, Literal
 from prefect import task
 
 from infra.database import Batch, ShotRow, StageRun
+from infra.paths import ensure_allowed
+from infra.settings import Settings
 from tasks.ledger import Ledger
 from void_ops.conform import conform, write_edit
 from void_ops.cutdiff import UNCHANGED
@@ -103,7 +105,9 @@ def conform_batch(
 
     Raises:
         ConformError: the edit changed since the batch planned it, or a delivery does not fit its clip.
+        PathNotAllowed: ``out`` lies outside ``VOIDFLOW_ALLOWED_ROOTS``.
     """
+    ensure_allowed(out, Settings.from_env().allowed_roots, what="conformed edit")
     ledger = Ledger(db_url)
     batch = load_batch(ledger, batch_id)
     edit = read_edit(Path(edit_path or batch.edit_path), edl_rate=batch.params.get("edl_rate"))

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -36,6 +36,8 @@ from infra.database import (
     Version,
     VlmExchangeRow,
     engine_for,
+    redact_url,
+    sqlite_busy_timeout,
     utcnow,
 )
 from void_ops.exceptions import InvalidInput, MediaInvalid, StaleAttempt, StorageUnavailable
@@ -90,8 +92,30 @@ class Ledger:
 
     @contextmanager
     def _unit(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        """One transaction. A SQLite ledger locked by another process past the busy timeout is reported as such.
+
+        Raises:
+            StorageUnavailable: the database stayed locked (retryable).
+        """
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as error:
+            if "database is locked" not in str(error.orig):
+                raise
+            raise StorageUnavailable(
+                f"the ledger {redact_url(self.url)} is locked by another process "
+                f"(waited {sqlite_busy_timeout():g} s; VOIDFLOW_DB_TIMEOUT sets the wait)"
+            ) from None
+
+    def check_writable(self) -> None:
+        """Take the write lock once and let it go, so a ledger another process holds fails before any work starts.
+
+        Raises:
+            StorageUnavailable: the ledger stayed locked past the busy timeout.
+        """
+        with self._unit() as session:
+            session.execute(update(Batch).where(false()).values(state=Batch.state))
 
     # -- batches and shots ------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
 
 from infra.database import StageRun
+from infra.paths import ensure_allowed
 from infra.settings import Settings
 from tasks.backends import make_backend, make_masker, make_refiner, make_vlm, needs_segmenter
 from tasks.ledger import Ledger
@@ -58,6 +59,7 @@ class ShotJob:
     vlm: VlmSettings = field(default_factory=VlmSettings)
     vlm_base_url: str | None = None
     gate: bool = False
+    allowed_roots: tuple[str, ...] = ()  # media and mattes outside are refused (``VOIDFLOW_ALLOWED_ROOTS``)
 
     def runs_pass2(self, shot: Shot) -> bool:
         """Whether ``shot`` gets VOID's pass 2: its own sidecar choice, else the batch's."""
@@ -220,6 +222,9 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
     cached: list[str] = []
     try:
         assert shot.media is not None
+        ensure_allowed(shot.media.path, job.allowed_roots, what=f"shot '{shot.name}': media")
+        if shot.instructions.matte:
+            ensure_allowed(shot.instructions.matte, job.allowed_roots, what=f"shot '{shot.name}': matte")
         masker = make_masker(
             shot,
             sam2_actor=job.sam2_actors[slot % len(job.sam2_actors)] if job.sam2_actors else None,
@@ -318,6 +323,11 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
 
         version, qc_line, hit = _deliver(context, plate, quadmask, fill, folder, runs)
         cached += ["deliver"] if hit else []
+    except OSError as error:  # a write outside the atomic writers (a work folder, say): name the file and cause
+        reason = f"shot '{shot.name}': {error.filename or 'a file'}: {error.strerror or error}"
+        ledger.finish_shot(job.batch_id, shot.name, state="failed", reason=reason)
+        logger.error("%s: failed: %s", shot.name, reason)
+        raise StorageUnavailable(reason) from None
     except Exception as error:
         reason = str(error) or type(error).__name__
         ledger.finish_shot(job.batch_id, shot.name, state="failed", reason=reason)

@@ -71,9 +71,11 @@ def test_a_killed_ray_worker_is_retried_and_its_late_report_ignored(small_demo, 
     _versions_are_unique(ledger, ["sh010", "sh020", "sh030"])
 
 
-def _voidflow(*args: str, home: Path, **options: object) -> subprocess.Popen[str]:
+def _voidflow(
+    *args: str, home: Path, more_env: dict[str, str] | None = None, **options: object
+) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL")}
-    env |= {"VOIDFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
+    env |= {"VOIDFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect"), **(more_env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", *args],
         env=env,
@@ -174,3 +176,121 @@ def test_an_edit_of_5000_clips_plans(tmp_path: Path) -> None:
     assert len(shots) == 5000 and len({shot.name for shot in shots}) == 5000
     assert {shot.reason for shot in shots} == {"no media reference in the edit"}
     assert shots[-1].record_start == 4999 * 24
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_allowed_roots_confine_reads_and_writes(small_demo, db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 8: media outside VOIDFLOW_ALLOWED_ROOTS fails its shot; an output folder outside refuses the batch."""
+    from flows.params import plan
+    from void_ops.exceptions import PathNotAllowed
+
+    show = tmp_path / "show"
+    shutil.copytree(Path(small_demo.edit).parent, show)
+    timeline = read_edit(show / "demo_cut.otio").timeline
+    for clip in timeline.find_clips():  # sh010 still reads the original plate, outside the show folder
+        if dict(clip.metadata.get("voidflow") or {}).get("shot") != "sh010":
+            clip.media_reference.target_url = (show / "demo_plate.mov").as_uri()
+    edit = show / "cut.otio"
+    otio.adapters.write_to_file(timeline, str(edit))
+    monkeypatch.setenv("VOIDFLOW_ALLOWED_ROOTS", f"{show}:{tmp_path / 'out'}")
+    outside = BatchRequest(edit=edit, sidecar=show / "demo_sidecar.yaml", out_dir=tmp_path / "elsewhere", db_url=db_url)
+    with pytest.raises(PathNotAllowed, match=r"^output folder .*elsewhere: outside the allowed roots \("):
+        plan(outside)
+    result = run_batch(outside.model_copy(update={"out_dir": tmp_path / "out"}))
+    assert result.failed == ("sh010",) and set(result.done) == {"sh020", "sh030"}
+    (batch,) = Ledger(db_url).batches(result.batch_id)
+    reason = next(shot.reason for shot in batch.shots if shot.name == "sh010")
+    assert reason.startswith("shot 'sh010': media ") and "outside the allowed roots" in reason
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_locked_sqlite_ledger_stops_the_run_with_one_line(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 8: another process holding the SQLite ledger's write lock: one line naming the ledger, exit 2."""
+    import sqlite3
+
+    from infra.database import ensure_schema
+
+    home = tmp_path / "home"
+    ensure_schema(f"sqlite:///{home / 'voidflow.db'}")
+    holder = sqlite3.connect(home / "voidflow.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        run = _voidflow(
+            *("run", str(small_demo.edit), "--sidecar", str(small_demo.sidecar), "--out", str(tmp_path / "out")),
+            home=home,
+            more_env={"VOIDFLOW_DB_TIMEOUT": "1"},
+        )
+        output, _ = run.communicate(timeout=240)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    last = output.strip().splitlines()[-1]
+    assert run.returncode == 2, output[-2000:]
+    assert last == (
+        f"voidflow: error: the ledger sqlite:///{home / 'voidflow.db'} is locked by another process "
+        "(waited 1 s; VOIDFLOW_DB_TIMEOUT sets the wait)"
+    )
+    assert "Traceback" not in output
+
+
+def _mount_tmpfs(folder: Path, *options: str) -> bool:
+    """Mount a small tmpfs at ``folder`` (root with mount rights, as in CI's container); False where not allowed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 2 MB filesystem: big enough for a shot's masks, too small for its deliveries; unmounted afterwards."""
+    folder = tmp_path / "small disk"
+    if not _mount_tmpfs(folder, "size=2m"):
+        pytest.skip("mounting a tmpfs needs root with CAP_SYS_ADMIN (CI's container has it)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_full_disk_fails_the_shots_cleanly_and_leaves_no_partial_file(
+    small_demo, small_disk: Path, db_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    request = BatchRequest(edit=small_demo.edit, sidecar=small_demo.sidecar, out_dir=small_disk / "out", db_url=db_url)
+    result = run_batch(request)
+    assert result.failed and not result.done, result
+    ledger = Ledger(db_url)
+    (batch,) = ledger.batches(result.batch_id)
+    assert {row.state for row in batch.shots} <= FINAL
+    for row in batch.shots:
+        if row.state == "failed":
+            assert "No space left on device" in row.reason and "\n" not in row.reason, row.reason
+    # Every shot file under a final name is one the ledger recorded complete; the rest are temporary names.
+    recorded = {Path(a.path) for row in batch.shots for run in row.stage_runs for a in run.artifacts}
+    for path in (small_disk / "out" / "shots").rglob("*"):
+        if path.is_file() and path not in recorded:
+            assert ".tmp" in path.name or path.name.startswith("."), f"partial file under a final name: {path}"
+    _versions_are_unique(ledger, ["sh010", "sh020", "sh030"])
+
+
+def test_a_read_only_output_folder_stops_the_run_with_its_name(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 8: an unwritable output folder is found before any work starts: one line naming it, exit 2."""
+    folder = tmp_path / "read only"
+    mounted = _mount_tmpfs(folder, "size=1m", "ro")
+    if not mounted:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into any folder; a read-only mount needs CAP_SYS_ADMIN (CI's container has it)")
+        folder.chmod(0o555)
+    try:
+        run = _voidflow(
+            *("run", str(small_demo.edit), "--sidecar", str(small_demo.sidecar), "--out", str(folder / "out")),
+            home=tmp_path / "home",
+        )
+        output, _ = run.communicate(timeout=120)
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+    assert run.returncode == 2, output[-2000:]
+    cause = "Read-only file system" if mounted else "Permission denied"
+    assert output.strip().splitlines()[-1] == f"voidflow: error: output folder {folder / 'out'}: not writable ({cause})"
+    assert "Traceback" not in output

@@ -35,6 +35,7 @@ from void_ops.shots import MediaSource, rate_fraction
 
 __all__ = [
     "MediaInfo",
+    "ensure_writable_folder",
     "probe",
     "read_frames",
     "read_mask",
@@ -573,6 +574,20 @@ def _encode(
         raise MediaInvalid(f"{target}: encoding failed (ffmpeg: {error or f'exit code {returncode}'})")
     if muxer != "image2" and (written := _probe_movie(target)[0].frames) != count:
         raise MediaInvalid(f"{target}: ffmpeg wrote {written} frames, expected {count}")
+
+
+def ensure_writable_folder(folder: Path, *, what: str = "output folder") -> None:
+    """Create ``folder`` if needed and prove a file can be written in it (the probe is removed).
+
+    Raises:
+        StorageUnavailable: the folder cannot be created or written (read-only, no permission, full disk).
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".voidflow-probe-"):
+            pass
+    except OSError as error:
+        raise StorageUnavailable(f"{what} {folder}: not writable ({error.strerror})") from None
 
 
 @contextlib.contextmanager
