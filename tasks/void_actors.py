@@ -119,7 +119,11 @@ def start_gpu_pool(
     """
     gpus = int(ray.cluster_resources().get("GPU", 0))
     if gpus:
-        specs = {k: dataclasses.replace(s, device="cuda", dtype="bfloat16") for k, s in specs.items()}
+        alone = len(specs) == 1  # one pass per GPU leaves room to keep T5 there between prompts
+        specs = {
+            k: dataclasses.replace(s, device="cuda", dtype="bfloat16", text_encoder_resident=alone)
+            for k, s in specs.items()
+        }
         options: dict[str, Any] = {"num_gpus": 0.9, "num_cpus": 1}  # a tenth left for a SAM2 actor beside it
     else:  # half a CPU, so the shot tasks that feed the worker always find a CPU free
         specs = {

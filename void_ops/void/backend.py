@@ -188,6 +188,7 @@ class ModelSpec:
         compile: voidflow's fast path (GPU only): fused QKV, compiled transformer blocks and VAE.
         memory_gb: device memory the pass may use, for choosing its recipe (``void_ops.void.memory``); None: the
             card's own memory on CUDA, no limit on the CPU.
+        text_encoder_resident: keep T5 on the device between prompts (``full`` mode; a GPU holding one pass).
     """
 
     base: str
@@ -198,6 +199,7 @@ class ModelSpec:
     memory_mode: str = "full"
     compile: bool = False
     memory_gb: float | None = None
+    text_encoder_resident: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +255,13 @@ class VoidModel:
         load_device = spec.device if spec.memory_mode == "full" else "cpu"
         checkpoint = Path(spec.checkpoint) if spec.checkpoint else None
         self.models = load_void_models(Path(spec.base), checkpoint, dtype=dtype, device=load_device)
-        self.sampler = VoidSampler(self.models, device=spec.device, dtype=dtype, memory_mode=spec.memory_mode)  # type: ignore[arg-type]
+        self.sampler = VoidSampler(
+            self.models,
+            device=spec.device,
+            dtype=dtype,
+            memory_mode=spec.memory_mode,  # type: ignore[arg-type]
+            text_encoder_resident=spec.text_encoder_resident,
+        )
         self.settings = spec.settings
         self._params = {
             **spec.settings.as_dict(),
@@ -271,7 +279,7 @@ class VoidModel:
             fuse_qkv(self.models.transformer)
             compile_transformer(self.models.transformer)
             compile_vae(self.models.vae)
-        self.footprint = _footprint(self.models, dtype.itemsize)
+        self.footprint = _footprint(self.models, dtype.itemsize, resident_t5=self.sampler.text_encoder_resident)
         self.memory_gb = spec.memory_gb
         if self.memory_gb is None and self.sampler.device.type == "cuda":
             self.memory_gb = torch.cuda.get_device_properties(self.sampler.device).total_memory / 1e9
@@ -384,7 +392,7 @@ class VoidModel:
         raise GpuOutOfMemory(f"{where}: no memory recipe fits ({'; '.join(passed_over)})")
 
 
-def _footprint(models: Any, dtype_bytes: int) -> Footprint:
+def _footprint(models: Any, dtype_bytes: int, *, resident_t5: bool) -> Footprint:
     """What ``models`` keep on their device, in GB, and the VAE's widest layer."""
 
     def size_gb(module: Any) -> float:
@@ -396,6 +404,7 @@ def _footprint(models: Any, dtype_bytes: int) -> Footprint:
         text_encoder_gb=size_gb(models.text_encoder),
         vae_channels=max(models.vae.config.block_out_channels),
         dtype_bytes=dtype_bytes,
+        text_encoder_resident=resident_t5,
     )
 
 

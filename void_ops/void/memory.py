@@ -55,9 +55,10 @@ class Footprint:
     Attributes:
         transformer_gb: transformer weights.
         vae_gb: VAE weights.
-        text_encoder_gb: T5 weights (on the device only while a new prompt is encoded).
+        text_encoder_gb: T5 weights (on the device only while a new prompt is encoded, unless resident).
         vae_channels: the VAE's widest layer.
         dtype_bytes: bytes per element of the compute dtype.
+        text_encoder_resident: T5 stays on the device between prompts.
     """
 
     transformer_gb: float
@@ -65,6 +66,7 @@ class Footprint:
     text_encoder_gb: float
     vae_channels: int
     dtype_bytes: int
+    text_encoder_resident: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """Return the footprint for provenance."""
@@ -79,4 +81,6 @@ def estimate_gb(footprint: Footprint, frames: int, height: int, width: int, reci
     weights = footprint.transformer_gb + footprint.vae_gb
     if recipe.offload:
         return max(footprint.transformer_gb + denoise_peak, footprint.vae_gb + vae_peak, footprint.text_encoder_gb)
+    if footprint.text_encoder_resident:
+        return weights + footprint.text_encoder_gb + max(vae_peak, denoise_peak)
     return weights + max(vae_peak, denoise_peak, footprint.text_encoder_gb)

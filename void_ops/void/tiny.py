@@ -34,7 +34,16 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-__all__ = ["TINY_LATENT_CHANNELS", "TINY_SCHEDULER", "TINY_TRANSFORMER", "TinyVoid", "build_tiny_void"]
+__all__ = [
+    "TINY",
+    "TINY_LATENT_CHANNELS",
+    "TINY_SCHEDULER",
+    "TINY_TRANSFORMER",
+    "TinyVoid",
+    "VoidLayout",
+    "build_tiny_void",
+    "build_void_folder",
+]
 
 TINY_LATENT_CHANNELS = 4
 """Latent channels of the tiny VAE (16 at full size)."""
@@ -75,7 +84,6 @@ TINY_SCHEDULER = {
 }
 _VOCAB = 200  # sentencepiece pieces; the tokenizer adds 100 <extra_id_N> sentinels after them, as T5's does
 _EXTRA_IDS = 100
-_MAX_LENGTH = 16
 _WORDS = [
     "a",
     "red",
@@ -167,24 +175,29 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def _write_transformers(root: Path, seed: int) -> tuple[Path, Path]:
+def _write_transformers(
+    root: Path, seed: int, config: dict[str, Any], latent_channels: int, *, device: str, base_weights: bool
+) -> tuple[Path, Path]:
     from diffusers.models import CogVideoXTransformer3DModel
 
     folder = root / "base" / "transformer"
-    with _seeded(seed):
-        base = CogVideoXTransformer3DModel(**TINY_TRANSFORMER)
+    with _seeded(seed), torch.device(device):
+        base = CogVideoXTransformer3DModel(**config)
     base.save_config(folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["add_noise_in_inpaint_model"] = True  # a VideoX-Fun key the real base config carries; diffusers has none
-    _write_json(folder / "config.json", config)
-    _save_bf16(base, folder / "diffusion_pytorch_model.safetensors")
+    written = json.loads((folder / "config.json").read_text())
+    written["add_noise_in_inpaint_model"] = True  # a VideoX-Fun key the real base config carries; diffusers has none
+    _write_json(folder / "config.json", written)
+    if base_weights:
+        _save_bf16(base, folder / "diffusion_pytorch_model.safetensors")
+    del base
 
-    void_config = {**TINY_TRANSFORMER, "in_channels": 3 * TINY_LATENT_CHANNELS}
+    void_config = {**config, "in_channels": 3 * latent_channels}
     paths = []
     for number in (1, 2):
-        with _seeded(seed + number):
+        with _seeded(seed + number), torch.device(device):
             model = CogVideoXTransformer3DModel(**void_config)
         paths.append(_save_bf16(model, root / f"void_pass{number}.safetensors"))
+        del model
     return paths[0], paths[1]
 
 
@@ -195,44 +208,25 @@ def _save_bf16(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
-def _write_vae(folder: Path, seed: int) -> None:
+def _write_vae(folder: Path, seed: int, config: dict[str, Any], *, device: str) -> None:
     from diffusers.models import AutoencoderKLCogVideoX
 
-    with _seeded(seed):
-        vae = AutoencoderKLCogVideoX(
-            down_block_types=("CogVideoXDownBlock3D",) * 4,
-            up_block_types=("CogVideoXUpBlock3D",) * 4,
-            block_out_channels=(8, 8, 8, 8),
-            latent_channels=TINY_LATENT_CHANNELS,
-            layers_per_block=1,
-            norm_num_groups=2,
-            temporal_compression_ratio=4,
-            scaling_factor=0.7,
-        )
+    with _seeded(seed), torch.device(device):
+        vae = AutoencoderKLCogVideoX(**config)
     vae.save_pretrained(folder, safe_serialization=True)
 
 
-def _write_text_encoder(folder: Path, seed: int) -> None:
+def _write_text_encoder(folder: Path, seed: int, config: dict[str, Any], *, device: str) -> None:
     from transformers import T5Config, T5EncoderModel
     from transformers.utils import logging
 
-    config = T5Config(
-        vocab_size=320,  # >= 200 pieces + 100 sentinels, as T5's 32128 covers 32000 + 100
-        d_model=TINY_TRANSFORMER["text_embed_dim"],
-        d_kv=8,
-        d_ff=64,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        feed_forward_proj="gated-gelu",
-        architectures=["T5EncoderModel"],
-    )
-    config.tie_word_embeddings = False  # as in T5-v1.1-XXL's config
-    with _seeded(seed):
-        model = T5EncoderModel(config)
+    t5 = T5Config(**config, feed_forward_proj="gated-gelu", architectures=["T5EncoderModel"])
+    t5.tie_word_embeddings = False  # as in T5-v1.1-XXL's config
+    with _seeded(seed), torch.device(device):
+        model = T5EncoderModel(t5)
     model.set_input_embeddings(model.shared)  # T5's encoder reads the shared table; some transformers 5.x builds two
     bar = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()  # transformers draws a progress bar per save; nothing here is slow
+    logging.disable_progress_bar()  # transformers draws a progress bar per save
     try:
         model.save_pretrained(folder)
     finally:
@@ -253,7 +247,7 @@ def _special(content: str, *, special: bool | None = None) -> dict[str, Any]:
     return token
 
 
-def _write_tokenizer(folder: Path, seed: int) -> None:
+def _write_tokenizer(folder: Path, seed: int, max_length: int) -> None:
     """Train a sentencepiece unigram model and write the files a transformers 4.x ``T5Tokenizer`` saves."""
     import sentencepiece
 
@@ -291,7 +285,7 @@ def _write_tokenizer(folder: Path, seed: int) -> None:
             "eos_token": "</s>",
             "extra_ids": _EXTRA_IDS,
             "legacy": True,
-            "model_max_length": _MAX_LENGTH,
+            "model_max_length": max_length,
             "pad_token": "<pad>",
             "sp_model_kwargs": {},
             "tokenizer_class": "T5Tokenizer",
@@ -310,16 +304,62 @@ def _write_tokenizer(folder: Path, seed: int) -> None:
     _write_json(folder / "added_tokens.json", sentinel_ids)
 
 
-def build_tiny_void(root: Path, *, seed: int = 0) -> TinyVoid:
-    """Write a tiny VOID (base folder plus both pass checkpoints) under ``root`` with random weights.
+@dataclass(frozen=True, slots=True)
+class VoidLayout:
+    """The sizes of a VOID to write: constructor arguments of each component.
 
-    The models are small enough to load and run on a CPU in well under a second, but every file sits where the real
-    one does and holds the same kind of content (diffusers and transformers layouts, bf16 transformer weights, a
-    sentencepiece tokenizer without ``tokenizer.json``). The caller's torch random state is left untouched.
+    Attributes:
+        transformer: ``CogVideoXTransformer3DModel`` arguments of the *base* (its ``in_channels`` is 2C+1).
+        vae: ``AutoencoderKLCogVideoX`` arguments.
+        text_encoder: ``T5Config`` arguments (``d_model`` must equal the transformer's ``text_embed_dim``).
+    """
+
+    transformer: dict[str, Any]
+    vae: dict[str, Any]
+    text_encoder: dict[str, Any]
+
+
+TINY = VoidLayout(
+    transformer=TINY_TRANSFORMER,
+    vae={
+        "down_block_types": ("CogVideoXDownBlock3D",) * 4,
+        "up_block_types": ("CogVideoXUpBlock3D",) * 4,
+        "block_out_channels": (8, 8, 8, 8),
+        "latent_channels": TINY_LATENT_CHANNELS,
+        "layers_per_block": 1,
+        "norm_num_groups": 2,
+        "temporal_compression_ratio": 4,
+        "scaling_factor": 0.7,
+    },
+    text_encoder={
+        "vocab_size": 320,  # >= 200 pieces + 100 sentinels, as T5's 32128 covers 32000 + 100
+        "d_model": TINY_TRANSFORMER["text_embed_dim"],
+        "d_kv": 8,
+        "d_ff": 64,
+        "num_layers": 2,
+        "num_heads": 4,
+        "relative_attention_num_buckets": 8,
+    },
+)
+"""The tiny VOID the tests load on a CPU."""
+
+
+def build_void_folder(
+    root: Path, layout: VoidLayout, *, seed: int = 0, device: str = "cpu", base_weights: bool = True
+) -> TinyVoid:
+    """Write a VOID of ``layout``'s sizes (base folder plus both pass checkpoints) under ``root``, random weights.
+
+    Every file sits where the real one does and holds the same kind of content (diffusers and transformers layouts,
+    bf16 transformer weights, a sentencepiece tokenizer without ``tokenizer.json``). The caller's CPU random state
+    is left untouched; on the CPU the same seed gives the same bytes.
 
     Args:
         root: folder to write into; created if missing. Existing files of the same names are overwritten.
-        seed: seed for every random weight and the tokenizer corpus; the same seed gives the same bytes.
+        layout: the component sizes (``TINY``, or the full model's for GPU benchmarks).
+        seed: seed for every random weight and the tokenizer corpus.
+        device: where the random weights are made (``cuda`` makes a full-size model in seconds).
+        base_weights: also write the base transformer's weights, which a run from a VOID checkpoint never reads
+            (benchmarks leave the 11 GB out).
 
     Returns:
         The paths of the base folder and the two VOID checkpoints.
@@ -329,10 +369,13 @@ def build_tiny_void(root: Path, *, seed: int = 0) -> TinyVoid:
     root = Path(root)
     base = root / "base"
     base.mkdir(parents=True, exist_ok=True)
-    pass1, pass2 = _write_transformers(root, seed * 1000)
-    _write_vae(base / "vae", seed * 1000 + 10)
-    _write_text_encoder(base / "text_encoder", seed * 1000 + 20)
-    _write_tokenizer(base / "tokenizer", seed)
+    latent = int(layout.vae["latent_channels"])
+    pass1, pass2 = _write_transformers(
+        root, seed * 1000, layout.transformer, latent, device=device, base_weights=base_weights
+    )
+    _write_vae(base / "vae", seed * 1000 + 10, layout.vae, device=device)
+    _write_text_encoder(base / "text_encoder", seed * 1000 + 20, layout.text_encoder, device=device)
+    _write_tokenizer(base / "tokenizer", seed, int(layout.transformer["max_text_seq_length"]))
     CogVideoXDDIMScheduler(**TINY_SCHEDULER).save_config(base / "scheduler")
     _write_json(
         base / "model_index.json",
@@ -347,3 +390,11 @@ def build_tiny_void(root: Path, *, seed: int = 0) -> TinyVoid:
         },
     )
     return TinyVoid(base=base, pass1=pass1, pass2=pass2)
+
+
+def build_tiny_void(root: Path, *, seed: int = 0) -> TinyVoid:
+    """Write the tiny VOID (``TINY``) under ``root``: small enough to load and run on a CPU in well under a second.
+
+    The same seed gives the same bytes.
+    """
+    return build_void_folder(root, TINY, seed=seed)

@@ -1,0 +1,237 @@
+"""Batch throughput on GPUs: mixed-length shots through the real flow with VOID at full size (random weights).
+
+What runs: a full-size VOID (CogVideoX-Fun 5B transformer with 48 input channels, its VAE, a T5-XXL encoder, random
+bf16 weights written in the real on-disk layout; the base transformer's own weights, which a run from a VOID
+checkpoint never reads, are left out) and a 1920x1080 ProRes plate with its roto matte; an edit of ``--shots``
+clips of mixed lengths (25 to 181 frames plus 8-frame handles, each with its own background prompt); then
+``flows.batch.run_batch`` with the ``void`` backend and the product's defaults (pass 1, 30 steps, letterbox,
+uncompiled), a temporary Prefect server, a local Ray using every visible GPU, and an SQLite ledger. Nothing is
+mocked; the FLOPs are those of the trained model.
+
+Measured (from the ledger: every pass-1 call records its GPU worker and when it started and finished):
+
+- ``busy_fraction``: the share of the GPUs' time spent inside VOID calls (VAE encode, denoising, decode) from the
+  end of warm-up (each GPU's first call: CUDA and cuDNN start-up) to the end of the last call, summed over GPUs;
+- ``busy_fraction_flow``: the same share over the whole flow after warm-up (conform and report included);
+- ``shots_per_hour``: shots delivered / flow wall time; ``shots_per_hour_after_warmup``: shots whose call began
+  after warm-up / (last call end - end of warm-up);
+- per shot: frames, GPU, call seconds.
+
+Run on a CUDA machine: ``python benchmarks/throughput.py --out benchmarks/results/throughput_h100_x1.json``.
+``--smoke`` runs the same code on a CPU with the tiny model and a small plate (the tests use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+#: Shot lengths (frames, without handles), cycled: short inserts to long takes, all within one 197-frame run.
+LENGTHS = (121, 45, 85, 25, 97, 61, 141, 33, 73, 49, 181, 57)
+HANDLES = 8
+T5_XXL = {
+    "vocab_size": 32128,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+}
+
+
+def make_edit(folder: Path, lengths: list[int], width: int, height: int) -> tuple[Path, Path]:
+    """Write the demo shoot at ``width`` x ``height`` and an edit with one clip per length (each from its own start
+    frame, with its own background prompt) and its sidecar; return both."""
+    import opentimelineio as otio
+    import yaml
+
+    from void_ops.demo import make_demo
+
+    frames = max(116, max(lengths) + 2 * HANDLES + len(lengths))
+    shoot = make_demo(folder, frames=frames, width=width, height=height)
+    reference = next(iter(otio.adapters.read_from_file(str(shoot.edit)).find_clips())).media_reference
+    start = reference.available_range.start_time
+    track = otio.schema.Track(name="VFX", kind=otio.schema.TrackKind.Video)
+    entry = yaml.safe_load(shoot.sidecar.read_text())["shots"]["sh010"]  # the matte path is relative to the sidecar
+    entries = {}
+    for index, length in enumerate(lengths):
+        name = f"sh{(index + 1) * 10:04d}"
+        clip = otio.schema.Clip(
+            name="demo_plate",
+            media_reference=reference.clone(),
+            source_range=otio.opentime.TimeRange(
+                start + otio.opentime.RationalTime(HANDLES + index, start.rate),
+                otio.opentime.RationalTime(length, start.rate),
+            ),
+        )
+        clip.metadata["voidflow"] = {"shot": name}
+        track.append(clip)
+        entries[name] = {**entry, "prompt": f"An empty wooden floor in a quiet room, take {index + 1}."}
+    edit = shoot.edit.with_name("throughput_cut.otio")
+    otio.adapters.write_to_file(otio.schema.Timeline(name="throughput benchmark", tracks=[track]), str(edit))
+    sidecar = shoot.sidecar.with_name("throughput_sidecar.yaml")
+    sidecar.write_text(yaml.safe_dump({"shots": entries}))
+    return edit, sidecar
+
+
+def build_models(folder: Path, *, smoke: bool) -> Any:
+    """Write the VOID to run: full size on the GPU (random weights), or the tiny one for ``--smoke``."""
+    from benchmarks.void_forward import FULL_TRANSFORMER, FULL_VAE
+    from void_ops.void.tiny import TINY, VoidLayout, build_tiny_void, build_void_folder
+
+    if smoke:
+        return build_tiny_void(folder)
+    layout = VoidLayout({**FULL_TRANSFORMER, "in_channels": 2 * 16 + 1}, dict(FULL_VAE), T5_XXL)
+    assert TINY.transformer["in_channels"] == 2 * TINY.vae["latent_channels"] + 1  # the same rule as the base's
+    return build_void_folder(folder, layout, device="cuda", base_weights=False)
+
+
+def _epoch(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[str, Any]:
+    """Busy fractions and rates from the ledger's pass-1 calls (see the module docstring)."""
+    from tasks.ledger import Ledger
+
+    (batch,) = Ledger(db_url).batches(batch_id)
+    calls: list[dict[str, Any]] = []
+    per_shot = []
+    for shot in batch.shots:
+        for run in shot.stage_runs:
+            if run.stage == "pass1" and run.state == "done":
+                shot_calls = [dict(call, shot=shot.name) for call in run.params.get("gpu_runs", [])]
+                calls += shot_calls
+                per_shot.append(
+                    {
+                        "shot": shot.name,
+                        "frames": run.params.get("input_frames"),
+                        "gpu": shot_calls[0]["gpu"] if shot_calls else None,
+                        "call_s": round(sum(float(call["seconds"]) for call in shot_calls), 3),
+                        "recipe": shot_calls[0]["recipe"]["name"] if shot_calls else None,
+                    }
+                )
+    gpus = sorted({call["gpu"] for call in calls})
+    first_end = {gpu: min(float(c["finished"]) for c in calls if c["gpu"] == gpu) for gpu in gpus}
+    warm = max(first_end.values())  # every GPU past its first call
+    last = max(float(call["finished"]) for call in calls)
+
+    def busy(since: float, until: float) -> float:
+        inside = sum(max(0.0, min(float(c["finished"]), until) - max(float(c["started"]), since)) for c in calls)
+        return inside / ((until - since) * len(gpus))
+
+    after = [call for call in calls if float(call["started"]) >= warm]
+    delivered = sum(shot.state == "done" for shot in batch.shots)
+    return {
+        "gpus": len(gpus),
+        "shots": delivered,
+        "busy_fraction": round(busy(warm, last), 4),
+        "busy_fraction_flow": round(busy(warm, returned), 4),
+        "shots_per_hour": round(delivered * 3600 / (returned - called), 2),
+        "shots_per_hour_after_warmup": round(len(after) * 3600 / (last - warm), 2) if last > warm else None,
+        "wall_s": round(returned - called, 2),
+        "warmup_s": round(warm - called, 2),
+        "after_last_call_s": round(returned - last, 2),
+        "frames": sum(int(shot["frames"] or 0) for shot in per_shot),
+        "per_shot": per_shot,
+        "batch_recorded_s": round(_epoch(batch.created_at) - called, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--shots", type=int, default=12)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--smoke", action="store_true", help="tiny model and plate on the CPU (for the tests)")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    args = parser.parse_args(argv)
+    root = args.keep or Path(tempfile.mkdtemp(prefix="vf-throughput-"))
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(root / "prefect")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ.pop("PREFECT_API_URL", None)
+    try:
+        document = run(root, args.shots, smoke=args.smoke)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(root, ignore_errors=True)
+    text = json.dumps(document)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print(text, flush=True)
+    return 0
+
+
+def run(root: Path, shots: int, *, smoke: bool) -> dict[str, Any]:
+    """Build the models and media under ``root``, run the batch, and measure it."""
+    import torch
+
+    lengths = [LENGTHS[index % len(LENGTHS)] for index in range(shots)]
+    if smoke:
+        lengths = [min(length, 29) for length in lengths]
+    started = time.perf_counter()
+    models = build_models(root / "models", smoke=smoke)
+    build_s = time.perf_counter() - started
+    width, height = (320, 180) if smoke else (1920, 1080)
+    started = time.perf_counter()
+    edit, sidecar = make_edit(root / "shoot", lengths, width, height)
+    media_s = time.perf_counter() - started
+    print(f"models in {build_s:.0f}s, media in {media_s:.0f}s", flush=True)
+
+    from flows.batch import run_batch
+    from flows.params import BatchRequest, VoidOptions
+    from infra.cluster import orchestration
+    from infra.database import ensure_schema
+    from infra.settings import Settings
+
+    home = root / "home"
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'voidflow.db'}")
+    ensure_schema(settings.db_url)
+    geometry = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29, "window": 4, "overlap": 2}
+    void = VoidOptions(
+        base=models.base, pass1_weights=models.pass1, **({"pass1_steps": 2, **geometry} if smoke else {})
+    )
+    request = BatchRequest(
+        edit=edit,
+        sidecar=sidecar,
+        out_dir=root / "out",
+        db_url=settings.db_url,
+        backend="void",
+        void=void,
+        conform_qc_failed=True,
+    )
+    with orchestration(settings):
+        called = time.time()
+        result = run_batch(request)
+        returned = time.time()
+    measured = measure(settings.db_url, result.batch_id, called, returned)
+    card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {
+        "benchmark": "throughput",
+        "card": card,
+        **{key: measured.pop(key) for key in ("gpus", "shots", "busy_fraction", "shots_per_hour")},
+        "failed": list(result.failed),
+        "plate": f"{width}x{height} ProRes 4444, {HANDLES}-frame handles",
+        "recipe": {"pass1_steps": void.pass1_steps, "compile": void.compile, "memory_mode": void.memory_mode},
+        "build_models_s": round(build_s, 1),
+        "media_s": round(media_s, 1),
+        **measured,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
