@@ -2,7 +2,7 @@
 
 What runs: a full-size VOID (CogVideoX-Fun 5B transformer with 48 input channels, its VAE, a T5-XXL encoder, random
 bf16 weights written in the real on-disk layout; the base transformer's own weights, which a run from a VOID
-checkpoint never reads, are left out) and a 1920x1080 ProRes plate with its roto matte; an edit of ``--shots``
+checkpoint never reads, are left out) and a 1920x1080 ProRes 422 HQ plate with its roto matte; an edit of ``--shots``
 clips of mixed lengths (25 to 181 frames plus 8-frame handles, each with its own background prompt); then
 ``flows.batch.run_batch`` with the ``void`` backend and the product's defaults (pass 1, 30 steps, letterbox,
 uncompiled), a temporary Prefect server, a local Ray using every visible GPU, and an SQLite ledger. Nothing is
@@ -225,7 +225,7 @@ def run(root: Path, shots: int, *, smoke: bool) -> dict[str, Any]:
         "card": card,
         **{key: measured.pop(key) for key in ("gpus", "shots", "busy_fraction", "shots_per_hour")},
         "failed": list(result.failed),
-        "plate": f"{width}x{height} ProRes 4444, {HANDLES}-frame handles",
+        "plate": f"{width}x{height} ProRes 422 HQ, {HANDLES}-frame handles",
         "recipe": {"pass1_steps": void.pass1_steps, "compile": void.compile, "memory_mode": void.memory_mode},
         "build_models_s": round(build_s, 1),
         "media_s": round(media_s, 1),
