@@ -120,8 +120,15 @@ def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[
                         "gpu": shot_calls[0]["gpu"] if shot_calls else None,
                         "call_s": round(sum(float(call["seconds"]) for call in shot_calls), 3),
                         "recipe": shot_calls[0]["recipe"]["name"] if shot_calls else None,
+                        "passed_over": shot_calls[0]["passed_over"] if shot_calls else None,
+                        "peak_gb": shot_calls[0].get("peak_gb") if shot_calls else None,
                     }
                 )
+    stages: dict[str, list[float]] = {}
+    for shot in batch.shots:
+        for run in shot.stage_runs:
+            if run.finished_at is not None:
+                stages.setdefault(run.stage, []).append(_epoch(run.finished_at) - _epoch(run.started_at))
     gpus = sorted({call["gpu"] for call in calls})
     first_end = {gpu: min(float(c["finished"]) for c in calls if c["gpu"] == gpu) for gpu in gpus}
     warm = max(first_end.values())  # every GPU past its first call
@@ -144,6 +151,7 @@ def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[
         "warmup_s": round(warm - called, 2),
         "after_last_call_s": round(returned - last, 2),
         "frames": sum(int(shot["frames"] or 0) for shot in per_shot),
+        "stage_mean_s": {stage: round(sum(v) / len(v), 2) for stage, v in stages.items()},
         "per_shot": per_shot,
         "batch_recorded_s": round(_epoch(batch.created_at) - called, 2),
     }

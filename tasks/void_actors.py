@@ -82,8 +82,11 @@ class GpuWorker:
         frames = model(
             clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=progress, budget_gb=budget
         )
-        assert model.last_run is not None
-        return frames, model.last_run.facts()
+        run = model.last_run
+        assert run is not None
+        if run.passed_over:
+            print(f"{label}: ran with memory recipe '{run.recipe.name}' ({'; '.join(run.passed_over)})", flush=True)
+        return frames, run.facts()
 
 
 @dataclass(frozen=True, slots=True)

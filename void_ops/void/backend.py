@@ -212,6 +212,7 @@ class PassRun:
     started: float
     finished: float
     estimate_gb: float
+    peak_gb: float | None = None  # measured on CUDA: the most device memory the run held
 
     def facts(self) -> dict[str, object]:
         """Return the run for provenance."""
@@ -222,6 +223,7 @@ class PassRun:
             "finished": self.finished,
             "seconds": round(self.finished - self.started, 3),
             "estimate_gb": round(self.estimate_gb, 3),
+            "peak_gb": None if self.peak_gb is None else round(self.peak_gb, 3),
         }
 
 
@@ -375,18 +377,22 @@ class VoidModel:
                 passed_over.append(f"{recipe.name}: needs ~{need:.4g} GB of {budget:.4g} GB")
                 continue
             started = time.time()
+            cuda = self.sampler.device.type == "cuda"
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(self.sampler.device)
             try:
                 output = self._run(
                     clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=on_step, recipe=recipe
                 )
             except torch.OutOfMemoryError as error:
-                passed_over.append(f"{recipe.name}: {str(error).splitlines()[0]}")
-                if self.sampler.device.type == "cuda":
+                passed_over.append(f"{recipe.name}: {str(error).splitlines()[0][:300]}")
+                if cuda:
                     torch.cuda.empty_cache()
                 continue
             finally:
                 self.sampler.use_recipe(vae_tiling=False, offload=False)
-            self.last_run = PassRun(recipe, tuple(passed_over), started, time.time(), need)
+            peak = torch.cuda.max_memory_allocated(self.sampler.device) / 1e9 if cuda else None
+            self.last_run = PassRun(recipe, tuple(passed_over), started, time.time(), need, peak)
             return output
         where = f"{self.settings.name} on {self._params['device']}"
         raise GpuOutOfMemory(f"{where}: no memory recipe fits ({'; '.join(passed_over)})")
