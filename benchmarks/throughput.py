@@ -86,7 +86,17 @@ def make_edit(folder: Path, lengths: list[int], width: int, height: int) -> tupl
 
 
 def build_models(folder: Path, *, smoke: bool) -> Any:
-    """Write the VOID to run: full size on the GPU (random weights), or the tiny one for ``--smoke``."""
+    """Write the VOID to run in a child process, so that no GPU memory stays held by this one (the batch's GPU
+    worker needs the whole card); return its paths."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        return pool.apply(_build_models, (folder,), {"smoke": smoke})
+
+
+def _build_models(folder: Path, *, smoke: bool) -> Any:
+    """Write the VOID: full size on the GPU (random weights), or the tiny one for ``--smoke``."""
     from benchmarks.void_forward import FULL_TRANSFORMER, FULL_VAE
     from void_ops.void.tiny import TINY, VoidLayout, build_tiny_void, build_void_folder
 

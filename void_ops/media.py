@@ -12,6 +12,7 @@ overwritten.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -367,10 +368,29 @@ def _video_stream(path: Path, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _probe_movie(path: Path) -> tuple[MediaInfo, Fraction]:
-    """Return the movie's info and its video start relative to the container start, in seconds."""
-    data = _ffprobe(path)
+    """Return the movie's info and its video start relative to the container start, in seconds.
+
+    Answers are kept per process by path, size and modification time: a shot probes the same plate and
+    intermediates many times, and each ffprobe costs a process start.
+    """
+    try:
+        stat = path.stat()
+    except OSError:
+        return _probe_movie_uncached(str(path))  # reports the missing or unreadable file
+    return _probe_movie_cached(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=512)
+def _probe_movie_cached(path: str, size: int, mtime_ns: int) -> tuple[MediaInfo, Fraction]:
+    return _probe_movie_uncached(path)
+
+
+def _probe_movie_uncached(name: str) -> tuple[MediaInfo, Fraction]:
+    path = Path(name)
+    # Matroska stores no frame count: count the packets in the same run rather than probing twice.
+    data = _ffprobe(path, count_packets=None) if path.suffix.lower() == ".mkv" else _ffprobe(path)
     stream = _video_stream(path, data)
-    frames = int(stream.get("nb_frames", 0))
+    frames = int(stream.get("nb_frames", 0) or stream.get("nb_read_packets", 0))
     if frames <= 0:
         counted = _ffprobe(path, select_streams="v:0", count_packets=None)
         frames = int(counted["streams"][0].get("nb_read_packets", 0))

@@ -38,7 +38,7 @@ def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
 
 
 def _save_png(image: Image.Image, path: Path) -> Path:
-    return _atomic(path, lambda target: image.save(target, format="PNG"))
+    return _atomic(path, lambda target: image.save(target, format="PNG", compress_level=1))  # fast: pictures for people
 
 
 def _sample(count: int, first: int, last: int) -> list[int]:
