@@ -254,7 +254,8 @@ def write_sequence(
     else:
         if frames.dtype == np.float32:
             frames = np.rint(np.clip(frames, 0.0, 1.0) * 65535.0).astype(np.uint16)
-        options = {"c:v": "png", "pix_fmt": "rgb24" if frames.dtype == np.uint8 else "rgb48be"}
+        pix_fmt = "rgb24" if frames.dtype == np.uint8 else "rgb48be"
+        options = {"c:v": "png", "pix_fmt": pix_fmt, "compression_level": "1"}  # lossless at any level; 1 is fast
     data, pipe_fmt = _pipe_layout(frames)
     temp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex}")
     try:

@@ -108,9 +108,12 @@ def mask_preview(plate: np.ndarray, quadmask: np.ndarray, path: Path, rate: Frac
     frames = to_uint8(plate)
     scale = min(1.0, 640 / frames.shape[2])
     size = (max(2, round(frames.shape[2] * scale) // 2 * 2), max(2, round(frames.shape[1] * scale) // 2 * 2))
-    tinted = np.stack(
+    tinted = np.stack(  # shrink first, then tint: the preview's pixels, not the plate's
         [
-            np.asarray(Image.fromarray(_tint(frame, mask)).resize(size, Image.Resampling.BILINEAR))
+            _tint(
+                np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR)),
+                np.asarray(Image.fromarray(mask).resize(size, Image.Resampling.NEAREST)),
+            )
             for frame, mask in zip(frames, quadmask, strict=True)
         ]
     )
