@@ -104,7 +104,7 @@ def _build_models(folder: Path, *, smoke: bool) -> Any:
         return build_tiny_void(folder)
     layout = VoidLayout({**FULL_TRANSFORMER, "in_channels": 2 * 16 + 1}, dict(FULL_VAE), T5_XXL)
     assert TINY.transformer["in_channels"] == 2 * TINY.vae["latent_channels"] + 1  # the same rule as the base's
-    return build_void_folder(folder, layout, device="cuda", base_weights=False)
+    return build_void_folder(folder, layout, device="cuda", base_weights=False, passes=(1,))
 
 
 def _epoch(moment: datetime) -> float:
@@ -170,6 +170,9 @@ def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--shots", type=int, default=12)
+    parser.add_argument(
+        "--lengths", help="shot lengths in frames, comma-separated, cycled (default: 25 to 181 mixed)", default=""
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--smoke", action="store_true", help="tiny model and plate on the CPU (for the tests)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
@@ -182,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ.pop("PREFECT_API_URL", None)
     try:
-        document = run(root, args.shots, smoke=args.smoke)
+        lengths = tuple(int(n) for n in args.lengths.split(",")) if args.lengths else LENGTHS
+        document = run(root, args.shots, lengths, smoke=args.smoke)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -194,11 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run(root: Path, shots: int, *, smoke: bool) -> dict[str, Any]:
+def run(root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool) -> dict[str, Any]:
     """Build the models and media under ``root``, run the batch, and measure it."""
     import torch
 
-    lengths = [LENGTHS[index % len(LENGTHS)] for index in range(shots)]
+    lengths = [cycle[index % len(cycle)] for index in range(shots)]
     if smoke:
         lengths = [min(length, 29) for length in lengths]
     started = time.perf_counter()
@@ -244,6 +248,7 @@ def run(root: Path, shots: int, *, smoke: bool) -> dict[str, Any]:
         **{key: measured.pop(key) for key in ("gpus", "shots", "busy_fraction", "shots_per_hour")},
         "failed": list(result.failed),
         "plate": f"{width}x{height} ProRes 422 HQ, {HANDLES}-frame handles",
+        "lengths": lengths,
         "recipe": {"pass1_steps": void.pass1_steps, "compile": void.compile, "memory_mode": void.memory_mode},
         "build_models_s": round(build_s, 1),
         "media_s": round(media_s, 1),

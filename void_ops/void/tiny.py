@@ -176,7 +176,14 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def _write_transformers(
-    root: Path, seed: int, config: dict[str, Any], latent_channels: int, *, device: str, base_weights: bool
+    root: Path,
+    seed: int,
+    config: dict[str, Any],
+    latent_channels: int,
+    *,
+    device: str,
+    base_weights: bool,
+    passes: tuple[int, ...],
 ) -> tuple[Path, Path]:
     from diffusers.models import CogVideoXTransformer3DModel
 
@@ -192,11 +199,11 @@ def _write_transformers(
     del base
 
     void_config = {**config, "in_channels": 3 * latent_channels}
-    paths = []
-    for number in (1, 2):
+    paths = [root / f"void_pass{number}.safetensors" for number in (1, 2)]
+    for number in passes:
         with _seeded(seed + number), torch.device(device):
             model = CogVideoXTransformer3DModel(**void_config)
-        paths.append(_save_bf16(model, root / f"void_pass{number}.safetensors"))
+        _save_bf16(model, paths[number - 1])
         del model
     return paths[0], paths[1]
 
@@ -345,7 +352,13 @@ TINY = VoidLayout(
 
 
 def build_void_folder(
-    root: Path, layout: VoidLayout, *, seed: int = 0, device: str = "cpu", base_weights: bool = True
+    root: Path,
+    layout: VoidLayout,
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    base_weights: bool = True,
+    passes: tuple[int, ...] = (1, 2),
 ) -> TinyVoid:
     """Write a VOID of ``layout``'s sizes (base folder plus both pass checkpoints) under ``root``, random weights.
 
@@ -360,6 +373,7 @@ def build_void_folder(
         device: where the random weights are made (``cuda`` makes a full-size model in seconds).
         base_weights: also write the base transformer's weights, which a run from a VOID checkpoint never reads
             (benchmarks leave the 11 GB out).
+        passes: the VOID checkpoints to write (a pass-1 benchmark needs only ``(1,)``).
 
     Returns:
         The paths of the base folder and the two VOID checkpoints.
@@ -371,7 +385,7 @@ def build_void_folder(
     base.mkdir(parents=True, exist_ok=True)
     latent = int(layout.vae["latent_channels"])
     pass1, pass2 = _write_transformers(
-        root, seed * 1000, layout.transformer, latent, device=device, base_weights=base_weights
+        root, seed * 1000, layout.transformer, latent, device=device, base_weights=base_weights, passes=passes
     )
     _write_vae(base / "vae", seed * 1000 + 10, layout.vae, device=device)
     _write_text_encoder(base / "text_encoder", seed * 1000 + 20, layout.text_encoder, device=device)
