@@ -122,6 +122,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
         force=forced_stages(request.force_from),
         gate=request.masks.gate,
         allowed_roots=Settings.from_env().allowed_roots,
+        shot_timeout_s=request.shot_timeout_s,
     )
     handles: tuple[Any, ...] = ()
     sam2: Pool | None = None
@@ -135,9 +136,11 @@ def run_batch(request: BatchRequest) -> BatchResult:
     window = submission_window()  # shots handed to Ray at once: bounded memory on edits of hundreds of shots
     pending: dict[Any, tuple[Shot, int, int]] = {}
 
+    shot_task = process_shot.with_options(timeout_seconds=request.shot_timeout_s)
+
     def submit(shot: Shot, slot: int, lost: int) -> None:
         with remote_options(num_cpus=1, max_retries=0):
-            pending[process_shot.submit(shot, job, slot, lost * 10)] = (shot, slot, lost)
+            pending[shot_task.submit(shot, job, slot, lost * 10)] = (shot, slot, lost)
 
     try:
         if request.backend == "void" and ready:

@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--gpu-timeout", type=float, default=3600.0, help="void backend: seconds one model call may take (3600)"
     )
+    run.add_argument("--shot-timeout", type=float, default=4 * 3600.0, help="seconds one shot may take (14400)")
     _mask_arguments(run)
     run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
 
@@ -182,6 +184,7 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
         "previous_edit": getattr(args, "previous_edit", None),
         "previous_sidecar": getattr(args, "previous_sidecar", None),
         "conform_qc_failed": getattr(args, "conform_qc_failed", False),
+        "shot_timeout_s": getattr(args, "shot_timeout", 4 * 3600.0),
         "void": {
             "models_dir": getattr(args, "models", None) or settings.models_dir,
             "pass2": getattr(args, "pass2", False),
@@ -294,8 +297,23 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     for batch in document["batches"]:
         print(f"{batch['id']}  {batch['state']:<8} {batch['created_at']}  {batch['edit']}")
         for shot in batch["shots"]:
-            print(f"    {shot['name']:<28} {shot['state']:<8} {shot['version'] or '':<5} {shot['reason']}")
+            note = f"STUCK: {shot['stuck']}" if shot["stuck"] else shot["reason"]
+            print(f"    {shot['name']:<28} {shot['state']:<8} {shot['version'] or '':<5} {note}")
     return 0
+
+
+def _stuck(batch: Any, shot: Any) -> str:
+    """Why a shot of a running batch looks stuck: a stage running longer than the batch's shot timeout."""
+    if batch.state != "running":
+        return ""
+    limit = float(batch.params.get("shot_timeout_s") or 4 * 3600.0)
+    now = datetime.now(UTC)
+    for run in shot.stage_runs:
+        started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
+        if run.state == "running" and (now - started).total_seconds() > limit:
+            hours = (now - started).total_seconds() / 3600
+            return f"{run.stage} running for {hours:.1f} h, past the {limit / 3600:g} h shot timeout (on {run.host})"
+    return ""
 
 
 def _batch_json(batch: Any) -> dict[str, Any]:
@@ -318,6 +336,7 @@ def _batch_json(batch: Any) -> dict[str, Any]:
                 "state": shot.state,
                 "reason": shot.reason,
                 "version": shot.version,
+                "stuck": _stuck(batch, shot),
                 "stages": [_run_json(run) for run in shot.stage_runs],
             }
             for shot in batch.shots

@@ -162,6 +162,7 @@ class BatchRequest(BaseModel):
     previous_edit: Path | None = None
     previous_sidecar: Path | None = None
     conform_qc_failed: bool = False
+    shot_timeout_s: float = Field(default=4 * 3600.0, gt=0)  # one shot, all its stages; past it the shot fails
     only_shots: tuple[str, ...] | None = None
     force_from: Literal["mask", "pass1", "pass2", "deliver", "conform"] | None = None
     parent_batch: str | None = None

@@ -137,3 +137,26 @@ def test_parquet_export_has_one_row_per_stage_run(any_db_url: str, tmp_path: Pat
     assert count == table.num_rows == 4
     assert table.column("stage").to_pylist() == ["mask", "pass1", "mask", "pass1"]
     assert set(table.column_names) >= {"batch_id", "shot", "stage", "attempt", "state", "key", "seconds", "params"}
+
+
+def test_status_flags_a_stage_running_past_the_shot_timeout(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Issue 8: stuck shots are visible: `voidflow status` names the stage, how long it runs, and where."""
+    from flows.cli import main
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    ensure_schema(url)
+    ledger = Ledger(url)
+    batch = _batch(ledger, "sh010", "sh020")
+    with pytest.raises(RuntimeError), ledger.stage(batch, "sh010", "mask", {}, key="k") as stuck:
+        with engine_for(url).begin() as connection:  # a worker that stopped answering five hours ago
+            connection.execute(
+                text("UPDATE stage_runs SET started_at = datetime('now', '-5 hours'), token = 'gone' WHERE id = :id"),
+                {"id": stuck.run_id},
+            )
+        raise RuntimeError("the stuck attempt never reports")  # (its late report is fenced off)
+    monkeypatch.setenv("VOIDFLOW_DB_URL", url)
+    assert main(["status", "--batch", batch]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    sh010 = next(line for line in lines if "sh010" in line)
+    assert "STUCK: mask running for 5.0 h, past the 4 h shot timeout (on " in sh010
+    assert "STUCK" not in next(line for line in lines if "sh020" in line)

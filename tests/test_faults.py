@@ -294,3 +294,20 @@ def test_a_read_only_output_folder_stops_the_run_with_its_name(small_demo, tmp_p
     cause = "Read-only file system" if mounted else "Permission denied"
     assert output.strip().splitlines()[-1] == f"voidflow: error: output folder {folder / 'out'}: not writable ({cause})"
     assert "Traceback" not in output
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_shot_past_its_time_limit_fails_and_leaves_no_stage_running(small_demo, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 8: a shot that outlives ``shot_timeout_s`` fails with that reason, once (no retry), and the ledger
+    keeps no stage in a running state."""
+    request = BatchRequest(
+        edit=small_demo.edit, sidecar=small_demo.sidecar, out_dir=tmp_path / "out", db_url=db_url, shot_timeout_s=0.5
+    )
+    result = run_batch(request)
+    assert set(result.failed) == {"sh010", "sh020", "sh030"} and not result.done
+    (batch,) = Ledger(db_url).batches(result.batch_id)
+    for row in batch.shots:
+        if row.name in result.failed:
+            assert row.reason == f"shot '{row.name}': ran past its 0.5 s shot timeout (not retried)"
+            assert all(run.state != "running" for run in row.stage_runs)
+            assert {run.attempt for run in row.stage_runs} <= {1}
