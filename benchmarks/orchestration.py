@@ -48,35 +48,9 @@ WIDTH, HEIGHT = 160, 90
 
 def make_edit(folder: Path, shots: int) -> tuple[Path, Path]:
     """Write the demo shoot under ``folder/input`` and a ``shots``-clip edit of it with a sidecar; return both."""
-    import opentimelineio as otio
-    import yaml
+    from benchmarks.throughput import make_edit as make_mixed_edit
 
-    from void_ops.demo import make_demo
-
-    handles = 8
-    shoot = make_demo(folder, frames=max(116, shots + CLIP_FRAMES + 2 * handles), width=WIDTH, height=HEIGHT)
-    demo_clip = next(iter(otio.adapters.read_from_file(str(shoot.edit)).find_clips()))
-    reference = demo_clip.media_reference  # the plate, with its timecode and length
-    start = reference.available_range.start_time
-    track = otio.schema.Track(name="VFX", kind=otio.schema.TrackKind.Video)
-    names = [f"sh{(index + 1) * 10:04d}" for index in range(shots)]
-    for index, name in enumerate(names):
-        clip = otio.schema.Clip(
-            name="demo_plate",
-            media_reference=reference.clone(),
-            source_range=otio.opentime.TimeRange(
-                start + otio.opentime.RationalTime(handles + index, start.rate),
-                otio.opentime.RationalTime(CLIP_FRAMES, start.rate),
-            ),
-        )
-        clip.metadata["voidflow"] = {"shot": name}
-        track.append(clip)
-    edit = shoot.edit.with_name("bench_cut.otio")
-    otio.adapters.write_to_file(otio.schema.Timeline(name="orchestration benchmark", tracks=[track]), str(edit))
-    entry = yaml.safe_load(shoot.sidecar.read_text())["shots"]["sh010"]  # its matte path is relative to the sidecar
-    sidecar = shoot.sidecar.with_name("bench_sidecar.yaml")
-    sidecar.write_text(yaml.safe_dump({"shots": {name: dict(entry) for name in names}}))
-    return edit, sidecar
+    return make_mixed_edit(folder, [CLIP_FRAMES] * shots, WIDTH, HEIGHT)
 
 
 def _utc(moment: datetime) -> float:

@@ -221,29 +221,16 @@ def test_a_pass_short_of_memory_falls_back_to_cheaper_recipes_and_records_them(t
         pass1(clip, seed=3, prompt="a road", budget_gb=need["offload"] / 2)
 
 
-def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, tmp_path: Path, ray_cluster) -> None:  # type: ignore[no-untyped-def]
-    from flows.batch import run_batch
-    from flows.params import BatchRequest, VoidOptions
-    from tasks.ledger import Ledger
-    from void_ops import media
-    from void_ops.intake import named_clips, read_edit
-    from void_ops.shots import MediaSource
+def _small_void(tiny: TinyVoid) -> dict[str, object]:
+    """VoidOptions fields for the tiny models on small clips (two steps, 4-latent windows)."""
+    geometry = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29, "window": 4, "overlap": 2}
+    return {"base": tiny.base, "pass1_weights": tiny.pass1, "pass1_steps": 2, **geometry}
 
-    options = VoidOptions(
-        base=tiny.base,
-        pass1_weights=tiny.pass1,
-        pass2_weights=tiny.pass2,
-        pass2=True,
-        pass1_steps=2,
-        pass2_steps=2,
-        height=64,
-        width=96,
-        min_frames=13,
-        max_frames=29,
-        window=4,
-        overlap=2,
-    )
-    request = BatchRequest(
+
+def _void_request(small_demo, db_url: str, tmp_path: Path, options: object):  # type: ignore[no-untyped-def]
+    from flows.params import BatchRequest
+
+    return BatchRequest(
         edit=small_demo.edit,
         sidecar=small_demo.sidecar,
         out_dir=tmp_path / "out",
@@ -251,9 +238,22 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
         backend="void",
         output="png",
         void=options,
-        conform_qc_failed=True,  # random weights paint noise that flickers: QC fails it, conform takes it anyway
     )
-    result = run_batch(request)
+
+
+def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, tmp_path: Path, ray_cluster) -> None:  # type: ignore[no-untyped-def]
+    from flows.batch import run_batch
+    from flows.params import VoidOptions
+    from tasks.ledger import Ledger
+    from void_ops import media
+    from void_ops.intake import named_clips, read_edit
+    from void_ops.shots import MediaSource
+
+    options = VoidOptions(pass2_weights=tiny.pass2, pass2=True, pass2_steps=2, **_small_void(tiny))
+    # Random weights paint noise that flickers: QC fails it, conform takes it anyway.
+    result = run_batch(
+        _void_request(small_demo, db_url, tmp_path, options).model_copy(update={"conform_qc_failed": True})
+    )
     assert (result.state, result.done) == ("done", ("sh010", "sh020", "sh030")), result
     (batch,) = Ledger(db_url).batches(result.batch_id)
     shot = batch.shots[0]
@@ -291,31 +291,12 @@ def test_a_hung_gpu_call_times_out_and_quarantines_its_gpu(
     """Issue 8: a model call past its timeout fails its shot with the reason, its GPU is quarantined, and every
     other shot is refused with that reason instead of waiting forever; every shot ends in a final state."""
     from flows.batch import run_batch
-    from flows.params import BatchRequest, VoidOptions
+    from flows.params import VoidOptions
     from tasks.ledger import Ledger
 
-    options = VoidOptions(
-        base=tiny.base,
-        pass1_weights=tiny.pass1,
-        pass1_steps=2,
-        height=64,
-        width=96,
-        min_frames=13,
-        max_frames=29,
-        window=4,
-        overlap=2,
-        gpu_timeout_s=0.05,
+    result = run_batch(
+        _void_request(small_demo, db_url, tmp_path, VoidOptions(gpu_timeout_s=0.05, **_small_void(tiny)))
     )
-    request = BatchRequest(
-        edit=small_demo.edit,
-        sidecar=small_demo.sidecar,
-        out_dir=tmp_path / "out",
-        db_url=db_url,
-        backend="void",
-        output="png",
-        void=options,
-    )
-    result = run_batch(request)
     assert result.done == () and set(result.failed) == {"sh010", "sh020", "sh030"}
     (batch,) = Ledger(db_url).batches(result.batch_id)
     reasons = {shot.name: shot.reason for shot in batch.shots if shot.state == "failed"}
