@@ -230,8 +230,8 @@ def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:
 
     ensure_schema(settings.db_url)
     Ledger(settings.db_url).check_writable()
-    media.ensure_writable_folder(request.out_dir)
     _, shots = plan(request)  # fail fast, before Prefect and Ray start, on an unusable edit, sidecar or ledger
+    media.ensure_writable_folder(request.out_dir)  # only once the request is good: a refusal writes nothing
     ready = sum(shot.status == "ready" for shot in shots)
     print(f"voidflow: {ready} of {len(shots)} shots to process; starting Prefect and Ray ...", flush=True)
     started = time.monotonic()
