@@ -122,7 +122,6 @@ def run_batch(request: BatchRequest) -> BatchResult:
         force=forced_stages(request.force_from),
         gate=request.masks.gate,
         allowed_roots=Settings.from_env().allowed_roots,
-        shot_timeout_s=request.shot_timeout_s,
     )
     handles: tuple[Any, ...] = ()
     sam2: Pool | None = None
@@ -175,9 +174,13 @@ def run_batch(request: BatchRequest) -> BatchResult:
                     note = f"{outcome.version} in {outcome.seconds:.1f}s{reused}"
             else:
                 failed.append(name)
+                note = f"FAILED: {state.message}"
                 if state.is_crashed():
                     ledger.mark_lost(batch_id, name, state.message or "worker lost")
-                note = f"FAILED: {state.message}"
+                elif state.name == "TimedOut":  # Prefect stopped the shot at shot_timeout_s: not retried
+                    note = f"shot '{name}': ran past its {request.shot_timeout_s:g} s shot timeout (not retried)"
+                    ledger.mark_lost(batch_id, name, note, cause="ShotTimedOut")
+                    note = f"FAILED: {note}"
             progress.done, progress.failed, progress.waiting = len(done), len(failed), len(waiting)
             progress.running = len(pending)
             if job.gpus is not None:

@@ -227,19 +227,22 @@ class Ledger:
             if version is not None:
                 row.version = version
 
-    def mark_lost(self, batch_id: str, shot: str, message: str) -> int:
-        """Mark the shot's running stage runs ``lost`` (their worker died) and the shot failed; return how many.
+    def mark_lost(self, batch_id: str, shot: str, message: str, *, cause: str = "WorkerLost") -> int:
+        """Mark the shot's running stage runs ``lost`` and the shot failed; return how many runs.
 
-        A lost run's token no longer finishes it: a late report from the dead attempt changes nothing.
+        ``cause`` is the error class recorded: ``WorkerLost`` (the worker died; the reason reads "worker lost: …")
+        or ``ShotTimedOut`` (the shot ran past its time limit; the reason is ``message``). A lost run's token no
+        longer finishes it: a late report from the abandoned attempt changes nothing.
         """
+        reason = f"worker lost: {message}" if cause == "WorkerLost" else message
         with self._unit() as session:
             row = self._shot(session, batch_id, shot)
             result: Any = session.execute(
                 update(StageRun)
                 .where(StageRun.shot_id == row.id, StageRun.state == "running")
-                .values(state="lost", finished_at=utcnow(), error_class="WorkerLost", error_message=message[:2000])
+                .values(state="lost", finished_at=utcnow(), error_class=cause, error_message=message[:2000])
             )
-            row.state, row.reason = "failed", f"worker lost: {message}"[:2000]
+            row.state, row.reason = "failed", reason[:2000]
             return int(result.rowcount)
 
     def interrupt(self, batch_id: str) -> None:

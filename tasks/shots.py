@@ -30,7 +30,6 @@ from void_ops.exceptions import (
     ConfigurationError,
     MatteInvalid,
     MediaInvalid,
-    ShotTimedOut,
     StorageUnavailable,
     is_retryable,
 )
@@ -67,7 +66,6 @@ class ShotJob:
     vlm_base_url: str | None = None
     gate: bool = False
     allowed_roots: tuple[str, ...] = ()  # media and mattes outside are refused (``VOIDFLOW_ALLOWED_ROOTS``)
-    shot_timeout_s: float | None = None  # the whole shot's time limit (Prefect's task timeout), for messages
 
     def runs_pass2(self, shot: Shot) -> bool:
         """Whether ``shot`` gets VOID's pass 2: its own sidecar choice, else the batch's."""
@@ -331,11 +329,6 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
 
         version, qc_line, hit = _deliver(context, plate, quadmask, fill, folder, runs)
         cached += ["deliver"] if hit else []
-    except TimeoutError:  # Prefect's timeout for the whole shot (the batch's shot_timeout_s)
-        reason = f"shot '{shot.name}': ran past its {job.shot_timeout_s or 0:g} s shot timeout (not retried)"
-        ledger.finish_shot(job.batch_id, shot.name, state="failed", reason=reason)
-        logger.error("%s: failed: %s", shot.name, reason)
-        raise ShotTimedOut(reason) from None
     except OSError as error:  # a write outside the atomic writers (a work folder, say): name the file and cause
         reason = f"shot '{shot.name}': {error.filename or 'a file'}: {error.strerror or error}"
         ledger.finish_shot(job.batch_id, shot.name, state="failed", reason=reason)

@@ -20,7 +20,6 @@ task in ``tasks/`` reads nothing else::
         │   └── PathNotAllowed    a path lies outside the configured allowed roots
         ├── ConfigurationError    settings, database or model folder are unusable
         ├── NoDeviceFits          no GPU of the batch can take the shot (too large for every card, all quarantined)
-        ├── ShotTimedOut          a shot ran past its whole-shot time limit (not retried; a rerun decides)
         ├── ModelLoadError        a checkpoint does not match the architecture it is loaded into
         ├── VlmResponseInvalid    the VLM answered, but not in the schema asked for
         ├── ConformError          a result does not fit the clip it should replace
@@ -44,7 +43,6 @@ __all__ = [
     "NoDeviceFits",
     "PathNotAllowed",
     "PermanentError",
-    "ShotTimedOut",
     "SidecarInvalid",
     "StageTimeout",
     "StaleAttempt",
@@ -122,10 +120,6 @@ class PathNotAllowed(InvalidInput):
 
 class NoDeviceFits(PermanentError):
     """No GPU of the batch can take the shot: it needs more memory than any card, or every card is quarantined."""
-
-
-class ShotTimedOut(PermanentError):
-    """A shot ran past its whole-shot time limit; it is not retried (a stuck input would hang again)."""
 
 
 class ConfigurationError(PermanentError):
