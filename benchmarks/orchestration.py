@@ -30,7 +30,6 @@ most 0.5 on a 2-core machine). Prints one JSON object as its last line (``--out`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -179,11 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         document = _run(root, args.shots)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(document)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(text, flush=True)
+    from benchmarks.throughput import emit
+
+    emit(document, args.out)
     return 0 if document["failed"] == 0 else 1
 
 

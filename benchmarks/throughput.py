@@ -190,12 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(document)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=2) + "\n")
-    print(text, flush=True)
+    emit(document, args.out)
     return 0
+
+
+def emit(document: dict[str, Any], out: Path | None) -> None:
+    """Print ``document`` as one JSON line (the output's last) and, given ``out``, write it there indented."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=2) + "\n")
+    print(json.dumps(document), flush=True)
 
 
 def run(root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool) -> dict[str, Any]:
