@@ -154,8 +154,8 @@ def run_batch(request: BatchRequest) -> BatchResult:
             future = first_finished(list(pending))
             shot, slot, lost = pending.pop(future)
             name, state = shot.name, future.state
-            if state.is_crashed() and job.gpus is not None:
-                forget_shot(job.gpus, name)  # its task died holding GPU leases
+            if (state.is_crashed() or state.name == "TimedOut") and job.gpus is not None:
+                forget_shot(job.gpus, name)  # its task died or was stopped holding GPU leases
             if state.is_crashed() and lost < LOST_WORKER_RETRIES:
                 # The worker died (killed, out of memory, node lost): its running stages are marked lost, so a
                 # late report from it changes nothing, and the shot runs again.
