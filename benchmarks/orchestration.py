@@ -35,7 +35,6 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +49,6 @@ def make_edit(folder: Path, shots: int) -> tuple[Path, Path]:
     from benchmarks.throughput import make_edit as make_mixed_edit
 
     return make_mixed_edit(folder, [CLIP_FRAMES] * shots, WIDTH, HEIGHT)
-
-
-def _utc(moment: datetime) -> float:
-    """Seconds since the epoch of a ledger time (SQLite gives back naive UTC)."""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _mean(values: list[float]) -> float:
@@ -112,19 +106,18 @@ def tree_cpu_s() -> dict[str, float]:
 
 def ledger_breakdown(db_url: str, batch_id: str, called: float, returned: float) -> dict[str, Any]:
     """Per-stage mean seconds, and when the first stage started and the last finished relative to the flow call."""
+    from benchmarks.throughput import epoch, stage_seconds
     from tasks.ledger import Ledger
 
     (batch,) = Ledger(db_url).batches(batch_id)
     runs = [run for shot in batch.shots for run in shot.stage_runs if run.finished_at is not None]
-    by_stage: dict[str, list[float]] = {}
-    for run in runs:
-        by_stage.setdefault(run.stage, []).append(_utc(run.finished_at) - _utc(run.started_at))  # type: ignore[arg-type]
-    first = min(_utc(run.started_at) for run in runs)
-    last = max(_utc(run.finished_at) for run in runs)  # type: ignore[arg-type]
+    by_stage = stage_seconds(batch)
+    first = min(epoch(run.started_at) for run in runs)
+    last = max(epoch(run.finished_at) for run in runs)  # type: ignore[arg-type]
     return {
         "stage_mean_s": {stage: _mean(values) for stage, values in by_stage.items()},
         "stages_per_shot_s": round(sum(sum(values) for values in by_stage.values()) / len(batch.shots), 4),
-        "batch_recorded_s": round(_utc(batch.created_at) - called, 3),
+        "batch_recorded_s": round(epoch(batch.created_at) - called, 3),
         "first_stage_started_s": round(first - called, 3),
         "last_stage_finished_s": round(last - called, 3),
         "after_last_stage_s": round(returned - last, 3),

@@ -98,17 +98,28 @@ def build_models(folder: Path, *, smoke: bool) -> Any:
 def _build_models(folder: Path, *, smoke: bool) -> Any:
     """Write the VOID: full size on the GPU (random weights), or the tiny one for ``--smoke``."""
     from benchmarks.void_forward import FULL_TRANSFORMER, FULL_VAE
-    from void_ops.void.tiny import TINY, VoidLayout, build_tiny_void, build_void_folder
+    from void_ops.void.tiny import VoidLayout, build_tiny_void, build_void_folder
 
     if smoke:
         return build_tiny_void(folder)
-    layout = VoidLayout({**FULL_TRANSFORMER, "in_channels": 2 * 16 + 1}, dict(FULL_VAE), T5_XXL)
-    assert TINY.transformer["in_channels"] == 2 * TINY.vae["latent_channels"] + 1  # the same rule as the base's
+    base = {**FULL_TRANSFORMER, "in_channels": 2 * 16 + 1}  # the base's 2C+1 for FULL_VAE's 16 latent channels
+    layout = VoidLayout(base, dict(FULL_VAE), T5_XXL)
     return build_void_folder(folder, layout, device="cuda", base_weights=False, passes=(1,))
 
 
-def _epoch(moment: datetime) -> float:
+def epoch(moment: datetime) -> float:
+    """Seconds since the epoch of a ledger time (SQLite gives back naive UTC)."""
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+def stage_seconds(batch: Any) -> dict[str, list[float]]:
+    """How long each finished stage run of a ledger batch took, by stage."""
+    seconds: dict[str, list[float]] = {}
+    for shot in batch.shots:
+        for run in shot.stage_runs:
+            if run.finished_at is not None:
+                seconds.setdefault(run.stage, []).append(epoch(run.finished_at) - epoch(run.started_at))
+    return seconds
 
 
 def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[str, Any]:
@@ -134,11 +145,7 @@ def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[
                         "peak_gb": shot_calls[0].get("peak_gb") if shot_calls else None,
                     }
                 )
-    stages: dict[str, list[float]] = {}
-    for shot in batch.shots:
-        for run in shot.stage_runs:
-            if run.finished_at is not None:
-                stages.setdefault(run.stage, []).append(_epoch(run.finished_at) - _epoch(run.started_at))
+    stages = stage_seconds(batch)
     gpus = sorted({call["gpu"] for call in calls})
     first_end = {gpu: min(float(c["finished"]) for c in calls if c["gpu"] == gpu) for gpu in gpus}
     warm = max(first_end.values())  # every GPU past its first call
@@ -163,7 +170,7 @@ def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[
         "frames": sum(int(shot["frames"] or 0) for shot in per_shot),
         "stage_mean_s": {stage: round(sum(v) / len(v), 2) for stage, v in stages.items()},
         "per_shot": per_shot,
-        "batch_recorded_s": round(_epoch(batch.created_at) - called, 2),
+        "batch_recorded_s": round(epoch(batch.created_at) - called, 2),
     }
 
 
