@@ -150,7 +150,6 @@ def run_batch(request: BatchRequest) -> BatchResult:
         while queue or pending:
             while queue and len(pending) < window:
                 submit(queue.pop(0), next(slots), 0)
-            progress.running = len(pending)
             future = first_finished(list(pending))
             shot, slot, lost = pending.pop(future)
             name, state = shot.name, future.state
@@ -174,13 +173,13 @@ def run_batch(request: BatchRequest) -> BatchResult:
                     note = f"{outcome.version} in {outcome.seconds:.1f}s{reused}"
             else:
                 failed.append(name)
-                note = f"FAILED: {state.message}"
-                if state.is_crashed():
-                    ledger.mark_lost(batch_id, name, state.message or "worker lost")
-                elif state.name == "TimedOut":  # Prefect stopped the shot at shot_timeout_s: not retried
-                    note = f"shot '{name}': ran past its {request.shot_timeout_s:g} s shot timeout (not retried)"
-                    ledger.mark_lost(batch_id, name, note, cause="ShotTimedOut")
-                    note = f"FAILED: {note}"
+                reason = state.message or "worker lost"
+                if state.name == "TimedOut":  # Prefect stopped the shot at shot_timeout_s: not retried
+                    reason = f"shot '{name}': ran past its {request.shot_timeout_s:g} s shot timeout (not retried)"
+                    ledger.mark_lost(batch_id, name, reason, cause="ShotTimedOut")
+                elif state.is_crashed():
+                    ledger.mark_lost(batch_id, name, reason)
+                note = f"FAILED: {reason}"
             progress.done, progress.failed, progress.waiting = len(done), len(failed), len(waiting)
             progress.running = len(pending)
             if job.gpus is not None:

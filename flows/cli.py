@@ -310,8 +310,9 @@ def _stuck(batch: Any, shot: Any) -> str:
     now = datetime.now(UTC)
     for run in shot.stage_runs:
         started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
-        if run.state == "running" and (now - started).total_seconds() > limit:
-            hours = (now - started).total_seconds() / 3600
+        running_s = (now - started).total_seconds()
+        if run.state == "running" and running_s > limit:
+            hours = running_s / 3600
             return f"{run.stage} running for {hours:.1f} h, past the {limit / 3600:g} h shot timeout (on {run.host})"
     return ""
 

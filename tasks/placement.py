@@ -128,8 +128,9 @@ class GpuQueue:
         request = gpu.leased.pop(lease)
         gpu.busy_s += busy_s
         gpu.calls += outcome == "ok"
+        if outcome == "ok":
+            gpu.strikes = 0
         if gpu.quarantined or outcome in ("ok", "bad_input"):
-            gpu.strikes = 0 if outcome == "ok" else gpu.strikes
             return None
         gpu.strikes += 1
         if outcome in ("lost", "stuck") or gpu.strikes >= self.strikes:

@@ -29,7 +29,7 @@ from void_ops.exceptions import (
 from void_ops.masking.sam2_video import ObjectPrompts, Sam2Settings
 from void_ops.shots import BoxPrompt, PointPrompt
 from void_ops.void.backend import ModelClip, ModelSpec, VoidModel
-from void_ops.void.memory import RECIPES, estimate_gb
+from void_ops.void.memory import RECIPES, Footprint, estimate_gb
 
 __all__ = [
     "ActorModel",
@@ -196,13 +196,12 @@ class ActorModel:
         return dict(self.pool.params[self.name])
 
     def _request(self, clip: ModelClip) -> Request:
-        from void_ops.void.memory import Footprint
-
         footprint = Footprint(**self.pool.footprints[self.name])
         frames, height, width = clip.quadmask.shape
         need = estimate_gb(footprint, frames, height, width, RECIPES[-1])
-        steps = int(str(self.params()["steps"]))
-        forwards = 2 if float(str(self.params()["guidance"])) > 1 else 1
+        recipe = self.pool.params[self.name]
+        steps = int(str(recipe["steps"]))
+        forwards = 2 if float(str(recipe["guidance"])) > 1 else 1
         return Request(self.shot, need, float(frames * steps * forwards), self.priority, self.frames)
 
     def __call__(
