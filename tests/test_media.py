@@ -111,7 +111,7 @@ def test_truncated_movie_is_invalid(tmp_path: Path) -> None:
     source = write_movie(numbered_frames(20), tmp_path / "cut.mov", Fraction(24))
     data = Path(source.path).read_bytes()
     Path(source.path).write_bytes(data[: len(data) // 2])
-    with pytest.raises(MediaInvalid, match=r"cut\.mov: unreadable or not media \(ffprobe: .*moov atom not found"):
+    with pytest.raises(MediaInvalid, match=r"cut\.mov: unreadable or not media \(.*moov atom not found"):
         probe(source)
     with pytest.raises(MediaInvalid, match=r"cut\.mov"):
         read_frames(source, 0, 20)
@@ -119,12 +119,16 @@ def test_truncated_movie_is_invalid(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("codec", ["prores", "ffv1"])
 def test_damaged_frames_are_not_returned(tmp_path: Path, codec: str) -> None:
-    source = write_movie(numbered_frames(20), tmp_path / "hit.mov", Fraction(24), codec=codec)  # type: ignore[arg-type]
+    name = "hit.mkv" if codec == "ffv1" else "hit.mov"
+    source = write_movie(numbered_frames(20), tmp_path / name, Fraction(24), codec=codec)  # type: ignore[arg-type]
     data = bytearray(Path(source.path).read_bytes())
     noise = np.random.default_rng(0).integers(0, 256, len(data) // 10, dtype=np.uint8).tobytes()
     data[len(data) // 3 : len(data) // 3 + len(noise)] = noise
     Path(source.path).write_bytes(data)
-    with pytest.raises(MediaInvalid, match=r"hit\.mov: .*\(ffmpeg: \[(prores|ffv1)\] "):
+    # ProRes: the decoder reports the damaged frame; Matroska: the demuxer drops the damaged packets, so fewer
+    # frames are listed than were written.
+    expected = r"hit\.mov: damaged data \(ffmpeg: \[prores" if codec == "prores" else r"hit\.mkv: asked for frames 0\.\.19"
+    with pytest.raises(MediaInvalid, match=expected):
         read_frames(source, 0, 20)
 
 
@@ -132,7 +136,7 @@ def test_text_file_is_not_media(tmp_path: Path) -> None:
     path = tmp_path / "notes.mov"
     path.write_text("not a movie\n")
     source = MediaSource(path=str(path), kind="movie", rate=24.0)
-    with pytest.raises(MediaInvalid, match=r"notes\.mov: unreadable or not media \(ffprobe: .+\)"):
+    with pytest.raises(MediaInvalid, match=r"notes\.mov: unreadable or not media \(ffmpeg: .+\)"):
         probe(source)
     with pytest.raises(MediaInvalid, match=r"notes\.mov"):
         read_frames(source, 0, 1)
@@ -172,7 +176,7 @@ def test_exr_round_trips(tmp_path: Path) -> None:
     assert (info.codec, info.bit_depth) == ("exr", 32)
     header = (tmp_path / "a" / "shot.1001.exr").read_bytes()
     compression = header.index(b"compression\x00compression\x00") + 24 + 4  # name, type, size: 1 byte follows
-    assert header[compression] == 3  # ZIP16
+    assert header[compression] == 4  # PIZ (lossless), the default
     decoded = read_frames(source, 0, 3)
     assert decoded.dtype == np.float32
     np.testing.assert_array_equal(np.rint(decoded * 255), frames)

@@ -1,41 +1,47 @@
-"""Frame-accurate media I/O through ffmpeg: probe, read frames and mattes, write movies, sequences and masks.
+"""The one door for media I/O, in-process: movies through PyAV, image sequences through OpenImageIO.
 
-Every call runs the ``ffmpeg``/``ffprobe`` binaries with list arguments (built by ffmpeg-python, never a shell) and
-moves pixels through pipes as raw video. Frame ``k`` is always the ``k``-th frame of a movie (0-based) or the file
-``first_number + k`` of a sequence; reads return exactly the frames asked for or raise ``MediaInvalid``.
+Frame ``k`` is always the ``k``-th frame of a movie (0-based) or the file ``first_number + k`` of a sequence; reads
+return exactly the frames asked for or raise ``MediaInvalid``.
+
+Colour: YUV movies decode with the matrix and range they declare (untagged: BT.709 for HD and larger, BT.601 for
+SD, video range), through swscale with accurate rounding and full chroma interpolation, into 16-bit RGB; they are
+encoded the same way and carry explicit primaries, transfer, matrix and range tags. Image files keep their stored
+type: half EXR reads as float32 and writes back as half, bit for bit.
 
 Writers are atomic: a movie is encoded into a hidden temporary file beside the final name and renamed onto it; a
-sequence is encoded into a hidden sibling folder that is renamed onto the final folder. Outputs are never
+sequence is written into a hidden sibling folder that is renamed onto the final folder. Outputs are never
 overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import io
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-import ffmpeg
 import numpy as np
 
-from void_ops.exceptions import ConfigurationError, InvalidInput, MediaInvalid, StorageUnavailable
+from void_ops import _images, _movie
+from void_ops.colour import ColourTags, video_tags_for
+from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
 from void_ops.hashing import sha256_file
 from void_ops.shots import MediaSource, rate_fraction
 
 __all__ = [
+    "MOVIE_CODECS",
+    "SEQUENCE_FORMATS",
     "MediaInfo",
+    "MovieCodec",
+    "SequenceFormat",
     "ensure_writable_folder",
     "probe",
     "read_frames",
@@ -43,36 +49,52 @@ __all__ = [
     "read_matte",
     "sha256_file",
     "sha256_source",
+    "timecode_from_bcd",
     "write_mask",
     "write_movie",
     "write_sequence",
 ]
 
-_GLOBAL_ARGS = ("-hide_banner", "-nostdin", "-loglevel", "error")
-_STORAGE_ERRORS = ("No space left on device", "Permission denied", "Read-only file system", "Disk quota exceeded")
-_TIMECODE = re.compile(r"\d\d:\d\d:\d\d[:;]\d\d")
-_ALPHA_FORMATS = re.compile(r"(yuva|gbrap|ya\d|rgba|bgra|argb|abgr)")
-_MOVIE_SUFFIXES = {"prores": (".mov",), "h264": (".mov", ".mp4"), "ffv1": (".mov", ".mkv")}
-_MUXERS = {".mov": "mov", ".mp4": "mp4", ".mkv": "matroska"}
-_BLOCK = 1 << 20
-_Decoder = Callable[[str, int, np.dtype[Any]], np.ndarray]
-# FFV1 version 3, intra only, with slice CRCs so that damaged bytes are reported instead of decoded silently.
-_FFV1 = {"c:v": "ffv1", "level": "3", "g": "1", "slicecrc": "1"}
+MovieCodec = Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "h264", "ffv1"]
+SequenceFormat = Literal["png", "exr", "dpx", "tiff"]
+_TIMECODE = re.compile(r"(\d\d):(\d\d):(\d\d)[:;](\d\d)")
+_YUV422 = "yuv422p10le"
+#: Encodings by codec name: ProRes (prores_ks, vendor apl0), DNxHR HQX, H.264 for previews, FFV1 lossless RGB.
+_ENCODINGS: dict[str, _movie.Encoding] = {
+    "prores": _movie.Encoding("prores_ks", _YUV422, (("profile", "3"), ("vendor", "apl0"))),
+    "prores_4444": _movie.Encoding("prores_ks", "yuv444p10le", (("profile", "4"), ("vendor", "apl0"))),
+    "prores_4444xq": _movie.Encoding("prores_ks", "yuv444p10le", (("profile", "5"), ("vendor", "apl0"))),
+    "dnxhr_hqx": _movie.Encoding("dnxhd", _YUV422, (("profile", "dnxhr_hqx"),)),
+    "h264": _movie.Encoding("libx264", "yuv420p", (("crf", "16"),)),
+    "ffv1": _movie.Encoding("ffv1", "gbrp16le", tuple(_movie.FFV1.items()), yuv=False),
+    "ffv1_8bit": _movie.Encoding("ffv1", "bgr0", tuple(_movie.FFV1.items()), yuv=False),
+}
+MOVIE_CODECS: tuple[str, ...] = tuple(name for name in _ENCODINGS if name != "ffv1_8bit")
+SEQUENCE_FORMATS: tuple[str, ...] = ("png", "exr", "dpx", "tiff")
+_MOVIE_SUFFIXES = {"prores": (".mov",), "prores_4444": (".mov",), "prores_4444xq": (".mov",),
+                   "dnxhr_hqx": (".mov", ".mxf"), "h264": (".mov", ".mp4"), "ffv1": (".mkv",)}  # fmt: skip
+_EXR_COMPRESSIONS = ("piz", "dwaa", "dwab", "zip", "zips", "none")
 
 
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
-    """What ffprobe says about a movie or an image sequence.
+    """What a movie or an image sequence holds.
 
     Attributes:
-        width: frame width in pixels.
+        width: frame width in pixels (stored, before any pixel aspect).
         height: frame height in pixels.
         rate: exact frame rate (``Fraction(30000, 1001)`` for 29.97).
         frames: number of frames (movie: the video stream's; sequence: consecutive files from the first).
-        codec: ffmpeg codec name (``prores``, ``h264``, ``ffv1``, ``png``, ``exr``).
-        pix_fmt: ffmpeg pixel format of the stored frames (``yuv422p10le``, ``rgb48be``, ``gbrpf32le``).
-        bit_depth: bits per component: 8, 10, 12, 16, or 32 for float.
-        timecode: the movie's start timecode tag (``"01:00:00:00"``), or None.
+        codec: codec or file format (``prores``, ``h264``, ``ffv1``, ``dnxhd``, ``openexr``, ``dpx``, ``png``).
+        pix_fmt: movies: ffmpeg's pixel format (``yuv422p10le``); sequences: ``"<type> <channels>"`` (``half RGB``).
+        bit_depth: bits per component as stored: 8, 10, 12, 16; 16 for half and 32 for float samples.
+        timecode: start timecode (movie tag, or the first file's ``smpte:TimeCode``), or None.
+        colour: the movie's colour tags as stored (fields None where the file says nothing); empty for sequences.
+        pixel_aspect: pixel aspect ratio (2 for a 2x anamorphic squeeze).
+        alpha: the media carries an alpha channel.
+        sample: how samples are stored: ``"int"``, ``"half"`` or ``"float"``.
+        attributes: image header attributes kept for provenance (``chromaticities``, ``oiio:ColorSpace``,
+            ``dpx:Transfer``, ...), as text.
     """
 
     width: int
@@ -83,6 +105,24 @@ class MediaInfo:
     pix_fmt: str
     bit_depth: int
     timecode: str | None
+    colour: ColourTags = field(default_factory=ColourTags)
+    pixel_aspect: Fraction = Fraction(1)
+    alpha: bool = False
+    sample: Literal["int", "half", "float"] = "int"
+    attributes: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_float(self) -> bool:
+        """True for half or float samples (scene-linear EXR and the like)."""
+        return self.sample != "int"
+
+    def attribute(self, name: str) -> str | None:
+        """A kept header attribute as text, or None."""
+        return dict(self.attributes).get(name)
+
+    def decoding_tags(self) -> ColourTags:
+        """The tags this media decodes with: its own, with NLE conventions filling the gaps."""
+        return video_tags_for(self.height, self.colour)
 
 
 def probe(source: MediaSource) -> MediaInfo:
@@ -93,19 +133,53 @@ def probe(source: MediaSource) -> MediaInfo:
             up to the first gap, give ``frames``.
 
     Returns:
-        The media's size, rate, frame count, codec, pixel format, bit depth and timecode.
+        The media's size, rate, frame count, codec, pixel format, bit depth, timecode, colour tags, pixel aspect,
+        alpha and header attributes.
 
     Raises:
         MediaInvalid: the file is missing, not media, or has no video stream.
     """
     if source.kind == "movie":
-        return _probe_movie(Path(source.path))[0]
+        movie = _movie.probe(Path(source.path))
+        return MediaInfo(
+            width=movie.width,
+            height=movie.height,
+            rate=movie.rate,
+            frames=movie.frames,
+            codec=movie.codec,
+            pix_fmt=movie.pix_fmt,
+            bit_depth=_bit_depth(movie.pix_fmt),
+            timecode=movie.timecode,
+            colour=movie.tags,
+            pixel_aspect=movie.pixel_aspect,
+            alpha=_movie.has_alpha(movie.pix_fmt),
+        )
     first = source.file_for_index(0)
-    stream = _video_stream(first, _ffprobe(first, "not found (first frame of the sequence)"))
+    if not first.is_file():
+        raise MediaInvalid(f"{first}: not found (first frame of the sequence)")
+    image = _images.probe(first)
     frames = 0
     while source.file_for_index(frames).is_file():
         frames += 1
-    return _info(stream, _sequence_rate(source), frames, None)
+    attributes = dict(image.attributes)
+    timecode = attributes.get("smpte:TimeCode")
+    sample: Literal["int", "half", "float"] = "int"
+    if image.pixel_type in ("half", "float"):
+        sample = "half" if image.pixel_type == "half" else "float"
+    return MediaInfo(
+        width=image.width,
+        height=image.height,
+        rate=_sequence_rate(source),
+        frames=frames,
+        codec={"openexr": "exr"}.get(image.format_name, image.format_name),
+        pix_fmt=f"{image.pixel_type} {''.join(image.channels) if len(image.channels) < 5 else len(image.channels)}",
+        bit_depth=image.bits,
+        timecode=timecode_from_bcd(timecode) if timecode else None,
+        pixel_aspect=Fraction(attributes.get("PixelAspectRatio", "1")).limit_denominator(1000),
+        alpha=image.alpha is not None,
+        sample=sample,
+        attributes=image.attributes,
+    )
 
 
 def read_frames(source: MediaSource, first_index: int, count: int) -> np.ndarray:
@@ -117,28 +191,30 @@ def read_frames(source: MediaSource, first_index: int, count: int) -> np.ndarray
         count: number of frames, at least 1.
 
     Returns:
-        Array of shape ``(count, H, W, 3)``: uint8 for 8-bit media, uint16 (full 0..65535 range) for deeper
-        integer media, float32 (scene-linear, unclipped) for float media such as EXR.
+        Array of shape ``(count, H, W, 3)``: uint8 for 8-bit RGB media (PNG, FFV1 RGB), uint16 (full 0..65535
+        range) for YUV movies of any depth and for deeper integer files, float32 (scene-linear, unclipped; exact
+        for half) for EXR and other float files.
 
     Raises:
         InvalidInput: ``first_index`` is negative or ``count`` is not positive.
         MediaInvalid: the media is missing or corrupt, a sequence file is missing, or the range passes its end.
     """
-    source_fmt, width, height, decode = _prepare(source, first_index, count)
-    depth = _bit_depth(source_fmt)
-    if depth == 32:
-        planes = decode("gbrpf32le", 3, np.dtype("<f4")).reshape(count, 3, height, width)
-        return np.stack([planes[:, 2], planes[:, 0], planes[:, 1]], axis=-1)  # planes are G, B, R
-    if depth > 8:
-        return decode("rgb48le", 3, np.dtype("<u2")).reshape(count, height, width, 3)
-    return decode("rgb24", 3, np.dtype(np.uint8)).reshape(count, height, width, 3)
+    _check_range_args(source, first_index, count)
+    if source.kind == "movie":
+        path = Path(source.path)
+        info = _movie.probe(path)
+        rgb8 = _bit_depth(info.pix_fmt) == 8 and not info.pix_fmt.startswith(("yuv", "nv", "gray"))
+        return _movie.decode(path, first_index, count, "rgb24" if rgb8 else "rgb48le")
+    _check_sequence_files(source, first_index, count)
+    frames = [_rgb(_images.read(source.file_for_index(i)), source, i) for i in range(first_index, first_index + count)]
+    return _stack(frames, source)
 
 
 def read_matte(source: MediaSource, first_index: int, count: int) -> np.ndarray:
     """Decode ``count`` matte frames: the alpha channel when the media has one, else luma.
 
     Args:
-        source: a movie or an image sequence (RGBA PNG, ProRes 4444 with alpha, gray FFV1, any RGB media).
+        source: a movie or an image sequence (RGBA PNG or EXR, ProRes 4444 with alpha, gray FFV1, any RGB media).
         first_index: media index of the first frame.
         count: number of frames, at least 1.
 
@@ -149,10 +225,27 @@ def read_matte(source: MediaSource, first_index: int, count: int) -> np.ndarray:
         InvalidInput: ``first_index`` is negative or ``count`` is not positive.
         MediaInvalid: as for ``read_frames``.
     """
-    source_fmt, width, height, decode = _prepare(source, first_index, count)
-    if _ALPHA_FORMATS.match(source_fmt):
-        return np.ascontiguousarray(decode("rgba", 4, np.dtype(np.uint8)).reshape(count, height, width, 4)[..., 3])
-    return decode("gray", 1, np.dtype(np.uint8)).reshape(count, height, width)
+    _check_range_args(source, first_index, count)
+    if source.kind == "movie":
+        path = Path(source.path)
+        if _movie.has_alpha(_movie.probe(path).pix_fmt):
+            return np.ascontiguousarray(_movie.decode(path, first_index, count, "rgba")[..., 3])
+        return _movie.decode(path, first_index, count, "gray")
+    _check_sequence_files(source, first_index, count)
+    mattes = []
+    for index in range(first_index, first_index + count):
+        file = source.file_for_index(index)
+        pixels = _images.read(file)
+        alpha = _images.probe(file).alpha
+        unit = _unit(pixels)
+        if alpha is not None:
+            plane = unit[..., alpha]
+        elif unit.shape[-1] >= 3:
+            plane = unit[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        else:
+            plane = unit[..., 0]
+        mattes.append(np.rint(np.clip(plane, 0.0, 1.0) * 255).astype(np.uint8))
+    return _stack(mattes, source)
 
 
 def write_movie(
@@ -160,50 +253,72 @@ def write_movie(
     path: Path,
     rate: Fraction,
     *,
-    codec: Literal["prores", "h264", "ffv1"] = "prores",
+    codec: MovieCodec = "prores",
     timecode: str | None = None,
+    colour: ColourTags | None = None,
+    pixel_aspect: Fraction = Fraction(1),
+    alpha: np.ndarray | None = None,
 ) -> MediaSource:
-    """Encode RGB frames into a new movie, atomically.
+    """Encode RGB frames into a new movie, atomically, with explicit colour tags.
 
-    ``prores`` is ProRes 422 HQ (prores_ks profile 3, yuv422p10le, vendor apl0) in .mov; ``h264`` is libx264
-    crf 16 yuv420p in .mov or .mp4; ``ffv1`` is lossless FFV1 (bgr0 for uint8, rgb48le otherwise) in .mov or .mkv.
+    ``prores`` is ProRes 422 HQ (prores_ks profile 3, yuv422p10le, vendor apl0); ``prores_4444`` and
+    ``prores_4444xq`` are yuv444p10le, or yuva444p10le with ``alpha``; ``dnxhr_hqx`` is DNxHR HQX 10-bit 4:2:2 in
+    .mov or .mxf; ``h264`` is libx264 crf 16 yuv420p (review previews); ``ffv1`` is lossless 16-bit RGB (uint8 and
+    uint16 frames come back bit-exact).
 
     Args:
-        frames: ``(T, H, W, 3)`` uint8, uint16, or float32 in [0, 1].
+        frames: ``(T, H, W, 3)`` uint8, uint16, or float32 in [0, 1] (display- or log-encoded).
         path: the movie to create; its folder must exist and the file must not.
         rate: frame rate; the movie holds exactly ``T`` frames at this rate.
-        codec: ``"prores"``, ``"h264"`` or ``"ffv1"``.
+        codec: one of ``MOVIE_CODECS``.
         timecode: start timecode written into the movie (``"01:00:00:00"``; ``;`` for drop frame), or None.
+        colour: primaries, transfer, matrix and range written into the stream and used for the RGB to YUV matrix;
+            unset fields follow the NLE convention for the frame height (BT.709 video range for HD).
+        pixel_aspect: pixel aspect ratio stored in the stream (2 for a 2x anamorphic squeeze).
+        alpha: ``(T, H, W)`` matte for ``prores_4444``/``prores_4444xq`` (uint8, uint16 or float32 in [0, 1]).
 
     Returns:
         ``MediaSource(kind="movie", start=0, frames=T)`` for the resolved path; set ``start`` with
         ``dataclasses.replace``.
 
     Raises:
-        InvalidInput: bad frames, rate, timecode, codec/suffix pair, odd size for h264, or ``path`` exists.
+        InvalidInput: bad frames, rate, timecode, codec/suffix pair, odd size for 4:2:x codecs, alpha on a codec
+            without it, or ``path`` exists.
         StorageUnavailable: the folder is missing or not writable, or the disk is full.
-        MediaInvalid: ffmpeg failed to encode (the message carries its error).
+        MediaInvalid: the encoder failed (the message carries its error).
     """
     count, height, width = _check_frames(frames)
     rate = _check_rate(rate)
+    if codec not in _ENCODINGS:
+        raise InvalidInput(f"{path}: codec must be one of {', '.join(MOVIE_CODECS)}, got {codec!r}")
     if path.suffix.lower() not in _MOVIE_SUFFIXES[codec]:
         raise InvalidInput(f"{path}: codec {codec} needs suffix {' or '.join(_MOVIE_SUFFIXES[codec])}")
-    if codec == "h264" and (width % 2 or height % 2):
-        raise InvalidInput(f"{path}: h264 needs an even width and height, got {width}x{height}")
+    encoding = _ENCODINGS["ffv1_8bit" if codec == "ffv1" and frames.dtype == np.uint8 else codec]
+    if encoding.yuv and (width % 2 or (codec == "h264" and height % 2)):
+        raise InvalidInput(
+            f"{path}: {codec} needs an even width{' and height' * (codec == 'h264')}, got {width}x{height}"
+        )
     if timecode is not None and not _TIMECODE.fullmatch(timecode):
         raise InvalidInput(f"{path}: timecode must look like HH:MM:SS:FF, got {timecode!r}")
     if frames.dtype == np.float32 and not (float(frames.min()) >= 0.0 and float(frames.max()) <= 1.0):
-        raise InvalidInput(f"{path}: float frames must lie in [0, 1], got {frames.min()}..{frames.max()}")
-    options: dict[str, Any] = {
-        "prores": {"c:v": "prores_ks", "profile:v": "3", "vendor": "apl0", "pix_fmt": "yuv422p10le"},
-        "h264": {"c:v": "libx264", "crf": "16", "pix_fmt": "yuv420p"},
-        "ffv1": {**_FFV1, "pix_fmt": "bgr0" if frames.dtype == np.uint8 else "rgb48le"},
-    }[codec]
-    if timecode is not None:
-        options["timecode"] = timecode
-    data, pipe_fmt = _pipe_layout(frames)
+        raise InvalidInput(
+            f"{path}: float frames must lie in [0, 1] for a movie (encode scene-linear plates through a display or "
+            f"log transform first), got {frames.min():g}..{frames.max():g}"
+        )
+    matte = None
+    if alpha is not None:
+        if not codec.startswith("prores_4444"):
+            raise InvalidInput(f"{path}: only prores_4444 and prores_4444xq carry alpha, not {codec}")
+        if alpha.shape != frames.shape[:3]:
+            raise InvalidInput(f"{path}: alpha must be (T, H, W) = {frames.shape[:3]}, got {alpha.shape}")
+        matte = _to_uint16(alpha)
+        encoding = _movie.Encoding(encoding.codec, "yuva444p10le", encoding.options)
+    tags = video_tags_for(height, colour or ColourTags())
     with _atomic_file(path) as temp:
-        _encode(data, pipe_fmt, width, height, rate, temp, count, options)
+        _movie.encode(
+            frames if frames.dtype == np.uint8 else _to_uint16(frames), temp, rate, encoding, tags=tags, timecode=timecode, pixel_aspect=pixel_aspect,
+            alpha=matte,
+        )  # fmt: skip
     return MediaSource(path=str(path.resolve()), kind="movie", rate=float(rate), start=0, frames=count)
 
 
@@ -213,61 +328,84 @@ def write_sequence(
     rate: Fraction,
     *,
     first_number: int = 1001,
-    fmt: Literal["png", "exr"] = "png",
+    fmt: SequenceFormat = "png",
+    pixel_type: Literal["half", "float"] | None = None,
+    compression: str | None = None,
+    alpha: np.ndarray | None = None,
+    alpha_channel: str = "A",
+    attributes: Mapping[str, Any] | None = None,
 ) -> MediaSource:
     """Write RGB frames as a new image sequence in a new folder, atomically.
 
-    PNG stores uint8 as 8-bit and uint16 as 16-bit, bit-exact; float32 is clipped to [0, 1] and stored 16-bit.
-    EXR stores 32-bit float RGB (ZIP16): uint8 as ``x / 255``, uint16 as ``x / 65535``, float32 unchanged.
+    PNG and TIFF store uint8 as 8-bit and uint16 as 16-bit, bit-exact (float32 is clipped to [0, 1] and stored
+    16-bit). DPX stores 10-bit RGB (uint16 rounded to 10 bits; a plate read from a 10-bit DPX writes back
+    bit-exact). EXR stores ``pixel_type`` (default ``"half"`` for float32 frames that are exactly half values, else
+    ``"float"``; uint8 as ``x / 255`` and uint16 as ``x / 65535``), with ``compression`` (default ``"piz"``,
+    lossless; ``"dwaa"`` for lossy comp plates), and the frame rate in ``FramesPerSecond``.
 
     Args:
         frames: ``(T, H, W, 3)`` uint8, uint16 or float32.
-        pattern: printf pattern of the files, e.g. ``/out/sh010_v001/sh010_v001.%04d.png``; its folder must not
+        pattern: printf pattern of the files, e.g. ``/out/sh010_v001/sh010_v001.%04d.exr``; its folder must not
             exist yet (it is created) and its suffix must match ``fmt``.
-        rate: frame rate recorded in the returned source.
+        rate: frame rate recorded in the returned source (and in EXR headers).
         first_number: number of the first file; files are ``first_number .. first_number + T - 1``.
-        fmt: ``"png"`` or ``"exr"``.
+        fmt: one of ``SEQUENCE_FORMATS``.
+        pixel_type: EXR sample type.
+        compression: EXR compression, one of piz, dwaa, dwab, zip, zips, none.
+        alpha: ``(T, H, W)`` matte written as a fourth channel named ``alpha_channel`` (EXR ``"A"`` or a layer such
+            as ``"matte.A"``; PNG/TIFF ``"A"``).
+        attributes: header attributes for every file (EXR/DPX/TIFF): strings, numbers, ``(type, value)`` pairs;
+            ``smpte:TimeCode`` may be given as ``"HH:MM:SS:FF"`` for the first file and counts up per frame.
 
     Returns:
         ``MediaSource(kind="sequence", start=0, frames=T, first_number=first_number)`` for the resolved pattern.
 
     Raises:
-        InvalidInput: bad frames, rate, pattern, suffix or ``first_number``, or the folder exists.
+        InvalidInput: bad frames, rate, pattern, suffix, compression or ``first_number``, or the folder exists.
         StorageUnavailable: the folder cannot be created or written, or the disk is full.
-        MediaInvalid: ffmpeg failed to encode.
+        MediaInvalid: the writer failed.
     """
-    count, height, width = _check_frames(frames)
+    count, _height, _width = _check_frames(frames)
     rate = _check_rate(rate)
-    if pattern.suffix.lower() != f".{fmt}":
-        raise InvalidInput(f"{pattern}: format {fmt} needs suffix .{fmt}, got {pattern.suffix!r}")
+    if fmt not in SEQUENCE_FORMATS:
+        raise InvalidInput(f"{pattern}: format must be one of {', '.join(SEQUENCE_FORMATS)}, got {fmt!r}")
+    suffixes = {"tiff": (".tif", ".tiff")}.get(fmt, (f".{fmt}",))
+    if pattern.suffix.lower() not in suffixes:
+        raise InvalidInput(f"{pattern}: format {fmt} needs suffix {' or '.join(suffixes)}, got {pattern.suffix!r}")
     if pattern.name.count("%") != 1 or not re.search(r"%(0\d+)?d", pattern.name):
         raise InvalidInput(f"{pattern}: the file name needs exactly one frame placeholder like %04d")
     if first_number < 0:
         raise InvalidInput(f"{pattern}: first_number must be >= 0, got {first_number}")
+    if compression is not None and (fmt != "exr" or compression not in _EXR_COMPRESSIONS):
+        raise InvalidInput(f"{pattern}: compression {compression!r} needs fmt exr and one of {_EXR_COMPRESSIONS}")
+    if alpha is not None and (alpha.shape != frames.shape[:3] or fmt == "dpx"):
+        raise InvalidInput(f"{pattern}: alpha must be (T, H, W) = {frames.shape[:3]} and fmt not dpx")
     folder = pattern.parent
     if folder.exists():
         raise InvalidInput(f"{folder}: exists; outputs are never overwritten")
+    stored, sample, bits = _stored(frames, fmt, pixel_type)
+    header = {**_rate_attributes(fmt, rate), **dict(attributes or {})}
     if fmt == "exr":
-        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(frames.dtype, 1.0)
-        frames = frames.astype(np.float32) / np.float32(scale) if scale != 1.0 else frames
-        options = {"c:v": "exr", "pix_fmt": "gbrpf32le", "compression": "zip16", "format:v": "float"}
-    else:
-        if frames.dtype == np.float32:
-            frames = np.rint(np.clip(frames, 0.0, 1.0) * 65535.0).astype(np.uint16)
-        pix_fmt = "rgb24" if frames.dtype == np.uint8 else "rgb48be"
-        options = {"c:v": "png", "pix_fmt": pix_fmt, "compression_level": "1"}  # lossless at any level; 1 is fast
-    data, pipe_fmt = _pipe_layout(frames)
+        header["compression"] = compression or "piz"
+    elif fmt == "png":
+        header["png:compressionLevel"] = 1  # lossless at any level; 1 is fast
+    first_timecode = header.pop("smpte:TimeCode", None)
+    channels = ("R", "G", "B") if alpha is None else ("R", "G", "B", alpha_channel)
     temp = folder.with_name(f".{folder.name}.tmp-{uuid.uuid4().hex}")
     try:
         temp.mkdir()
     except OSError as error:
         raise StorageUnavailable(f"{folder}: cannot create it in {folder.parent} ({error.strerror})") from error
     try:
-        options["start_number"] = str(first_number)
-        _encode(data, pipe_fmt, width, height, rate, temp / pattern.name, count, {**options, "format": "image2"})
-        written = len(list(temp.iterdir()))
-        if written != count or not (temp / (pattern.name % (first_number + count - 1))).is_file():
-            raise MediaInvalid(f"{pattern}: ffmpeg wrote {written} files, expected {count}")
+        for index in range(count):
+            pixels = stored[index]
+            if alpha is not None:
+                pixels = np.concatenate([pixels, _like(alpha[index], stored.dtype)[..., None]], axis=-1)
+            frame_header = dict(header)
+            if isinstance(first_timecode, str) and fmt in ("exr", "dpx"):
+                frame_header["smpte:TimeCode"] = ("timecode", _bcd(first_timecode, index, rate))
+            target = temp / (pattern.name % (first_number + index))
+            _images.write(target, pixels, pixel_type=sample, channels=channels, bits=bits, attributes=frame_header)
         os.rename(temp, folder)
     except OSError as error:
         shutil.rmtree(temp, ignore_errors=True)
@@ -289,16 +427,14 @@ def write_mask(masks: np.ndarray, path: Path) -> None:
     Raises:
         InvalidInput: ``masks`` is not ``(T, H, W)`` uint8, the suffix is not .mkv, or ``path`` exists.
         StorageUnavailable: the folder is missing or not writable, or the disk is full.
-        MediaInvalid: ffmpeg failed to encode.
+        MediaInvalid: the encoder failed.
     """
     if masks.ndim != 3 or masks.dtype != np.uint8 or min(masks.shape) == 0:
         raise InvalidInput(f"{path}: masks must be a non-empty (T, H, W) uint8 array, got {masks.shape} {masks.dtype}")
     if path.suffix.lower() != ".mkv":
         raise InvalidInput(f"{path}: masks are written as .mkv, got {path.suffix!r}")
-    count, height, width = masks.shape
     with _atomic_file(path) as temp:
-        data = np.ascontiguousarray(masks)
-        _encode(data, "gray", width, height, Fraction(24), temp, count, {**_FFV1, "pix_fmt": "gray"})
+        _movie.encode_gray(masks, temp)
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -313,11 +449,10 @@ def read_mask(path: Path) -> np.ndarray:
     Raises:
         MediaInvalid: the file is missing, corrupt, or not FFV1 gray.
     """
-    source = MediaSource(path=str(path), kind="movie", rate=24.0)
-    info = probe(source)
+    info = _movie.probe(path)
     if (info.codec, info.pix_fmt) != ("ffv1", "gray"):
         raise MediaInvalid(f"{path}: masks must be ffv1 gray, got {info.codec} {info.pix_fmt}")
-    return read_matte(source, 0, info.frames)
+    return _movie.decode(path, 0, info.frames, "gray")
 
 
 def sha256_source(source: MediaSource, first_index: int | None = None, count: int | None = None) -> str:
@@ -347,82 +482,6 @@ def sha256_source(source: MediaSource, first_index: int | None = None, count: in
         line = f"{source.first_number + index}:{sha256_file(source.file_for_index(index))}\n"
         digest.update(line.encode())
     return digest.hexdigest()
-
-
-def _ffprobe(path: Path, missing: str = "not found", **options: Any) -> dict[str, Any]:
-    if not path.is_file():
-        raise MediaInvalid(f"{path}: {missing}")
-    try:
-        result: dict[str, Any] = ffmpeg.probe(os.path.abspath(path), hide_banner=None, v="error", **options)
-    except ffmpeg.Error as error:
-        raise MediaInvalid(f"{path}: unreadable or not media (ffprobe: {_last_error(error.stderr)})") from None
-    except FileNotFoundError:
-        raise ConfigurationError("ffprobe: not found on PATH; install ffmpeg") from None
-    return result
-
-
-def _video_stream(path: Path, data: dict[str, Any]) -> dict[str, Any]:
-    for stream in data.get("streams", []):
-        if stream.get("codec_type") == "video":
-            return dict(stream)
-    raise MediaInvalid(f"{path}: no video stream")
-
-
-def _probe_movie(path: Path) -> tuple[MediaInfo, Fraction]:
-    """Return the movie's info and its video start relative to the container start, in seconds.
-
-    Answers are kept per process by path, size and modification time: a shot probes the same plate and
-    intermediates many times, and each ffprobe costs a process start.
-    """
-    try:
-        stat = path.stat()
-    except OSError:
-        return _probe_movie_uncached(str(path))  # reports the missing or unreadable file
-    return _probe_movie_cached(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=512)
-def _probe_movie_cached(path: str, size: int, mtime_ns: int) -> tuple[MediaInfo, Fraction]:
-    return _probe_movie_uncached(path)
-
-
-def _probe_movie_uncached(name: str) -> tuple[MediaInfo, Fraction]:
-    path = Path(name)
-    # Matroska stores no frame count: count the packets in the same run rather than probing twice.
-    data = _ffprobe(path, count_packets=None) if path.suffix.lower() == ".mkv" else _ffprobe(path)
-    stream = _video_stream(path, data)
-    frames = int(stream.get("nb_frames", 0) or stream.get("nb_read_packets", 0))
-    if frames <= 0:
-        counted = _ffprobe(path, select_streams="v:0", count_packets=None)
-        frames = int(counted["streams"][0].get("nb_read_packets", 0))
-    rate = Fraction(0)
-    for key in ("r_frame_rate", "avg_frame_rate"):
-        numerator, _, denominator = str(stream.get(key, "0/0")).partition("/")
-        if int(numerator or 0) > 0 and int(denominator or 0) > 0:
-            rate = Fraction(int(numerator), int(denominator))
-            break
-    if rate <= 0:
-        raise MediaInvalid(f"{path}: video stream has no frame rate")
-    timecode = next(
-        (s["tags"]["timecode"] for s in [stream, *data["streams"], data["format"]] if "timecode" in s.get("tags", {})),
-        None,
-    )
-    offset = Fraction(stream.get("start_time", "0")) - Fraction(data["format"].get("start_time", "0"))
-    return _info(stream, rate, frames, timecode), offset
-
-
-def _info(stream: dict[str, Any], rate: Fraction, frames: int, timecode: str | None) -> MediaInfo:
-    pix_fmt = str(stream.get("pix_fmt", ""))
-    return MediaInfo(
-        width=int(stream["width"]),
-        height=int(stream["height"]),
-        rate=rate,
-        frames=frames,
-        codec=str(stream.get("codec_name", "")),
-        pix_fmt=pix_fmt,
-        bit_depth=_bit_depth(pix_fmt),
-        timecode=timecode,
-    )
 
 
 def _bit_depth(pix_fmt: str) -> int:
@@ -459,142 +518,6 @@ def _check_sequence_files(source: MediaSource, first_index: int, count: int) -> 
                 f"{source.path}: frame {source.first_number + index} missing ({source.file_for_index(index)}); "
                 f"asked for frames {first_index}..{first_index + count - 1} ({count})"
             )
-
-
-def _range_error(label: str, first_index: int, count: int, end: int, why: str = "") -> MediaInvalid:
-    return MediaInvalid(
-        f"{label}: asked for frames {first_index}..{first_index + count - 1} ({count}) "
-        f"but the media ends at frame {end}{why}"
-    )
-
-
-def _prepare(source: MediaSource, first_index: int, count: int) -> tuple[str, int, int, _Decoder]:
-    """Check a read and return (source pix_fmt, width, height, decode(pix_fmt, channels, dtype) -> flat array)."""
-    _check_range_args(source, first_index, count)
-    if source.kind == "movie":
-        path = Path(source.path)
-        info, offset = _probe_movie(path)
-        if first_index + count > info.frames:
-            raise _range_error(str(path), first_index, count, info.frames - 1)
-        options: dict[str, Any] = {"noautorotate": None}
-        if first_index > 0:
-            # Seek half a frame early: ffmpeg decodes from the keyframe before and drops frames before the seek
-            # time, so frame first_index - 1 goes and frame first_index stays whatever the timestamp rounding.
-            # The output keeps every decoded frame (fps_mode passthrough) with the input's time base, so
-            # millisecond container timestamps shifted by half a frame cannot collide.
-            options["ss"] = _seconds(offset + (first_index - Fraction(1, 2)) / info.rate)
-        stream = ffmpeg.input(os.path.abspath(path), **options)
-        pix_fmt, width, height = info.pix_fmt, info.width, info.height
-    else:
-        _check_sequence_files(source, first_index, count)
-        file = source.file_for_index(first_index)
-        probed = _video_stream(file, _ffprobe(file))
-        pix_fmt, width, height = str(probed.get("pix_fmt", "")), int(probed["width"]), int(probed["height"])
-        stream = ffmpeg.input(
-            os.path.abspath(source.path),
-            f="image2",
-            start_number=str(source.first_number + first_index),
-            framerate=_rate_arg(_sequence_rate(source)),
-        )
-
-    def decode(out_fmt: str, channels: int, dtype: np.dtype[Any]) -> np.ndarray:
-        output = stream.output(
-            "pipe:",
-            format="rawvideo",
-            pix_fmt=out_fmt,
-            vframes=str(count),
-            map="0:v:0",
-            fps_mode="passthrough",
-            enc_time_base="-1",
-            an=None,
-            sn=None,
-        )
-        args = output.global_args(*_GLOBAL_ARGS).compile()
-        frame_items = width * height * channels
-        buffer = np.empty(count * frame_items, dtype=dtype)
-        got, extra, returncode, error = _run_decoder(args, buffer.data.cast("B"))
-        decoded = got // (frame_items * dtype.itemsize)
-        why = f" (ffmpeg: {error})" if error else ""
-        if returncode != 0:
-            raise MediaInvalid(f"{source.path}: cannot decode frames {first_index}.. (ffmpeg: {error or returncode})")
-        if decoded < count:
-            raise _range_error(source.path, first_index, count, first_index + decoded - 1, why)
-        if error:  # every frame came back, but ffmpeg reported damage (e.g. an FFV1 slice CRC mismatch)
-            raise MediaInvalid(f"{source.path}: damaged data in frames {first_index}..{first_index + count - 1}{why}")
-        if extra:
-            raise MediaInvalid(f"{source.path}: frame size changed inside frames {first_index}..{first_index + count}")
-        return buffer
-
-    return pix_fmt, width, height, decode
-
-
-def _run_decoder(args: list[str], out: memoryview) -> tuple[int, bool, int, str]:
-    """Run ffmpeg filling ``out`` from its stdout; return (bytes read, more bytes left, exit code, error line)."""
-    with tempfile.TemporaryFile() as errors:
-        try:
-            process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
-        except FileNotFoundError:
-            raise ConfigurationError("ffmpeg: not found on PATH; install ffmpeg") from None
-        stdout = cast(io.BufferedReader, process.stdout)
-        got = 0
-        try:
-            while got < len(out) and (n := stdout.readinto(out[got:])):
-                got += n
-            extra = bool(stdout.read())
-        finally:
-            stdout.close()
-            if process.poll() is None and got < len(out):
-                process.kill()
-            returncode = process.wait()
-        errors.seek(0)
-        return got, extra, returncode, _last_error(errors.read())
-
-
-def _encode(
-    data: np.ndarray,
-    pipe_fmt: str,
-    width: int,
-    height: int,
-    rate: Fraction,
-    target: Path,
-    count: int,
-    options: dict[str, Any],
-) -> None:
-    """Pipe raw frames through ffmpeg into ``target``; movies are then checked to hold ``count`` frames."""
-    muxer = options.pop("format", _MUXERS.get(target.suffix.lower()))
-    source = ffmpeg.input("pipe:", format="rawvideo", pix_fmt=pipe_fmt, s=f"{width}x{height}", r=_rate_arg(rate))
-    # Bit-exact muxing: no encoder string or creation time in the file, so the same frames give the same bytes
-    # (stage keys hash intermediate files; a rerun with unchanged pixels must hash the same).
-    exact = {"fflags": "+bitexact", "flags:v": "+bitexact"}
-    output = source.output(
-        os.path.abspath(target), format=muxer, r=_rate_arg(rate), vframes=str(count), **exact, **options
-    )
-    args = output.global_args(*_GLOBAL_ARGS).compile(overwrite_output=True)
-    with tempfile.TemporaryFile() as errors:
-        try:
-            process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
-        except FileNotFoundError:
-            raise ConfigurationError("ffmpeg: not found on PATH; install ffmpeg") from None
-        assert process.stdin is not None
-        view = data.data.cast("B")
-        try:
-            for start in range(0, len(view), _BLOCK):
-                process.stdin.write(view[start : start + _BLOCK])
-            process.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg stopped reading; its exit code and stderr say why
-        finally:
-            with contextlib.suppress(BrokenPipeError):
-                process.stdin.close()
-            returncode = process.wait()
-        errors.seek(0)
-        error = _last_error(errors.read())
-    if returncode != 0:
-        if any(reason in error for reason in _STORAGE_ERRORS):
-            raise StorageUnavailable(f"{target}: {error}")
-        raise MediaInvalid(f"{target}: encoding failed (ffmpeg: {error or f'exit code {returncode}'})")
-    if muxer != "image2" and (written := _probe_movie(target)[0].frames) != count:
-        raise MediaInvalid(f"{target}: ffmpeg wrote {written} frames, expected {count}")
 
 
 def ensure_writable_folder(folder: Path, *, what: str = "output folder") -> None:
@@ -650,28 +573,99 @@ def _check_rate(rate: Fraction) -> Fraction:
     return rate
 
 
-def _pipe_layout(frames: np.ndarray) -> tuple[np.ndarray, str]:
-    """Return frames as contiguous raw video and its ffmpeg pixel format (float goes planar G, B, R)."""
+def timecode_from_bcd(value: str) -> str:
+    """Turn an EXR/DPX ``smpte:TimeCode`` as OIIO reports it (``"16777216 0"``: packed BCD and user bits) into
+    ``"HH:MM:SS:FF"`` (``;`` before the frames when the drop-frame bit is set); text timecodes pass through."""
+    if _TIMECODE.fullmatch(value):
+        return value
+    packed = int(value.split()[0])
+
+    def digits(shift: int, tens_bits: int) -> int:
+        return ((packed >> (shift + 4)) & ((1 << tens_bits) - 1)) * 10 + ((packed >> shift) & 0xF)
+
+    separator = ";" if packed & (1 << 6) else ":"
+    return f"{digits(24, 2):02d}:{digits(16, 3):02d}:{digits(8, 3):02d}{separator}{digits(0, 2):02d}"
+
+
+def _bcd(timecode: str, offset: int, rate: Fraction) -> tuple[int, int]:
+    """Packed SMPTE BCD time code (OpenEXR's TimeCode layout) of ``timecode`` plus ``offset`` frames."""
+    import opentimelineio as otio
+
+    drop = ";" in timecode
+    nominal = round(rate)
+    start = otio.opentime.from_timecode(timecode, float(rate))
+    text = otio.opentime.to_timecode(otio.opentime.RationalTime(start.value + offset, float(rate)), float(rate), drop)
+    match = _TIMECODE.fullmatch(text)
+    assert match is not None and nominal > 0
+    hours, minutes, seconds, frames = (int(part) for part in match.groups())
+
+    def bcd(value: int, shift: int) -> int:
+        return ((value // 10) << (shift + 4)) | ((value % 10) << shift)
+
+    packed = bcd(frames, 0) | bcd(seconds, 8) | bcd(minutes, 16) | bcd(hours, 24) | (int(drop) << 6)
+    return packed, 0
+
+
+def _rate_attributes(fmt: str, rate: Fraction) -> dict[str, Any]:
+    if fmt == "exr":
+        return {"FramesPerSecond": ("rational2i", (rate.numerator, rate.denominator))}
+    if fmt == "dpx":
+        return {"dpx:FrameRate": float(rate)}
+    return {}
+
+
+def _stored(frames: np.ndarray, fmt: str, pixel_type: str | None) -> tuple[np.ndarray, str, int | None]:
+    """The samples to hand the writer, their OIIO type, and the stored bit depth (DPX: 10)."""
+    if fmt == "exr":
+        data = _unit(frames) if frames.dtype != np.float32 else frames
+        if pixel_type is None:
+            pixel_type = "half" if np.array_equal(data.astype(np.float16).astype(np.float32), data) else "float"
+        if pixel_type not in ("half", "float"):
+            raise InvalidInput(f"EXR pixel_type must be half or float, got {pixel_type!r}")
+        return data, pixel_type, None
+    if pixel_type is not None:
+        raise InvalidInput(f"pixel_type is for EXR only, got {pixel_type!r} for {fmt}")
+    if fmt == "dpx":
+        ten = np.rint(_unit(frames).clip(0.0, 1.0) * 1023).astype(np.uint16)
+        return (ten << 6) | (ten >> 4), "uint16", 10  # OIIO's 16-bit view of 10-bit samples (bit replication)
     if frames.dtype == np.float32:
-        return np.ascontiguousarray(frames.transpose(0, 3, 1, 2)[:, [1, 2, 0]], dtype="<f4"), "gbrpf32le"
+        return np.rint(np.clip(frames, 0.0, 1.0) * 65535.0).astype(np.uint16), "uint16", None
+    return frames, str(frames.dtype), None
+
+
+def _unit(frames: np.ndarray) -> np.ndarray:
+    if frames.dtype == np.uint8:
+        return frames.astype(np.float32) / np.float32(255)
     if frames.dtype == np.uint16:
-        return np.ascontiguousarray(frames, dtype="<u2"), "rgb48le"
-    return np.ascontiguousarray(frames), "rgb24"
+        return frames.astype(np.float32) / np.float32(65535)
+    return frames.astype(np.float32, copy=False)
 
 
-def _rate_arg(rate: Fraction) -> str:
-    return f"{rate.numerator}/{rate.denominator}"
+def _like(plane: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    """A matte plane in the samples' type (float mattes in [0, 1])."""
+    unit = np.clip(_unit(plane), 0.0, 1.0)
+    if dtype.kind == "f":
+        return unit.astype(dtype)
+    return np.rint(unit * np.iinfo(dtype).max).astype(dtype)
 
 
-def _seconds(seconds: Fraction) -> str:
-    """Format non-negative seconds as an exact-enough decimal (nanoseconds, far below half a frame)."""
-    nanos = round(seconds * 1_000_000_000)
-    return f"{nanos // 1_000_000_000}.{nanos % 1_000_000_000:09d}"
+def _to_uint16(frames: np.ndarray) -> np.ndarray:
+    if frames.dtype == np.uint16:
+        return frames
+    if frames.dtype == np.uint8:
+        return frames.astype(np.uint16) * np.uint16(257)
+    return np.rint(np.clip(frames, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
-def _last_error(stderr: bytes | None) -> str:
-    """Return the most telling line of ffmpeg's stderr: the last one naming a component (``[libx264] ...``)."""
-    lines = [line.strip() for line in (stderr or b"").decode(errors="replace").splitlines() if line.strip()]
-    tagged = [line for line in lines if line.startswith("[")]
-    line = (tagged or lines or [""])[-1]
-    return re.sub(r" @ 0x[0-9a-f]+\]", "]", line)
+def _rgb(pixels: np.ndarray, source: MediaSource, index: int) -> np.ndarray:
+    """The first three channels (gray replicated), in the reader's type family."""
+    if pixels.shape[-1] == 1 or pixels.shape[-1] == 2:
+        return np.repeat(pixels[..., :1], 3, axis=-1)
+    return pixels[..., :3]
+
+
+def _stack(frames: list[np.ndarray], source: MediaSource) -> np.ndarray:
+    shapes = {frame.shape for frame in frames}
+    if len(shapes) > 1:
+        raise MediaInvalid(f"{source.path}: frame size changes inside the range ({sorted(shapes)})")
+    return np.ascontiguousarray(np.stack(frames))
