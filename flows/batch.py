@@ -31,6 +31,8 @@ from tasks.void_actors import Pool, forget_shot, gpu_stats, start_gpu_pool, star
 from void_ops.composite import Blend
 from void_ops.masking.vlm import VlmSettings
 from void_ops.media import ensure_writable_folder
+from void_ops.pipeline import DeliverySpec
+from void_ops.plates import ColourSettings
 from void_ops.shots import Shot
 
 __all__ = ["LOST_WORKER_RETRIES", "BatchResult", "run_batch", "scheduling_order"]
@@ -117,7 +119,8 @@ def run_batch(request: BatchRequest) -> BatchResult:
         backend=request.backend,
         seed=request.seed,
         blend=Blend(grow=request.grow, feather=request.feather),
-        output=request.output,
+        delivery=DeliverySpec(request.output, request.first_frame, request.exr_compression),
+        colour=ColourSettings(config=request.ocio, plate_space=request.plate_colourspace),
         pass2=request.void.pass2,
         force=forced_stages(request.force_from),
         gate=request.masks.gate,

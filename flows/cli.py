@@ -19,6 +19,8 @@ from typing import Any
 from infra.settings import Settings
 from void_ops.exceptions import InvalidInput, VoidflowError
 
+_OUTPUTS = ("prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff")
+
 __all__ = ["main"]
 
 
@@ -56,7 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--backend", default="cleanplate", help="inpainting backend: cleanplate (default), void or passthrough"
     )
-    run.add_argument("--output", choices=("prores", "png", "exr"), default="prores", help="delivery format")
+    run.add_argument("--output", choices=_OUTPUTS, default="prores", help="delivery format (default prores)")
+    run.add_argument("--first-frame", type=int, default=1001, help="a sequence delivery's first frame number (1001)")
+    run.add_argument(
+        "--exr-compression", choices=("piz", "zip", "zips", "dwaa", "dwab", "none"), default="piz", help="EXR (piz)"
+    )
+    run.add_argument("--plate-colourspace", help="every plate's OCIO colour space (default: each plate's sidecar "
+                     "colourspace, else inferred from the file)")  # fmt: skip
+    run.add_argument("--ocio", help="the show's OCIO config (default $OCIO, else OCIO's built-in ACES studio config)")
     run.add_argument("--seed", type=int, default=0, help="batch seed (a shot's own seed wins)")
     run.add_argument("--pass2", action="store_true", help="void backend: also run VOID's pass 2 (refinement)")
     run.add_argument("--models", type=Path, help="void backend: models folder (default $VOIDFLOW_MODELS)")
@@ -179,6 +188,10 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
         "out_dir": getattr(args, "out", Path("voidflow-out")),
         "backend": getattr(args, "backend", "cleanplate"),
         "output": getattr(args, "output", "prores"),
+        "first_frame": getattr(args, "first_frame", 1001),
+        "exr_compression": getattr(args, "exr_compression", "piz"),
+        "plate_colourspace": getattr(args, "plate_colourspace", None),
+        "ocio": getattr(args, "ocio", None) or settings.ocio,
         "seed": getattr(args, "seed", 0),
         "db_url": settings.db_url,
         "previous_edit": getattr(args, "previous_edit", None),

@@ -151,7 +151,11 @@ class BatchRequest(BaseModel):
     track: str | None = None
     select_all: bool = False
     backend: str = Field(default="cleanplate", pattern="^(" + "|".join(BACKENDS) + ")$")
-    output: Literal["prores", "png", "exr"] = "prores"
+    output: Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff"] = "prores"
+    first_frame: int = Field(default=1001, ge=0)  # a sequence delivery's first file number (the show's)
+    exr_compression: Literal["piz", "zip", "zips", "dwaa", "dwab", "none"] = "piz"
+    plate_colourspace: str | None = Field(default=None, min_length=1)  # every plate's, unless its sidecar says
+    ocio: str | None = Field(default=None, min_length=1)  # the show's OCIO config; None: OCIO's ACES studio config
     handles: int = Field(default=8, ge=0)
     seed: int = Field(default=0, ge=0)
     edl_rate: float | None = Field(default=None, gt=0)

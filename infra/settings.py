@@ -19,6 +19,7 @@ environment variables (``VOIDFLOW_*``, plus ``PREFECT_API_URL``), then the defau
 | ``VOIDFLOW_ALLOWED_ROOTS`` | empty (all) | ``/shows:/scratch``: the only folders read from and written to |
 | ``HF_HUB_OFFLINE`` | unset | ``voidflow models fetch`` uses only the local Hugging Face cache |
 | ``VOIDFLOW_WEBHOOK_URL`` | unset | where the end-of-batch summary is POSTed as JSON (Slack-compatible) |
+| ``OCIO`` | unset: OCIO's built-in ACES studio config | the show's OCIO config (a ``.ocio`` file or ``ocio://`` URI) |
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Settings:
     allowed_roots: tuple[str, ...] = ()
     webhook_url: str | None = field(default=None, repr=False)
     hf_offline: bool = False
+    ocio: str | None = None
 
     def gemini_key(self) -> str | None:
         """The Gemini API key: the environment's, else the Prefect Secret block's; None when neither is set."""
@@ -92,6 +94,7 @@ class Settings:
             allowed_roots=parse_allowed_roots(env.get("VOIDFLOW_ALLOWED_ROOTS") or ""),
             hf_offline=(env.get("HF_HUB_OFFLINE") or "").lower() in ("1", "true", "yes"),
             webhook_url=env.get("VOIDFLOW_WEBHOOK_URL") or None,
+            ocio=env.get("OCIO") or None,
         )
 
 

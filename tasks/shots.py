@@ -31,13 +31,15 @@ from void_ops.exceptions import (
     MatteInvalid,
     MediaInvalid,
     StorageUnavailable,
+    VoidflowError,
     is_retryable,
 )
 from void_ops.keys import stage_key
 from void_ops.masking.sam2_video import Sam2Settings
 from void_ops.masking.vlm import Vlm, VlmExchange, VlmSettings
 from void_ops.mattes import matte_source
-from void_ops.pipeline import OutputFormat, QcReport, StageFile
+from void_ops.pipeline import DeliverySpec, QcReport, StageFile
+from void_ops.plates import ColourSettings, PlateView, plate_view
 from void_ops.shots import Shot
 from void_ops.void.backend import VoidConfig
 
@@ -54,7 +56,8 @@ class ShotJob:
     backend: str
     seed: int
     blend: Blend
-    output: OutputFormat
+    delivery: DeliverySpec = field(default_factory=DeliverySpec)
+    colour: ColourSettings = field(default_factory=ColourSettings)
     void: VoidConfig | None = None
     pass2: bool = False
     gpus: GpuPool | None = None
@@ -249,14 +252,16 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
         backend = make_backend(job.backend, void=job.void, model=models.get("pass1"))
         runs: dict[str, int | None] = {"pass2": None}
         try:
+            view = plate_view(shot, job.colour)  # before any GPU work: a bad colour space fails the shot here
             inputs = mask_inputs(ledger, shot)
-        except (MatteInvalid, MediaInvalid, OSError) as error:
+        except (VoidflowError, OSError) as error:
             context.failed("mask", masker.params(shot), error)
+        colour = view.params()
         plate = inputs["plate"]
         ledger.set_plate_hash(job.batch_id, shot.name, plate)
 
         def mask() -> _Done:
-            quadmask, output, reviews = pipeline.make_mask(shot, masker, work, run)
+            quadmask, output, reviews = pipeline.make_mask(shot, masker, work, run, view)
             for exchange in output.exchanges:
                 ledger.store_exchange(
                     request_sha256=exchange.request_sha256,
@@ -269,6 +274,7 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
                 "vlm_prompt": output.prompt,
                 "notes": list(output.notes),
                 "vlm_requests": [exchange.request_sha256 for exchange in output.exchanges],
+                "colour": colour,  # what the masker saw; the plate's hash already keys the stage
             }
             return _Done(quadmask, tuple(reviews), facts)
 
@@ -291,14 +297,14 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
 
         geometry = backend.describe(shot.frames, *_plate_size(shot))
         prompt = shot.instructions.prompt or str(mask_run.params.get("vlm_prompt") or "")
-        pass1_params = {**backend.params(), **geometry, "seed": seed, "prompt": prompt}
+        pass1_params = {**backend.params(), **geometry, "seed": seed, "prompt": prompt, "colour": colour}
         fill, pass1_run, hit = context.stage(
             "pass1",
             backend.version,
             {"plate": plate, "quadmask": quadmask.sha256},
             pass1_params,
             lambda: _Done(
-                pipeline.inpaint(shot, backend, quadmask.path, work, run, seed=seed, prompt=prompt),
+                pipeline.inpaint(shot, backend, quadmask.path, work, run, view, seed=seed, prompt=prompt),
                 facts=_gpu_facts(models.get("pass1")),
             ),
             seed=seed,
@@ -316,9 +322,11 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
                 "pass2",
                 refiner.version,
                 {"plate": plate, "quadmask": quadmask.sha256, "fill": first_fill.sha256},
-                {**refiner.params(), **geometry, "seed": seed, "prompt": prompt},
+                {**refiner.params(), **geometry, "seed": seed, "prompt": prompt, "colour": colour},
                 lambda: _Done(
-                    pipeline.refine(shot, refiner, quadmask.path, first_fill.path, work, run, seed=seed, prompt=prompt),
+                    pipeline.refine(
+                        shot, refiner, quadmask.path, first_fill.path, work, run, view, seed=seed, prompt=prompt
+                    ),
                     facts=_gpu_facts(models.get("pass2")),
                 ),
                 seed=seed,
@@ -327,7 +335,7 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
             cached += ["pass2"] if hit else []
             logger.info("%s: pass 2 %s", shot.name, "cached" if hit else "done")
 
-        version, qc_line, hit = _deliver(context, plate, quadmask, fill, folder, runs)
+        version, qc_line, hit = _deliver(context, view, plate, quadmask, fill, folder, runs)
         cached += ["deliver"] if hit else []
     except OSError as error:  # a write outside the atomic writers (a work folder, say): name the file and cause
         reason = f"shot '{shot.name}': {error.filename or 'a file'}: {error.strerror or error}"
@@ -350,16 +358,27 @@ def _gpu_facts(model: ActorModel | None) -> dict[str, Any]:
 
 
 def _deliver(
-    context: _Shot, plate: str, quadmask: StageFile, fill: StageFile, folder: Path, runs: dict[str, int | None]
+    context: _Shot,
+    view: PlateView,
+    plate: str,
+    quadmask: StageFile,
+    fill: StageFile,
+    folder: Path,
+    runs: dict[str, int | None],
 ) -> tuple[str, str, bool]:
     """Deliver stage: a cache hit keeps the earlier version; otherwise a new version is reserved and written."""
     ledger, job, shot = context.ledger, context.job, context.shot
+    spec = job.delivery
     params: dict[str, Any] = {
         "grow": job.blend.grow,
         "feather": job.blend.feather,
-        "output": job.output,
-        "first_frame_number": pipeline.FIRST_FRAME_NUMBER,
+        "output": spec.output,
+        "first_frame_number": spec.first_frame,
+        "exr_compression": spec.exr_compression if spec.output == "exr" else None,
+        "exr_matte": spec.exr_matte if spec.output == "exr" else None,
         "out_dir": str(job.out_dir),
+        "colour": view.params(),
+        "delivery_encoding": pipeline.delivery_encoding(view, spec),
     }
     inputs = {"plate": plate, "quadmask": quadmask.sha256, "fill": fill.sha256}
     key = stage_key("deliver", version=pipeline.DELIVER_VERSION, inputs=inputs, params=params)
@@ -376,7 +395,7 @@ def _deliver(
             job.batch_id, shot.name, "deliver", {**params, "version": version}, key=key, attempt=context.attempt
         ) as handle:
             _, qc, files = pipeline.deliver(
-                shot, fill.path, quadmask.path, folder, version=version, blend=job.blend, output=job.output
+                shot, fill.path, quadmask.path, folder, view, version=version, blend=job.blend, spec=spec
             )
             handle.params["qc"] = {**dataclasses.asdict(qc), "passed": qc.passed}
             for written in files:
@@ -392,4 +411,5 @@ def _deliver(
 def _qc_line(qc: dict[str, Any]) -> str:
     if not qc:
         return "no QC recorded"
-    return QcReport(**{f.name: qc[f.name] for f in dataclasses.fields(QcReport)}).summary()
+    fields = {f.name: qc[f.name] for f in dataclasses.fields(QcReport) if f.name in qc}
+    return QcReport(**{**fields, "header": tuple(qc.get("header", ()))}).summary()

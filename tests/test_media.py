@@ -127,7 +127,9 @@ def test_damaged_frames_are_not_returned(tmp_path: Path, codec: str) -> None:
     Path(source.path).write_bytes(data)
     # ProRes: the decoder reports the damaged frame; Matroska: the demuxer drops the damaged packets, so fewer
     # frames are listed than were written.
-    expected = r"hit\.mov: damaged data \(ffmpeg: \[prores" if codec == "prores" else r"hit\.mkv: asked for frames 0\.\.19"
+    expected = (
+        r"hit\.mov: damaged data \(ffmpeg: \[prores" if codec == "prores" else r"hit\.mkv: asked for frames 0\.\.19"
+    )
     with pytest.raises(MediaInvalid, match=expected):
         read_frames(source, 0, 20)
 

@@ -258,6 +258,7 @@ def write_movie(
     colour: ColourTags | None = None,
     pixel_aspect: Fraction = Fraction(1),
     alpha: np.ndarray | None = None,
+    crf: int = 16,
 ) -> MediaSource:
     """Encode RGB frames into a new movie, atomically, with explicit colour tags.
 
@@ -276,6 +277,7 @@ def write_movie(
             unset fields follow the NLE convention for the frame height (BT.709 video range for HD).
         pixel_aspect: pixel aspect ratio stored in the stream (2 for a 2x anamorphic squeeze).
         alpha: ``(T, H, W)`` matte for ``prores_4444``/``prores_4444xq`` (uint8, uint16 or float32 in [0, 1]).
+        crf: H.264's constant rate factor (lower is better; 16 is visually lossless).
 
     Returns:
         ``MediaSource(kind="movie", start=0, frames=T)`` for the resolved path; set ``start`` with
@@ -294,6 +296,8 @@ def write_movie(
     if path.suffix.lower() not in _MOVIE_SUFFIXES[codec]:
         raise InvalidInput(f"{path}: codec {codec} needs suffix {' or '.join(_MOVIE_SUFFIXES[codec])}")
     encoding = _ENCODINGS["ffv1_8bit" if codec == "ffv1" and frames.dtype == np.uint8 else codec]
+    if codec == "h264":
+        encoding = _movie.Encoding(encoding.codec, encoding.pix_fmt, (("crf", str(crf)),))
     if encoding.yuv and (width % 2 or (codec == "h264" and height % 2)):
         raise InvalidInput(
             f"{path}: {codec} needs an even width{' and height' * (codec == 'h264')}, got {width}x{height}"
@@ -314,11 +318,11 @@ def write_movie(
         matte = _to_uint16(alpha)
         encoding = _movie.Encoding(encoding.codec, "yuva444p10le", encoding.options)
     tags = video_tags_for(height, colour or ColourTags())
+    pixels = frames if frames.dtype == np.uint8 and matte is None else _to_uint16(frames)
     with _atomic_file(path) as temp:
         _movie.encode(
-            frames if frames.dtype == np.uint8 else _to_uint16(frames), temp, rate, encoding, tags=tags, timecode=timecode, pixel_aspect=pixel_aspect,
-            alpha=matte,
-        )  # fmt: skip
+            pixels, temp, rate, encoding, tags=tags, timecode=timecode, pixel_aspect=pixel_aspect, alpha=matte
+        )
     return MediaSource(path=str(path.resolve()), kind="movie", rate=float(rate), start=0, frames=count)
 
 

@@ -20,23 +20,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import cv2
 import numpy as np
 import opentimelineio as otio
 
 from void_ops import media, report
+from void_ops.colour import ColourTags
 from void_ops.composite import Blend, changed_outside, composite
 from void_ops.exceptions import ConformError, InvalidInput, StorageUnavailable
 from void_ops.masking.masker import MaskOutput
+from void_ops.plates import PlateView
 from void_ops.quadmask import check_quadmask
 from void_ops.shots import Delivery, MediaSource, Shot, rate_fraction
 
 __all__ = [
     "DELIVER_VERSION",
     "FIRST_FRAME_NUMBER",
+    "MOVIE_TOLERANCE",
+    "OUTPUT_FORMATS",
     "WINDOW_OVERLAP",
+    "DeliverySpec",
     "Inpainter",
     "Masker",
     "OutputFormat",
@@ -44,6 +49,7 @@ __all__ = [
     "Refiner",
     "StageFile",
     "deliver",
+    "delivery_encoding",
     "frame_windows",
     "inpaint",
     "make_mask",
@@ -55,8 +61,20 @@ __all__ = [
 
 FIRST_FRAME_NUMBER = 1001
 #: Version of the deliver stage's output (composite, encode, matte); bump when its pixels or files change.
-DELIVER_VERSION = "1"
-OutputFormat = Literal["prores", "png", "exr"]
+DELIVER_VERSION = "2"
+OutputFormat = Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff"]
+OUTPUT_FORMATS: tuple[str, ...] = ("prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff")
+#: Codec precision outside the matte for movie deliveries, as fractions of full scale, measured on the written file
+#: decoded the way an NLE decodes it (the plate's matrix, accurate chroma): (largest difference, mean difference).
+#: Measured at least ``MOVIE_QC_MARGIN`` pixels clear of the grown matte: a DCT codec spreads a change across its
+#: 8x8 block and 4:2:2 chroma across neighbouring columns, so the pixels right beside the fill move with it.
+MOVIE_QC_MARGIN = 8
+MOVIE_TOLERANCE = {
+    "prores": (4 / 255, 0.5 / 255),
+    "dnxhr_hqx": (4 / 255, 0.5 / 255),
+    "prores_4444": (2 / 255, 0.25 / 255),
+    "prores_4444xq": (2 / 255, 0.25 / 255),
+}
 
 
 class Masker(Protocol):
@@ -125,16 +143,47 @@ class StageFile:
 
 
 @dataclass(frozen=True, slots=True)
-class QcReport:
-    """Checks of one delivered version.
+class DeliverySpec:
+    """What a delivery is written as.
 
     Attributes:
-        changed_outside: pixels that differ from the plate where the blend alpha is 0 (must be 0).
+        output: the format (``OUTPUT_FORMATS``): ProRes 422 HQ / 4444 / 4444 XQ or DNxHR HQX movies, or PNG, EXR,
+            DPX (10-bit) or TIFF sequences.
+        first_frame: file number of a sequence's first frame (the show's convention; 1001 is common).
+        exr_compression: EXR compression: ``piz`` (lossless), ``zip``, ``dwaa`` (lossy) ...
+        exr_matte: ``"layer"`` writes the blend alpha into the EXR as the channel ``matte.A``; ``"none"`` does not
+            (the PNG matte sequence beside the delivery is always written).
+    """
+
+    output: OutputFormat = "prores"
+    first_frame: int = FIRST_FRAME_NUMBER
+    exr_compression: str = "piz"
+    exr_matte: Literal["layer", "none"] = "layer"
+
+    @property
+    def is_movie(self) -> bool:
+        """True for movie formats (lossy, checked within ``MOVIE_TOLERANCE``)."""
+        return self.output in MOVIE_TOLERANCE
+
+
+@dataclass(frozen=True, slots=True)
+class QcReport:
+    """Checks of one delivered version, made on the written files.
+
+    Attributes:
+        changed_outside: pixels that differ from the plate where the blend alpha is 0 (must be 0); for lossless
+            formats counted on the file as read back, for movies on the frames handed to the encoder.
         flicker: mean absolute frame-to-frame change inside the blend region minus the plate's own change just
             outside it, as a fraction of full scale (near 0 when the fill is as steady as its surroundings).
         frames: frames delivered; ``expected_frames`` is the plate range's count.
         fps: frame rate of the delivered media.
         max_flicker: the flicker above which the version fails QC.
+        codec_max: movies: the largest difference outside the matte between the written file, decoded as an NLE
+            decodes it, and what was encoded (fraction of full scale); 0 for lossless formats.
+        codec_mean: movies: the mean of that difference.
+        tolerance_max: the most ``codec_max`` may be (``MOVIE_TOLERANCE``); 0 for lossless formats.
+        tolerance_mean: the most ``codec_mean`` may be.
+        header: problems found in the written file's header (colour tags, timecode), empty when it is right.
     """
 
     changed_outside: int
@@ -144,13 +193,21 @@ class QcReport:
     fps: float
     expected_fps: float
     max_flicker: float = 0.02
+    codec_max: float = 0.0
+    codec_mean: float = 0.0
+    tolerance_max: float = 0.0
+    tolerance_mean: float = 0.0
+    header: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
-        """True when nothing changed outside the matte, frame count and rate match the plate, and the fill does not
-        flicker more than ``max_flicker`` (a fraction of full scale per frame) beyond its surroundings."""
+        """True when nothing changed outside the matte (within codec tolerance for movies), frame count, rate and
+        header match the plate, and the fill does not flicker more than ``max_flicker`` beyond its surroundings."""
         return (
             self.changed_outside == 0
+            and self.codec_max <= self.tolerance_max
+            and self.codec_mean <= self.tolerance_mean
+            and not self.header
             and self.frames == self.expected_frames
             and self.fps == self.expected_fps
             and self.flicker <= self.max_flicker
@@ -159,9 +216,16 @@ class QcReport:
     def summary(self) -> str:
         """Return a one-line description for reports."""
         verdict = "passed" if self.passed else "FAILED"
+        codec = ""
+        if self.tolerance_max:
+            codec = (
+                f", codec max {self.codec_max * 255:.2f}/255 mean {self.codec_mean * 255:.3f}/255 "
+                f"(limits {self.tolerance_max * 255:g}, {self.tolerance_mean * 255:g})"
+            )
+        header = f", header: {'; '.join(self.header)}" if self.header else ""
         return (
-            f"{verdict}: {self.changed_outside} px changed outside the matte, flicker {self.flicker:+.4f}, "
-            f"{self.frames}/{self.expected_frames} frames at {self.fps:g} fps"
+            f"{verdict}: {self.changed_outside} px changed outside the matte{codec}, flicker {self.flicker:+.4f}, "
+            f"{self.frames}/{self.expected_frames} frames at {self.fps:g} fps{header}"
         )
 
 
@@ -188,10 +252,15 @@ def _file(kind: str, path: Path, frames: np.ndarray, rate: float | None = None) 
     )
 
 
-def make_mask(shot: Shot, masker: Masker, work: Path, run: str) -> tuple[StageFile, MaskOutput, list[StageFile]]:
+def make_mask(
+    shot: Shot, masker: Masker, work: Path, run: str, view: PlateView
+) -> tuple[StageFile, MaskOutput, list[StageFile]]:
     """Mask stage: make the shot's quadmask, store it losslessly as ``work/quadmask-<run>.mkv``, and write what a
     reviewer looks at before any GPU time is spent: ``overlay-<run>.png`` (tinted cut frames) and
     ``preview-<run>.mp4`` (the tinted shot as a small H.264 movie).
+
+    The masker and the pictures see the plate through ``view`` (display-referred; scene-linear plates are not
+    clipped but rolled off).
 
     Returns:
         The quadmask file, the masker's output (prompt, VLM exchanges, notes), and the review pictures.
@@ -199,7 +268,7 @@ def make_mask(shot: Shot, masker: Masker, work: Path, run: str) -> tuple[StageFi
     Raises:
         MatteInvalid, MediaInvalid: the masker's or the plate's input is unusable.
     """
-    plate = plate_frames(shot)
+    plate = view.to_model(plate_frames(shot))
     output = masker(shot, plate)
     check_quadmask(output.quadmask, *plate.shape[:3], shot=shot.name)
     path = work / f"quadmask-{run}.mkv"
@@ -286,35 +355,64 @@ def windowed(frames: int, longest: int | None, run: Callable[[int, int], np.ndar
 
 
 def inpaint(
-    shot: Shot, backend: Inpainter, quadmask_path: Path, work: Path, run: str, *, seed: int, prompt: str
+    shot: Shot,
+    backend: Inpainter,
+    quadmask_path: Path,
+    work: Path,
+    run: str,
+    view: PlateView,
+    *,
+    seed: int,
+    prompt: str,
+    first_pass: Path | None = None,
 ) -> StageFile:
-    """Pass 1: run the backend over the shot (in cross-faded windows when it is longer than the backend takes)
-    and store its full frames losslessly as ``work/fill-<run>.mkv``. ``prompt`` is the background prompt."""
+    """Pass 1, or pass 2 when ``first_pass`` (pass 1's fill) is given: run the backend over the shot (in
+    cross-faded windows when it is longer than the backend takes) and store its full frames losslessly as
+    ``work/fill-<run>.mkv`` (pass 2: ``refined-<run>``). ``prompt`` is the background prompt.
+
+    The backend sees the plate (and pass 1's fill) through ``view``; its output is brought back into the plate's
+    colour space before it is stored, so the composite happens in the plate's own space.
+    """
     plate = plate_frames(shot)
+    seen = view.to_model(plate)
     quadmask = media.read_mask(quadmask_path)
     check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
-    fill = windowed(
-        len(plate),
-        getattr(backend, "max_frames", None),
-        lambda a, b: backend(plate[a:b], quadmask[a:b], seed=seed, prompt=prompt),
-    )
-    return _store_fill(shot, fill, plate, work, f"fill-{run}", f"backend '{backend.name}'")
+    if first_pass is None:
+        label, stem = f"backend '{backend.name}'", f"fill-{run}"
+        fill = windowed(
+            len(plate),
+            getattr(backend, "max_frames", None),
+            lambda a, b: backend(seen[a:b], quadmask[a:b], seed=seed, prompt=prompt),
+        )
+    else:
+        refiner = cast(Refiner, backend)
+        label, stem = f"refiner '{refiner.name}'", f"refined-{run}"
+        first = view.to_model(media.read_frames(_fill_source(first_pass, shot.rate), 0, shot.frames))
+        first = first.astype(seen.dtype) if first.dtype != seen.dtype else first
+        fill = windowed(
+            len(plate),
+            getattr(refiner, "max_frames", None),
+            lambda a, b: refiner(seen[a:b], quadmask[a:b], first[a:b], seed=seed, prompt=prompt),
+        )
+    return _store_fill(shot, view.from_model(fill, plate), plate, work, stem, label)
 
 
 def refine(
-    shot: Shot, refiner: Refiner, quadmask_path: Path, fill_path: Path, work: Path, run: str, *, seed: int, prompt: str
+    shot: Shot,
+    refiner: Refiner,
+    quadmask_path: Path,
+    fill_path: Path,
+    work: Path,
+    run: str,
+    view: PlateView,
+    *,
+    seed: int,
+    prompt: str,
 ) -> StageFile:
     """Pass 2: refine pass 1's fill and store the result losslessly as ``work/refined-<run>.mkv``."""
-    plate = plate_frames(shot)
-    quadmask = media.read_mask(quadmask_path)
-    check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
-    first = media.read_frames(_fill_source(fill_path, shot.rate), 0, shot.frames).astype(plate.dtype)
-    refined = windowed(
-        len(plate),
-        getattr(refiner, "max_frames", None),
-        lambda a, b: refiner(plate[a:b], quadmask[a:b], first[a:b], seed=seed, prompt=prompt),
+    return inpaint(
+        shot, cast(Inpainter, refiner), quadmask_path, work, run, view, seed=seed, prompt=prompt, first_pass=fill_path
     )
-    return _store_fill(shot, refined, plate, work, f"refined-{run}", f"refiner '{refiner.name}'")
 
 
 def _fill_source(path: Path, rate: float) -> MediaSource:
@@ -357,11 +455,11 @@ def _flicker(plate: np.ndarray, result: np.ndarray, alpha: np.ndarray, *, ring: 
     return (float(steps[inside].mean()) - baseline) / scale
 
 
-def _timecode(shot: Shot, plate: MediaSource) -> str | None:
-    if plate.kind != "movie":
+def _timecode(shot: Shot, view: PlateView) -> str | None:
+    """The delivery's start timecode: the plate's own timecode counted to the shot's first frame, or None."""
+    if view.info.timecode is None:
         return None
-    info = media.probe(plate)
-    drop = bool(info.timecode and ";" in info.timecode)
+    drop = ";" in view.info.timecode
     return str(otio.opentime.to_timecode(otio.opentime.RationalTime(shot.first, shot.rate), shot.rate, drop))
 
 
@@ -370,25 +468,32 @@ def deliver(
     fill_path: Path,
     quadmask_path: Path,
     shot_folder: Path,
+    view: PlateView,
     *,
     version: str,
     blend: Blend,
-    output: OutputFormat = "prores",
+    spec: DeliverySpec,
 ) -> tuple[Delivery, QcReport, list[StageFile]]:
     """Deliver stage: composite the fill into the plate inside the grown, feathered mask and write the version.
 
+    The composite happens in the plate's own colour space. Sequences keep the plate's sample type (half EXR in,
+    half EXR out) and are bit-identical to the plate outside the matte. Movies of display-referred plates carry
+    the plate's colour tags; movies of scene-referred plates are encoded through the model view (display-referred
+    Rec.709, tagged BT.709), and that encoding is recorded.
+
     Args:
         shot: the shot.
-        fill_path: pass 1's lossless fill.
+        fill_path: the lossless fill (pass 1's or pass 2's), in the plate's colour space.
         quadmask_path: the mask stage's quadmask.
         shot_folder: ``shot_dir(out, shot)``; the version folder ``<shot_folder>/<version>`` must not exist.
+        view: the plate's facts and colour (``void_ops.plates.plate_view``).
         version: ``v001`` and up.
         blend: grow and feather of the matte.
-        output: ``prores`` (a ``.mov``), ``png`` or ``exr`` (sequences numbered from 1001).
+        spec: the delivery's format, first frame number and EXR options.
 
     Returns:
         The delivery (its media starts at the plate range's first media time, so the clip's ``source_range``
-        indexes it unchanged), its QC, and every file written.
+        indexes it unchanged), its QC (made on the written files), and every file written.
 
     Raises:
         StorageUnavailable: the version folder exists or cannot be written.
@@ -409,37 +514,50 @@ def deliver(
         raise StorageUnavailable(f"{folder}: cannot create the version folder ({error.strerror})") from None
     stem = f"{shot.name}_voidclean_{version}"
     rate = rate_fraction(shot.rate)
-    assert shot.media is not None  # plate_frames checked it
-    if output == "prores":
-        written = media.write_movie(result, folder / f"{stem}.mov", rate, timecode=_timecode(shot, shot.media))
+    timecode = _timecode(shot, view)
+    if spec.is_movie:
+        encoded = view.to_model(result)  # the identity for display-referred plates
+        tags = _movie_tags(view)
+        written = media.write_movie(
+            encoded,
+            folder / f"{stem}.mov",
+            rate,
+            codec=cast(media.MovieCodec, spec.output),
+            timecode=timecode,
+            colour=tags,
+            pixel_aspect=view.info.pixel_aspect,
+        )
     else:
-        pattern = folder / stem / f"{stem}.%04d.{output}"
-        written = media.write_sequence(result, pattern, rate, first_number=FIRST_FRAME_NUMBER, fmt=output)
+        pattern = folder / stem / f"{stem}.%04d.{spec.output}"
+        written = media.write_sequence(
+            result,
+            pattern,
+            rate,
+            first_number=spec.first_frame,
+            fmt=cast(media.SequenceFormat, spec.output),
+            pixel_type=_exr_sample(view) if spec.output == "exr" else None,
+            compression=spec.exr_compression if spec.output == "exr" else None,
+            alpha=alpha if spec.output == "exr" and spec.exr_matte == "layer" else None,
+            alpha_channel="matte.A",
+            attributes=_header(shot, view, version, timecode, spec.output),
+        )
     matte_frames = np.rint(alpha * 255).astype(np.uint8)
     matte_pattern = folder / "matte" / f"{stem}_matte.%04d.png"
     matte = media.write_sequence(
-        np.repeat(matte_frames[..., None], 3, axis=-1), matte_pattern, rate, first_number=FIRST_FRAME_NUMBER
+        np.repeat(matte_frames[..., None], 3, axis=-1), matte_pattern, rate, first_number=spec.first_frame
     )
     delivered = dataclasses.replace(written, start=shot.first)
+    qc = _qc(shot, view, spec, plate, result, alpha, delivered, timecode)
     info = media.probe(delivered)
-    # Lossless deliveries are checked as written; ProRes is lossy, so its frames are checked before encoding.
-    check = result if output == "prores" else _as_dtype(media.read_frames(delivered, 0, shot.frames), plate.dtype)
-    qc = QcReport(
-        changed_outside=changed_outside(plate, check, alpha),
-        flicker=_flicker(plate, result, alpha),
-        frames=info.frames,
-        expected_frames=shot.frames,
-        fps=float(info.rate),
-        expected_fps=float(rate),
-    )
     if (info.frames, info.rate, info.width, info.height) != (shot.frames, Fraction(rate), *plate.shape[2:0:-1]):
         raise ConformError(
             f"shot '{shot.name}': delivered {info.width}x{info.height}, {info.frames} frames at {info.rate} fps; "
             f"the plate range is {plate.shape[2]}x{plate.shape[1]}, {shot.frames} frames at {rate} fps"
         )
     cut = (shot.handles[0], shot.handles[0] + shot.duration - 1)
-    sheet = report.contact_sheet(plate, result, quadmask, folder / "contact_sheet.png", cut=cut)
-    overlay = report.mask_overlay(plate, quadmask, folder / "overlay.png", cut=cut)
+    seen_plate, seen_result = view.to_model(plate), view.to_model(result)
+    sheet = report.contact_sheet(seen_plate, seen_result, quadmask, folder / "contact_sheet.png", cut=cut)
+    overlay = report.mask_overlay(seen_plate, quadmask, folder / "overlay.png", cut=cut)
     files = [
         _media_file("delivery", delivered, result, shot.rate),
         _media_file("matte", matte, matte_frames[..., None], shot.rate),
@@ -455,6 +573,107 @@ def deliver(
         plate.shape[1],
     )
     return delivery, qc, files
+
+
+def delivery_encoding(view: PlateView, spec: DeliverySpec) -> dict[str, object]:
+    """How the delivery's pixels are encoded, for provenance: the colour space the file holds and its tags."""
+    if not spec.is_movie:
+        return {"colourspace": view.colour.name, "encoding": "plate values (composite in the plate's space)"}
+    if view.view.scene_referred:
+        return {"colourspace": "display Rec.709 (model view)", "encoding": view.view.describe(), "tags": "bt709"}
+    tags = _movie_tags(view)
+    return {
+        "colourspace": view.colour.name,
+        "encoding": "plate values",
+        "tags": f"{tags.primaries}/{tags.transfer}/{tags.matrix}/{tags.range}",
+    }
+
+
+def _movie_tags(view: PlateView) -> ColourTags:
+    """A movie delivery's tags: the plate's (NLE conventions filling gaps), or BT.709 for the model view."""
+    if view.view.scene_referred:
+        return ColourTags(primaries="bt709", transfer="bt709", matrix="bt709", range="tv")
+    return view.info.decoding_tags()
+
+
+def _exr_sample(view: PlateView) -> Literal["half", "float"]:
+    return "half" if view.info.sample == "half" else "float"
+
+
+def _header(shot: Shot, view: PlateView, version: str, timecode: str | None, output: str) -> dict[str, Any]:
+    """Header attributes that travel with a sequence delivery: where it came from, when, and in what space."""
+    header: dict[str, Any] = {"voidflow:shot": shot.name, "voidflow:version": version}
+    if output not in ("exr", "dpx", "tiff"):
+        return header
+    header["voidflow:sourcePlate"] = shot.media.path if shot.media else ""
+    header["PixelAspectRatio"] = float(view.info.pixel_aspect)
+    if output == "exr":
+        header["oiio:ColorSpace"] = view.colour.name
+        chroma = view.info.attribute("chromaticities")
+        if chroma:
+            header["chromaticities"] = ("float[8]", tuple(float(value) for value in chroma.split()))
+    if timecode is not None:
+        header["smpte:TimeCode"] = timecode
+    return header
+
+
+def _qc(
+    shot: Shot,
+    view: PlateView,
+    spec: DeliverySpec,
+    plate: np.ndarray,
+    result: np.ndarray,
+    alpha: np.ndarray,
+    delivered: MediaSource,
+    timecode: str | None,
+) -> QcReport:
+    """Check the delivery as written: pixels outside the matte, frames, rate, colour tags and timecode."""
+    info = media.probe(delivered)
+    back = media.read_frames(delivered, 0, min(shot.frames, info.frames))
+    header: list[str] = []
+    codec_max = codec_mean = tolerance_max = tolerance_mean = 0.0
+    if spec.is_movie:
+        tolerance_max, tolerance_mean = MOVIE_TOLERANCE[spec.output]
+        # Compared as an 8-bit review decode sees them: both rounded to 8 bits, every channel counted.
+        expected = _eight_bit(view.to_model(result)[: len(back)])
+        outside = _clear_of(alpha[: len(back)], MOVIE_QC_MARGIN)
+        error = np.abs(_eight_bit(back) - expected)[outside]
+        codec_max = float(error.max()) / 255 if error.size else 0.0
+        codec_mean = float(error.mean()) / 255 if error.size else 0.0
+        changed = changed_outside(plate, result, alpha)  # the composite itself, before the lossy encode
+        wanted = _movie_tags(view)
+        if info.colour != wanted or info.colour.is_empty:
+            header.append(f"colour tags {info.colour} (expected {wanted})")
+    else:
+        changed = changed_outside(plate[: len(back)], _as_dtype(back, plate.dtype), alpha[: len(back)])
+    carries_timecode = spec.is_movie or spec.output in ("exr", "dpx")
+    if timecode is not None and carries_timecode and info.timecode != timecode:
+        header.append(f"timecode {info.timecode} (expected {timecode})")
+    return QcReport(
+        changed_outside=changed,
+        flicker=_flicker(plate, result, alpha),
+        frames=info.frames,
+        expected_frames=shot.frames,
+        fps=float(info.rate),
+        expected_fps=float(rate_fraction(shot.rate)),
+        codec_max=codec_max,
+        codec_mean=codec_mean,
+        tolerance_max=tolerance_max,
+        tolerance_mean=tolerance_mean,
+        header=tuple(header),
+    )
+
+
+def _clear_of(alpha: np.ndarray, margin: int) -> np.ndarray:
+    """Pixels at least ``margin`` px from any pixel the fill touched (alpha > 0)."""
+    kernel = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
+    return np.stack([cv2.dilate((frame > 0).astype(np.uint8), kernel) == 0 for frame in alpha])
+
+
+def _eight_bit(frames: np.ndarray) -> np.ndarray:
+    """Frames of any dtype (float in [0, 1]) rounded to 8-bit values, as int16 for differences."""
+    scale = 1.0 if frames.dtype.kind == "f" else float(np.iinfo(frames.dtype).max)
+    return np.rint(np.clip(frames.astype(np.float32) / np.float32(scale), 0, 1) * 255).astype(np.int16)
 
 
 def _media_file(kind: str, source: MediaSource, frames: np.ndarray, rate: float) -> StageFile:

@@ -120,6 +120,8 @@ class ShotInstructions:
         seed: the shot's seed, or None to use the batch seed.
         pass2: run VOID's pass 2 on this shot (True/False), or None to follow the batch.
         priority: scheduling order: higher runs first; equal priorities run the longest shot first.
+        colourspace: the plate's colour space (a name in the show's OCIO config), or None to use the batch's
+            choice or infer it from the file.
     """
 
     remove: str = ""
@@ -131,6 +133,7 @@ class ShotInstructions:
     seed: int | None = None
     pass2: bool | None = None
     priority: int = 0
+    colourspace: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

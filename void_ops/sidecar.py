@@ -13,6 +13,7 @@ A YAML or JSON sidecar is keyed by shot name::
         seed: 7
         pass2: true                     # run VOID's pass 2 on this shot (default: the batch's --pass2)
         priority: 10                    # higher runs first; equal priorities run longest shot first (default 0)
+        colourspace: ACEScg             # the plate's OCIO colour space (default: the batch's, else inferred)
 
 A CSV sidecar has a ``shot`` column and any of ``remove, prompt, matte, affected_ring, seed, pass2, priority, points,
 boxes``; ``points`` and ``boxes`` hold the same lists as JSON text. Empty cells mean "not set".
@@ -36,7 +37,9 @@ from void_ops.shots import BoxPrompt, PointPrompt, ShotInstructions
 
 __all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "validate_entry"]
 
-_CSV_COLUMNS = ("shot", "remove", "prompt", "matte", "affected_ring", "seed", "pass2", "priority", "points", "boxes")
+_CSV_COLUMNS = (
+    "shot", "remove", "prompt", "matte", "affected_ring", "seed", "pass2", "priority", "colourspace", "points", "boxes",
+)  # fmt: skip
 
 
 class _Point(BaseModel):
@@ -73,6 +76,7 @@ class ShotEntry(BaseModel):
     seed: int | None = Field(default=None, ge=0, lt=2**63)
     pass2: bool | None = None
     priority: int = Field(default=0, ge=-1000, le=1000)
+    colourspace: str | None = Field(default=None, min_length=1, max_length=200)
     points: list[_Point] = Field(default_factory=list)
     boxes: list[_Box] = Field(default_factory=list)
 
@@ -123,6 +127,7 @@ def entry_to_instructions(entry: ShotEntry, *, base: Path) -> ShotInstructions:
         seed=entry.seed,
         pass2=entry.pass2,
         priority=entry.priority,
+        colourspace=entry.colourspace,
     )
 
 

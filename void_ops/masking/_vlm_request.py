@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -22,7 +20,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel
 
-from void_ops.exceptions import ConfigurationError, InvalidInput
+from void_ops.exceptions import InvalidInput
+from void_ops.shots import rate_fraction
 
 if TYPE_CHECKING:
     from void_ops.masking.vlm import VlmSettings
@@ -261,46 +260,16 @@ def _video(frames: np.ndarray, fps: float, settings: VlmSettings) -> MediaPart:
 
 
 def _encode_mp4(frames: np.ndarray, fps: float, size: tuple[int, int]) -> bytes:
-    """Encode (T, H, W, 3) uint8 RGB at ``size`` (height, width) with ffmpeg (list arguments, no shell)."""
+    """Encode (T, H, W, 3) uint8 RGB at ``size`` (height, width) as H.264 through the media door."""
+    from void_ops import media
+
     height, width = size
+    if frames.shape[1:3] != size:
+        frames = np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in frames])
     with tempfile.TemporaryDirectory(prefix="voidflow-vlm-") as folder:
-        out, log = Path(folder) / "clip.mp4", Path(folder) / "ffmpeg.log"
-        args = [
-            _ffmpeg_exe(),
-            *("-hide_banner", "-nostats", "-v", "error", "-y"),
-            *("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", f"{fps:.6g}"),
-            *("-i", "pipe:0", "-an", "-c:v", "libx264", "-preset", "medium", "-crf", str(_VIDEO_CRF)),
-            *("-pix_fmt", "yuv420p", "-movflags", "+faststart", str(out)),
-        ]
-        with log.open("wb") as errors, subprocess.Popen(args, stdin=subprocess.PIPE, stderr=errors) as process:
-            assert process.stdin is not None
-            try:
-                for frame in frames:
-                    if frame.shape[:2] != size:
-                        frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
-                    process.stdin.write(np.ascontiguousarray(frame).tobytes())
-            except BrokenPipeError:
-                pass  # ffmpeg exited early; its return code and log say why
-            finally:
-                process.stdin.close()
-            code = process.wait()
-        if code != 0 or not out.is_file():
-            last = (log.read_text(errors="replace").strip().splitlines() or ["no message"])[-1]
-            raise ConfigurationError(f"ffmpeg could not encode the VLM clip (exit {code}): {last}")
+        out = Path(folder) / "clip.mp4"
+        media.write_movie(frames, out, rate_fraction(fps), codec="h264", crf=_VIDEO_CRF)
         return out.read_bytes()
-
-
-def _ffmpeg_exe() -> str:
-    """imageio-ffmpeg's pinned static binary when installed, else ``ffmpeg`` on PATH."""
-    try:
-        import imageio_ffmpeg
-
-        return str(imageio_ffmpeg.get_ffmpeg_exe())
-    except (ImportError, RuntimeError):
-        found = shutil.which("ffmpeg")
-        if found is None:
-            raise ConfigurationError("no ffmpeg found (install imageio-ffmpeg or put ffmpeg on PATH)") from None
-        return found
 
 
 def _fit_size(height: int, width: int, max_side: int, *, even: bool = False) -> tuple[int, int]:
