@@ -273,7 +273,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     out = args.out.absolute()
     print(f"voidflow demo: writing a synthetic shoot to {out / 'input'} ...", flush=True)
-    shoot = make_demo(out)
+    shoot = make_demo(out, linear_shot=True)
     namespace = argparse.Namespace(
         edit=shoot.edit, sidecar=shoot.sidecar, track=None, select_all=False, handles=8, edl_rate=None, gate=args.gate
     )

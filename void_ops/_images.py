@@ -16,6 +16,8 @@ import numpy as np
 
 from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
 
+__all__ = ["ImageProbe", "probe", "read", "write"]
+
 # Header attributes worth carrying into provenance and back out (the rest is format bookkeeping).
 _KEPT = ("oiio:ColorSpace", "chromaticities", "smpte:TimeCode", "FramesPerSecond", "PixelAspectRatio",
          "compression", "dpx:Transfer", "dpx:Colorimetric", "oiio:BitsPerSample", "ImageDescription")  # fmt: skip

@@ -26,6 +26,19 @@ import numpy as np
 from void_ops.colour import ColourTags, video_tags_for
 from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
 
+__all__ = [
+    "FFV1",
+    "SWS_FLAGS",
+    "Encoding",
+    "MovieProbe",
+    "chroma_reference",
+    "decode",
+    "encode",
+    "encode_gray",
+    "has_alpha",
+    "probe",
+]
+
 #: swscale flags for every YUV <-> RGB conversion (what the colour doc measured as codec-precision round trips).
 SWS_FLAGS = "accurate_rnd+full_chroma_int"
 
@@ -287,6 +300,26 @@ def _encode_frames(
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
+
+
+def chroma_reference(frames: np.ndarray, encoding: Encoding, tags: ColourTags) -> np.ndarray:
+    """What a lossless codec of ``encoding``'s pixel format gives back for 16-bit RGB ``frames``: converted to its
+    YUV (matrix and range from ``tags``, chroma subsampled) and back to 16-bit RGB through swscale, no compression.
+
+    The reference a movie's codec precision is measured against: only the codec's own loss remains.
+    """
+    count, height, width, _ = frames.shape
+    matrix = _SWS_MATRIX.get(tags.matrix or "bt709", "bt709")
+    there = f"scale=out_color_matrix={matrix}:out_range={tags.range}:flags={SWS_FLAGS},format={encoding.pix_fmt}"
+    back = f"scale=in_color_matrix={matrix}:in_range={tags.range}:flags={SWS_FLAGS}"
+    graph = _graph(width, height, "rgb48le", Fraction(1, 24), f"{there},{back}", "rgb48le")
+    out = np.empty_like(frames)
+    for index in range(count):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frames[index]), format="rgb48le")
+        frame.pts = index
+        graph.push(frame)
+        out[index] = graph.vpull().to_ndarray(format="rgb48le")
+    return out
 
 
 def encode_gray(masks: np.ndarray, path: Path) -> None:

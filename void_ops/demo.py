@@ -1,8 +1,12 @@
 """A synthetic shoot for the demo: a plate, its roto matte, an edit cut from it, and a sidecar of instructions.
 
 The plate is a locked-off 1280x720, 24 fps shot of a textured floor with a red ball rolling across it and casting
-a soft shadow. The matte covers the ball only; the sidecar asks for an "affected" ring wide enough to take the
-shadow too, which is what VOID's quadmask is for.
+a soft shadow, as a BT.709-tagged ProRes 422 HQ movie. The matte covers the ball only; the sidecar asks for an
+"affected" ring wide enough to take the shadow too, which is what VOID's quadmask is for.
+
+With ``linear_shot``, a second, smaller plate sits beside it: a scene-linear ACEScg half-float EXR sequence of the
+same floor under a window whose highlights reach 6.0, with the ball rolling across; its clip (``sh040``) follows
+the others on the track. Its colour space is inferred from the EXR's AP1 chromaticities.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class DemoShoot:
     sidecar: Path
     plate: Path
     matte: str
+    linear_plate: str | None = None
 
 
 def _floor(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -52,7 +57,9 @@ def _ball_centre(index: int, frames: int, width: int, height: int) -> tuple[floa
     return margin + (width - 2 * margin) * index / max(frames - 1, 1), height * 0.61
 
 
-def make_demo(out: Path, *, frames: int = 120, width: int = 1280, height: int = 720, seed: int = 7) -> DemoShoot:
+def make_demo(
+    out: Path, *, frames: int = 120, width: int = 1280, height: int = 720, seed: int = 7, linear_shot: bool = False
+) -> DemoShoot:
     """Write the demo shoot under ``out/input``; sizes other than 1280x720 scale the ball, shadow and ring.
 
     Args:
@@ -61,6 +68,7 @@ def make_demo(out: Path, *, frames: int = 120, width: int = 1280, height: int = 
         width: plate width in pixels.
         height: plate height in pixels.
         seed: seed of the texture and grain.
+        linear_shot: also write the ACEScg EXR plate (at half the size) and its clip ``sh040``.
 
     Returns:
         The paths of the edit (``demo_cut.otio``), sidecar, plate and matte pattern.
@@ -109,17 +117,83 @@ def make_demo(out: Path, *, frames: int = 120, width: int = 1280, height: int = 
     matte_pattern = folder / "matte" / "demo_matte.%04d.png"
     if not matte_pattern.parent.exists():
         media.write_sequence(matte, matte_pattern, rate, first_number=1001)
-    edit = folder / "demo_cut.otio"
-    otio.adapters.write_to_file(_timeline(plate_path, frames), str(edit))
-    sidecar = folder / "demo_sidecar.yaml"
     entry = {
         "remove": "the red ball rolling across the floor",
         "prompt": "An empty tiled floor in soft daylight.",
         "matte": "matte/demo_matte.%04d.png",
         "affected_ring": max(2, round(30 * scale)),
     }
-    sidecar.write_text(yaml.safe_dump({"shots": {name: dict(entry) for name in ("sh010", "sh020", "sh030")}}))
-    return DemoShoot(edit, sidecar, plate_path, str(matte_pattern))
+    shots = {name: dict(entry) for name in ("sh010", "sh020", "sh030")}
+    timeline = _timeline(plate_path, frames)
+    linear = None
+    if linear_shot:
+        linear = _write_linear_plate(folder, width // 2 - width // 2 % 2, height // 2 - height // 2 % 2, seed)
+        timeline.tracks[0].append(_linear_clip(linear))
+        shots["sh040"] = {**entry, "matte": "linear_matte/demo_linear_matte.%04d.png", "affected_ring": 8}
+    edit = folder / "demo_cut.otio"
+    otio.adapters.write_to_file(timeline, str(edit))
+    sidecar = folder / "demo_sidecar.yaml"
+    sidecar.write_text(yaml.safe_dump({"shots": shots}))
+    return DemoShoot(edit, sidecar, plate_path, str(matte_pattern), linear)
+
+
+#: The ACEScg plate: 40 frames (a 24-frame cut with 8-frame handles), AP1 primaries, a window up to 6.0.
+_LINEAR_FRAMES = 40
+_AP1 = (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767)
+
+
+def _write_linear_plate(folder: Path, width: int, height: int, seed: int) -> str:
+    """Write the scene-linear ACEScg half EXR plate and its PNG matte; return the plate's printf pattern."""
+    pattern = folder / "linear" / "demo_linear.%04d.exr"
+    matte_pattern = folder / "linear_matte" / "demo_linear_matte.%04d.png"
+    if pattern.parent.exists() and matte_pattern.parent.exists():
+        return str(pattern.resolve())
+    rng = np.random.default_rng(seed + 1)
+    floor = (_floor(height, width, rng) / 255.0) ** 2.2  # display-ish texture, linearised: 18% grey-ish floor
+    rows, cols = np.mgrid[0:height, 0:width]
+    window = (rows < height * 0.35) & (cols > width * 0.6) & (cols < width * 0.9)
+    glow = np.exp(-(((cols - width * 0.75) / (width * 0.2)) ** 2 + ((rows - height * 0.1) / (height * 0.25)) ** 2))
+    base = floor + 0.6 * glow[..., None]
+    base[window] = [6.0, 5.6, 4.8]  # daylight through a window: far above display white
+    base = cv2.GaussianBlur(base, (0, 0), 1.0)  # a lens, not an aliased step
+    radius = _BALL_RADIUS * width / 1280
+    plate = np.empty((_LINEAR_FRAMES, height, width, 3), np.float32)
+    matte = np.zeros((_LINEAR_FRAMES, height, width, 3), np.uint8)
+    for index in range(_LINEAR_FRAMES):
+        x, y = _ball_centre(index, _LINEAR_FRAMES, width, height)
+        distance = np.sqrt((cols - x) ** 2 + (rows - y) ** 2)
+        coverage = np.clip(radius + 0.5 - distance, 0, 1)[..., None]
+        frame = base * (1 + 0.004 * rng.standard_normal(base.shape[:2], dtype=np.float32)[..., None])  # luma grain
+        frame = frame * (1 - coverage) + np.array([0.55, 0.04, 0.03], np.float32) * coverage
+        plate[index] = frame.astype(np.float16).astype(np.float32)
+        matte[index][distance <= radius + 0.5] = 255
+    header = {"chromaticities": ("float[8]", _AP1), "smpte:TimeCode": "02:00:00:00"}
+    media.write_sequence(plate, pattern, Fraction(24), fmt="exr", pixel_type="half", attributes=header)
+    media.write_sequence(matte, matte_pattern, Fraction(24))
+    return str(pattern.resolve())
+
+
+def _linear_clip(pattern: str) -> otio.schema.Clip:
+    folder, name = Path(pattern).parent, Path(pattern).name
+    prefix, _, suffix = name.partition("%04d")
+    reference = otio.schema.ImageSequenceReference(
+        target_url_base=folder.as_uri() + "/",
+        name_prefix=prefix,
+        name_suffix=suffix,
+        start_frame=1001,
+        frame_zero_padding=4,
+        rate=24,
+        available_range=otio.opentime.TimeRange(
+            otio.opentime.RationalTime(1001, 24), otio.opentime.RationalTime(_LINEAR_FRAMES, 24)
+        ),
+    )
+    clip = otio.schema.Clip(
+        name="demo_linear",
+        media_reference=reference,
+        source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(1009, 24), otio.opentime.RationalTime(24, 24)),
+    )
+    clip.metadata["voidflow"] = {"shot": "sh040"}
+    return clip
 
 
 def _timeline(plate: Path, frames: int) -> otio.schema.Timeline:

@@ -42,6 +42,7 @@ __all__ = [
     "MediaInfo",
     "MovieCodec",
     "SequenceFormat",
+    "codec_reference",
     "ensure_writable_folder",
     "probe",
     "read_frames",
@@ -324,6 +325,22 @@ def write_movie(
             pixels, temp, rate, encoding, tags=tags, timecode=timecode, pixel_aspect=pixel_aspect, alpha=matte
         )
     return MediaSource(path=str(path.resolve()), kind="movie", rate=float(rate), start=0, frames=count)
+
+
+def codec_reference(frames: np.ndarray, codec: MovieCodec, colour: ColourTags | None = None) -> np.ndarray:
+    """``frames`` as a perfect (uncompressed) encoder of ``codec``'s pixel format would give them back.
+
+    The RGB is converted to the codec's YUV with ``colour``'s matrix and range (NLE conventions filling gaps),
+    chroma subsampled as the codec stores it (4:2:2 for ProRes 422 HQ and DNxHR HQX), and converted back, all
+    through the same swscale path as ``write_movie`` and ``read_frames``. Comparing a written movie with this
+    leaves only the codec's compression loss; comparing it with the plate also counts what 4:2:2 cannot hold.
+
+    Returns:
+        uint16 ``(T, H, W, 3)``.
+    """
+    _, height, _ = _check_frames(frames)
+    tags = video_tags_for(height, colour or ColourTags())
+    return _movie.chroma_reference(_to_uint16(frames), _ENCODINGS[codec], tags)
 
 
 def write_sequence(

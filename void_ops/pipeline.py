@@ -64,8 +64,9 @@ FIRST_FRAME_NUMBER = 1001
 DELIVER_VERSION = "2"
 OutputFormat = Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff"]
 OUTPUT_FORMATS: tuple[str, ...] = ("prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff")
-#: Codec precision outside the matte for movie deliveries, as fractions of full scale, measured on the written file
-#: decoded the way an NLE decodes it (the plate's matrix, accurate chroma): (largest difference, mean difference).
+#: Codec precision outside the matte for movie deliveries, as fractions of full scale: the written file decoded the
+#: way an NLE decodes it (the plate's matrix, accurate chroma), against what the codec's pixel format holds of the
+#: frames handed to it (``media.codec_reference``), in 8-bit values: (largest difference, mean difference).
 #: Measured at least ``MOVIE_QC_MARGIN`` pixels clear of the grown matte: a DCT codec spreads a change across its
 #: 8x8 block and 4:2:2 chroma across neighbouring columns, so the pixels right beside the fill move with it.
 MOVIE_QC_MARGIN = 8
@@ -179,7 +180,10 @@ class QcReport:
         fps: frame rate of the delivered media.
         max_flicker: the flicker above which the version fails QC.
         codec_max: movies: the largest difference outside the matte between the written file, decoded as an NLE
-            decodes it, and what was encoded (fraction of full scale); 0 for lossless formats.
+            decodes it, and what the codec's pixel format can hold of the frames handed to it
+            (``media.codec_reference``: matrix, range and 4:2:2 chroma applied, no compression), as a fraction of
+            full scale in 8-bit steps; 0 for lossless formats.
+        codec_p999: movies: the difference 99.9% of samples stay within.
         codec_mean: movies: the mean of that difference.
         tolerance_max: the most ``codec_max`` may be (``MOVIE_TOLERANCE``); 0 for lossless formats.
         tolerance_mean: the most ``codec_mean`` may be.
@@ -194,6 +198,7 @@ class QcReport:
     expected_fps: float
     max_flicker: float = 0.02
     codec_max: float = 0.0
+    codec_p999: float = 0.0
     codec_mean: float = 0.0
     tolerance_max: float = 0.0
     tolerance_mean: float = 0.0
@@ -219,7 +224,7 @@ class QcReport:
         codec = ""
         if self.tolerance_max:
             codec = (
-                f", codec max {self.codec_max * 255:.2f}/255 mean {self.codec_mean * 255:.3f}/255 "
+                f", codec max {self.codec_max * 255:.0f}/255 mean {self.codec_mean * 255:.3f}/255 "
                 f"(limits {self.tolerance_max * 255:g}, {self.tolerance_mean * 255:g})"
             )
         header = f", header: {'; '.join(self.header)}" if self.header else ""
@@ -631,14 +636,18 @@ def _qc(
     info = media.probe(delivered)
     back = media.read_frames(delivered, 0, min(shot.frames, info.frames))
     header: list[str] = []
-    codec_max = codec_mean = tolerance_max = tolerance_mean = 0.0
+    codec_max = codec_p999 = codec_mean = tolerance_max = tolerance_mean = 0.0
     if spec.is_movie:
+        codec = cast(media.MovieCodec, spec.output)
         tolerance_max, tolerance_mean = MOVIE_TOLERANCE[spec.output]
-        # Compared as an 8-bit review decode sees them: both rounded to 8 bits, every channel counted.
-        expected = _eight_bit(view.to_model(result)[: len(back)])
+        # Against what the codec's pixel format can hold (4:2:2 chroma keeps less than RGB at saturated edges, in
+        # any encoder); both rounded to 8 bits as a review decode sees them, every channel counted.
+        reference = media.codec_reference(view.to_model(result)[: len(back)], codec, _movie_tags(view))
+        expected = _eight_bit(reference)
         outside = _clear_of(alpha[: len(back)], MOVIE_QC_MARGIN)
         error = np.abs(_eight_bit(back) - expected)[outside]
         codec_max = float(error.max()) / 255 if error.size else 0.0
+        codec_p999 = float(np.percentile(error, 99.9)) / 255 if error.size else 0.0
         codec_mean = float(error.mean()) / 255 if error.size else 0.0
         changed = changed_outside(plate, result, alpha)  # the composite itself, before the lossy encode
         wanted = _movie_tags(view)
@@ -657,6 +666,7 @@ def _qc(
         fps=float(info.rate),
         expected_fps=float(rate_fraction(shot.rate)),
         codec_max=codec_max,
+        codec_p999=codec_p999,
         codec_mean=codec_mean,
         tolerance_max=tolerance_max,
         tolerance_mean=tolerance_mean,
