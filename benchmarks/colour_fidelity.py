@@ -1,7 +1,7 @@
 """Colour fidelity of deliveries, measured through ``voidflow run`` with independent decoders.
 
 1. A real BT.709 plate: Avid's DNxHD 1080p clip from the OTIO AAF adapter's samples (Apache-2.0, vendored in
-   ``tests/data/footage/avid_picchu``), a box matte, the ``cleanplate`` backend and the default ProRes 422 HQ
+   ``tests/media``), a box matte, the ``cleanplate`` backend and the default ProRes 422 HQ
    delivery. The plate and the delivery are both decoded by the ffmpeg CLI as an NLE does (BT.709, video range,
    accurate rounding, full chroma interpolation, 16-bit RGB, then rounded to 8 bits) and compared outside the grown
    matte. Target: max <= 4/255, mean <= 0.5/255, with the colour tags present.
@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
-PLATE = ROOT / "tests" / "data" / "footage" / "avid_picchu" / "picchu_seq0100_snippet_dnx.mov"
+PLATE = ROOT / "tests" / "media" / "picchu_seq0100_snippet_dnx.mov"
 NLE_DECODE = "scale=in_color_matrix=bt709:in_range=tv:flags=accurate_rnd+full_chroma_int,format=rgb48le"
 
 

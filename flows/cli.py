@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="list the shots an edit would give, without running anything")
     _selection_arguments(plan)
     plan.add_argument("--json", action="store_true", help='print {"shots": [...]} as JSON')
+    _colour_arguments(plan)
 
     run = commands.add_parser("run", help="run a batch over an edit")
     _selection_arguments(run)
@@ -63,9 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--exr-compression", choices=("piz", "zip", "zips", "dwaa", "dwab", "none"), default="piz", help="EXR (piz)"
     )
-    run.add_argument("--plate-colourspace", help="every plate's OCIO colour space (default: each plate's sidecar "
-                     "colourspace, else inferred from the file)")  # fmt: skip
-    run.add_argument("--ocio", help="the show's OCIO config (default $OCIO, else OCIO's built-in ACES studio config)")
+    _colour_arguments(run)
     run.add_argument("--seed", type=int, default=0, help="batch seed (a shot's own seed wins)")
     run.add_argument("--pass2", action="store_true", help="void backend: also run VOID's pass 2 (refinement)")
     run.add_argument("--models", type=Path, help="void backend: models folder (default $VOIDFLOW_MODELS)")
@@ -173,6 +172,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _colour_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--plate-colourspace",
+        help="every plate's OCIO colour space (default: each plate's sidecar colourspace, else inferred from the file)",
+    )
+    command.add_argument(
+        "--ocio", help="the show's OCIO config (default $OCIO, else OCIO's built-in ACES studio config)"
+    )
+
+
 def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> Any:
     from pydantic import ValidationError
 
@@ -222,15 +231,34 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
     from flows.params import plan
 
-    _, shots = plan(_request(args, settings))
+    request = _request(args, settings)
+    _, shots = plan(request)
+    colours = {shot.name: _plate_colour(shot, request) for shot in shots if shot.status == "ready"}
     if args.json:
-        print(json.dumps({"shots": [shot.to_json() for shot in shots]}, indent=2))
+        documents = [{**shot.to_json(), **({"colour": colours[shot.name]} if shot.name in colours else {})}
+                     for shot in shots]  # fmt: skip
+        print(json.dumps({"shots": documents}, indent=2))
         return 0
     for shot in shots:
         state = "ready  " if shot.status == "ready" else "skipped"
         first, last = shot.source_start, shot.source_start + shot.duration - 1
-        print(f"{state} {shot.name:<28} {shot.track:<10} {first}-{last} ({shot.duration} fr) {shot.reason}")
+        colour = colours.get(shot.name, {})
+        space = f"[{colour.get('name') or 'colour: ' + str(colour.get('error'))}] " if colour else ""
+        print(f"{state} {shot.name:<28} {shot.track:<10} {first}-{last} ({shot.duration} fr) {space}{shot.reason}")
     return 0
+
+
+def _plate_colour(shot: Any, request: Any) -> dict[str, object]:
+    """The plate's colour space as a batch would decide it, and why; or the one-line reason it cannot."""
+    from void_ops.plates import ColourSettings, plate_view
+
+    try:
+        view = plate_view(shot, ColourSettings(config=request.ocio, plate_space=request.plate_colourspace))
+    except VoidflowError as error:
+        return {"error": str(error)}
+    colour = view.colour
+    return {"name": colour.name, "source": colour.source, "evidence": colour.evidence,
+            "scene_referred": colour.scene_referred}  # fmt: skip
 
 
 def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:

@@ -40,7 +40,7 @@ from void_ops.masking.vlm import Vlm, VlmExchange, VlmSettings
 from void_ops.mattes import matte_source
 from void_ops.pipeline import DeliverySpec, QcReport, StageFile
 from void_ops.plates import ColourSettings, PlateView, plate_view
-from void_ops.shots import Shot
+from void_ops.shots import PLATE_ALPHA, Shot
 from void_ops.void.backend import VoidConfig
 
 __all__ = ["ShotJob", "ShotOutcome", "mask_inputs", "process_shot", "retry_transient"]
@@ -232,7 +232,7 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
     try:
         assert shot.media is not None
         ensure_allowed(shot.media.path, job.allowed_roots, what=f"shot '{shot.name}': media")
-        if shot.instructions.matte:
+        if shot.instructions.matte and shot.instructions.matte != PLATE_ALPHA:
             ensure_allowed(shot.instructions.matte, job.allowed_roots, what=f"shot '{shot.name}': matte")
         masker = make_masker(
             shot,

@@ -108,3 +108,41 @@ def test_config_show_masks_secrets_and_deploy_dry_run(small_demo, tmp_path: Path
     assert nightly["schedules"][0]["timezone"] == "America/Los_Angeles"
     assert nightly["parameters"]["request"]["edit"] == str(small_demo.edit)
     assert "rerun-failed" in deployments
+
+
+def test_plan_shows_each_plates_colour_space_and_why(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = voidflow("plan", str(small_demo.edit), "--sidecar", str(small_demo.sidecar), "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    ready = [shot for shot in json.loads(result.stdout)["shots"] if shot["status"] == "ready"]
+    assert ready and all(shot["colour"]["name"] == "Rec.1886 Rec.709 - Display" for shot in ready)
+    assert all(shot["colour"]["source"] == "inferred" and "movie tags" in shot["colour"]["evidence"] for shot in ready)
+    declared = voidflow(
+        "plan", str(small_demo.edit), "--sidecar", str(small_demo.sidecar), "--plate-colourspace", "ACEScgg", "--json",
+        home=tmp_path,
+    )  # fmt: skip
+    errors = [shot["colour"]["error"] for shot in json.loads(declared.stdout)["shots"] if shot["status"] == "ready"]
+    assert errors and all("'ACEScgg'" in error and "\n" not in error for error in errors)
+    assert "sh010" in errors[0]
+
+
+def test_plate_the_media_layer_cannot_read_is_skipped_at_plan_time(tmp_path: Path) -> None:
+    import opentimelineio as otio
+
+    bogus = tmp_path / "plate.mov"
+    bogus.write_text("not a movie\n")
+    clip = otio.schema.Clip(
+        name="sh010",
+        media_reference=otio.schema.ExternalReference(
+            target_url=bogus.as_uri(),
+            available_range=otio.opentime.TimeRange(
+                otio.opentime.RationalTime(0, 24), otio.opentime.RationalTime(48, 24)
+            ),
+        ),
+        source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(0, 24), otio.opentime.RationalTime(24, 24)),
+    )
+    edit = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(otio.schema.Timeline(tracks=[otio.schema.Track(children=[clip])]), str(edit))
+    result = voidflow("plan", str(edit), "--all", "--json", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [shot] = json.loads(result.stdout)["shots"]
+    assert shot["status"] == "skipped" and "plate.mov: unreadable or not media" in shot["reason"], shot

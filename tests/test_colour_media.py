@@ -3,6 +3,7 @@ ImageInput and oiiotool for image files. The product's reader is never the only 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -19,9 +20,10 @@ from void_ops import media, pipeline
 from void_ops.cleanplate import CleanPlate
 from void_ops.colour import load_config
 from void_ops.composite import Blend
-from void_ops.exceptions import InvalidInput, MediaInvalid
+from void_ops.exceptions import InvalidInput, MatteInvalid, MediaInvalid
+from void_ops.mattes import MatteMasker
 from void_ops.plates import ColourSettings, PlateView, plate_view
-from void_ops.shots import Delivery, MediaSource, Shot, ShotInstructions
+from void_ops.shots import PLATE_ALPHA, Delivery, MediaSource, Shot, ShotInstructions
 
 OIIOTOOL = str(Path(sys.executable).with_name("oiiotool"))
 AP1 = (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767)
@@ -203,6 +205,18 @@ def test_bt709_plate_round_trip_through_prores_is_within_codec_precision(tmp_pat
     before, after = _round_trip(plate, tmp_path)
     error = np.abs(before - after)
     figures = f"soft DNxHD plate -> ProRes 422 HQ: max {error.max()}/255, mean {error.mean():.4f}/255"
+    print(figures)
+    assert error.max() <= 4 and error.mean() <= 0.5, figures
+
+
+def test_real_avid_dnxhd_plate_round_trip_through_prores_meets_the_target(tmp_path: Path) -> None:
+    # Real footage: Avid's DNxHD 1080p24 sample from the OTIO AAF adapter (tests/media, Apache-2.0), tagged bt709.
+    plate = Path(__file__).parent / "media" / "picchu_seq0100_snippet_dnx.mov"
+    assert media.probe(movie(plate)).colour.matrix == "bt709"
+    np.testing.assert_array_equal(media.read_frames(movie(plate), 0, 2), cli_decode(plate, 1920, 1080)[:2])
+    before, after = _round_trip(plate, tmp_path)
+    error = np.abs(before - after)
+    figures = f"Avid DNxHD plate -> ProRes 422 HQ: max {error.max()}/255, mean {error.mean():.4f}/255"
     print(figures)
     assert error.max() <= 4 and error.mean() <= 0.5, figures
 
@@ -521,3 +535,18 @@ def test_missing_plate_sequence_is_media_invalid(tmp_path: Path) -> None:
     source = MediaSource(str(tmp_path / "gone" / "sh010.%04d.exr"), "sequence", 24.0, frames=6, first_number=1001)
     with pytest.raises(MediaInvalid, match=r"sh010\.1001\.exr"):
         plate_view(_shot(source, 6), ColourSettings())
+
+
+def test_plate_alpha_is_the_matte_when_the_sidecar_says_so(tmp_path: Path) -> None:
+    frames = _halves(4)
+    alpha = np.zeros(frames.shape[:3], np.float32)
+    alpha[:, 10:30, 20:40] = 1.0
+    source = media.write_sequence(frames, tmp_path / "rgba" / "p.%04d.exr", Fraction(24), fmt="exr", alpha=alpha)
+    assert media.probe(source).alpha
+    shot = dataclasses.replace(_shot(source, 4), instructions=ShotInstructions(matte=PLATE_ALPHA))
+    quadmask = MatteMasker()(shot, media.read_frames(source, 0, 4)).quadmask
+    assert np.array_equal(quadmask == 0, alpha > 0.5)  # the object (0, remove) is exactly the plate's alpha
+    opaque = media.write_sequence(frames, tmp_path / "rgb" / "p.%04d.exr", Fraction(24), fmt="exr")
+    no_alpha = dataclasses.replace(_shot(opaque, 4), instructions=ShotInstructions(matte=PLATE_ALPHA))
+    with pytest.raises(MatteInvalid, match=r"plate-alpha, but the plate has no alpha channel"):
+        MatteMasker()(no_alpha, media.read_frames(opaque, 0, 4))

@@ -238,7 +238,7 @@ def encode(
         raise _storage(path, error) from None
     lines: list[tuple[int, str, str]] = []
     try:
-        stream = container.add_stream(encoding.codec, rate=rate)
+        stream: Any = container.add_stream(encoding.codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, encoding.pix_fmt
         context = stream.codec_context
         context.time_base = Fraction(1) / rate
@@ -351,7 +351,7 @@ FFV1 = {"level": "3", "g": "1", "slicecrc": "1"}
 
 
 def _graph(width: int, height: int, pix_fmt: str, time_base: Any, filters: str, out_fmt: str) -> Any:
-    graph = av.filter.Graph()
+    graph: Any = av.filter.Graph()
     source = graph.add_buffer(width=width, height=height, format=pix_fmt, time_base=time_base)
     chain = [source]
     for spec in filters.split(","):

@@ -315,8 +315,10 @@ def plan_shots(
         selection: which clips to process.
         handles: frames wanted beyond each end of the cut (clipped to the media).
         sidecar: instructions by shot name; an entry selects its shot and overrides the edit's own metadata.
-        probe: returns the frame count of existing media whose length the edit does not give (e.g.
-            ``lambda m: media.probe(m).frames``). None: such media keeps unclipped handles.
+        probe: returns the frame count of existing media (e.g. ``lambda m: media.probe(m).frames``), raising
+            ``MediaInvalid`` when the media cannot be read (the shot is then skipped with that reason); the count
+            is used where the edit does not give the media's length. None: no check, and such media keeps
+            unclipped handles.
         resolve: maps a media path written in the edit to the path on this host (shared storage mounted
             elsewhere); identity by default.
 
@@ -409,9 +411,10 @@ def _plan_one(
     if media is not None:
         if not _media_exists(media, media.index_of(source_start)):
             reason = f"media not found: {media.file_for_index(max(media.index_of(source_start), 0))}"
-        elif media.frames is None and probe is not None:
+        elif probe is not None:  # also when the edit gives the length: a plate the media layer cannot read skips
             try:
-                media = replace(media, frames=probe(media))
+                counted = probe(media)
+                media = media if media.frames is not None else replace(media, frames=counted)
             except MediaInvalid as error:
                 reason = str(error)
         if media.frames is not None:

@@ -2,6 +2,7 @@
 
 A matte is white (or opaque alpha) where the object is. It is indexed like its plate: matte index k covers plate
 index k. A movie matte's index 0 is its first frame; a sequence matte's index 0 is its lowest-numbered file.
+``matte: plate-alpha`` takes the plate's own alpha channel (an RGBA EXR, ProRes 4444 with alpha).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from void_ops import media
 from void_ops.exceptions import MatteInvalid, MediaInvalid
 from void_ops.masking.masker import MaskOutput
 from void_ops.quadmask import combine
-from void_ops.shots import MediaSource, Shot
+from void_ops.shots import PLATE_ALPHA, MediaSource, Shot
 
 __all__ = ["MatteMasker", "matte_source"]
 
@@ -26,8 +27,12 @@ def matte_source(path: str, plate: MediaSource) -> MediaSource:
     """Describe the matte at ``path`` (a movie, or a printf sequence pattern) aligned to ``plate``.
 
     Raises:
-        MatteInvalid: no file of the matte exists.
+        MatteInvalid: no file of the matte exists, or ``plate-alpha`` names a plate without alpha.
     """
+    if path == PLATE_ALPHA:
+        if not media.probe(plate).alpha:
+            raise MatteInvalid(f"{plate.path}: matte: plate-alpha, but the plate has no alpha channel")
+        return plate
     if "%" not in path:
         if not Path(path).is_file():
             raise MatteInvalid(f"{path}: matte not found")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 __all__ = [
+    "PLATE_ALPHA",
     "BoxPrompt",
     "Delivery",
     "MediaKind",
@@ -28,6 +29,9 @@ __all__ = [
     "ShotInstructions",
     "rate_fraction",
 ]
+
+#: The ``matte`` instruction that means "the plate's own alpha channel" (an RGBA EXR, ProRes 4444 with alpha).
+PLATE_ALPHA = "plate-alpha"
 
 MediaKind = Literal["movie", "sequence"]
 ShotStatus = Literal["ready", "skipped"]

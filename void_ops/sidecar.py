@@ -6,7 +6,7 @@ A YAML or JSON sidecar is keyed by shot name::
       sh010:
         remove: the red ball
         prompt: A wooden floor in an empty room.
-        matte: roto/sh010.%04d.png      # relative to the sidecar's folder; a movie or a sequence
+        matte: roto/sh010.%04d.png      # relative to the sidecar's folder; a movie or a sequence; or plate-alpha
         affected_ring: 24               # grow a 24 px "affected" ring around the object
         points: [{frame: 0, x: 320, y: 200}]
         boxes: [{frame: 0, box: [280, 160, 360, 240]}]
@@ -33,7 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from void_ops.exceptions import SidecarInvalid
-from void_ops.shots import BoxPrompt, PointPrompt, ShotInstructions
+from void_ops.shots import PLATE_ALPHA, BoxPrompt, PointPrompt, ShotInstructions
 
 __all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "validate_entry"]
 
@@ -115,7 +115,7 @@ def entry_to_instructions(entry: ShotEntry, *, base: Path) -> ShotInstructions:
     matte = None
     if entry.matte:
         matte = entry.matte.replace("####", "%04d")
-        if not Path(matte).is_absolute():
+        if matte != PLATE_ALPHA and not Path(matte).is_absolute():
             matte = str((base / matte).resolve())
     return ShotInstructions(
         remove=entry.remove,
