@@ -24,7 +24,7 @@ from infra.settings import Settings
 from tasks.backends import make_backend, make_masker, make_refiner, make_vlm, needs_segmenter
 from tasks.ledger import Ledger
 from tasks.void_actors import ActorModel, GpuPool
-from void_ops import media, pipeline
+from void_ops import pipeline
 from void_ops.composite import Blend
 from void_ops.exceptions import (
     ConfigurationError,
@@ -92,13 +92,6 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Prefect retry condition: retry only errors marked retryable (``void_ops.exceptions``)."""
     error = state.result(raise_on_failure=False)
     return is_retryable(error) if isinstance(error, BaseException) else False
-
-
-def _plate_size(shot: Shot) -> tuple[int, int]:
-    """(height, width) of the shot's plate."""
-    assert shot.media is not None
-    info = media.probe(shot.media)
-    return info.height, info.width
 
 
 def mask_inputs(ledger: Ledger, shot: Shot) -> dict[str, str]:
@@ -295,7 +288,7 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
                 logger.info("%s: %s", shot.name, reason)
                 return ShotOutcome(shot.name, None, reason, tuple(cached), time.monotonic() - started)
 
-        geometry = backend.describe(shot.frames, *_plate_size(shot))
+        geometry = backend.describe(shot.frames, view.info.height, pipeline.model_width(view))
         prompt = shot.instructions.prompt or str(mask_run.params.get("vlm_prompt") or "")
         pass1_params = {**backend.params(), **geometry, "seed": seed, "prompt": prompt, "colour": colour}
         fill, pass1_run, hit = context.stage(

@@ -550,3 +550,44 @@ def test_plate_alpha_is_the_matte_when_the_sidecar_says_so(tmp_path: Path) -> No
     no_alpha = dataclasses.replace(_shot(opaque, 4), instructions=ShotInstructions(matte=PLATE_ALPHA))
     with pytest.raises(MatteInvalid, match=r"plate-alpha, but the plate has no alpha channel"):
         MatteMasker()(no_alpha, media.read_frames(opaque, 0, 4))
+
+
+@dataclass
+class _SeesShapes:
+    """A pass-1 backend that records the frames it is handed and fills with CleanPlate."""
+
+    seen: list[tuple[int, ...]]
+    name: str = "sees-shapes"
+    version: str = "1"
+
+    def params(self) -> dict[str, object]:
+        return {}
+
+    def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
+        return {}
+
+    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray:
+        self.seen.append(frames.shape)
+        return CleanPlate()(frames, quadmask, seed=seed, prompt=prompt)
+
+
+def test_anamorphic_plate_is_desqueezed_for_the_model_and_delivered_at_plate_geometry(tmp_path: Path) -> None:
+    frames = _ramp(4, 48, 64)
+    plate = media.write_movie(frames, tmp_path / "scope.mov", Fraction(24), pixel_aspect=Fraction(2))
+    assert ffprobe(plate.path)["sample_aspect_ratio"] == "2:1"
+    shot = _shot(dataclasses.replace(plate, frames=4), 4)
+    view = plate_view(shot, ColourSettings())
+    assert view.info.pixel_aspect == 2 and pipeline.model_width(view) == 128
+    quadmask = np.full((4, 48, 64), 255, np.uint8)
+    quadmask[:, 16:32, 24:40] = 0
+    media.write_mask(quadmask, tmp_path / "q.mkv")
+    backend = _SeesShapes([])
+    fill = pipeline.inpaint(shot, backend, tmp_path / "q.mkv", tmp_path / "work", "r1", view, seed=0, prompt="")
+    assert backend.seen == [(4, 48, 128, 3)]  # square pixels for the model
+    assert (fill.width, fill.height) == (64, 48)  # the fill is back at plate geometry
+    delivery, qc, _ = pipeline.deliver(
+        shot, fill.path, tmp_path / "q.mkv", tmp_path / "shot", view, version="v001", blend=Blend(),
+        spec=pipeline.DeliverySpec(output="prores"),
+    )  # fmt: skip
+    assert ffprobe(delivery.media.path)["sample_aspect_ratio"] == "2:1" and ffprobe(delivery.media.path)["width"] == 64
+    assert qc.passed, qc.summary()

@@ -53,6 +53,7 @@ __all__ = [
     "frame_windows",
     "inpaint",
     "make_mask",
+    "model_width",
     "plate_frames",
     "refine",
     "shot_dir",
@@ -378,13 +379,16 @@ def inpaint(
     cross-faded windows when it is longer than the backend takes) and store its full frames losslessly as
     ``work/fill-<run>.mkv`` (pass 2: ``refined-<run>``). ``prompt`` is the background prompt.
 
-    The backend sees the plate (and pass 1's fill) through ``view``; its output is brought back into the plate's
-    colour space before it is stored, so the composite happens in the plate's own space.
+    The backend sees the plate (and pass 1's fill) through ``view``, with square pixels (an anamorphic plate is
+    desqueezed to ``width x pixel_aspect``); its output is brought back to the plate's geometry and colour space
+    before it is stored, so the composite happens at plate geometry in the plate's own space.
     """
     plate = plate_frames(shot)
-    seen = view.to_model(plate)
     quadmask = media.read_mask(quadmask_path)
     check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
+    square = _square_width(plate.shape[2], view.info.pixel_aspect)  # anamorphic plates are desqueezed for the model
+    seen = _resize_width(view.to_model(plate), square, cv2.INTER_CUBIC)
+    quadmask = _resize_width(quadmask, square, cv2.INTER_NEAREST)
     if first_pass is None:
         label, stem = f"backend '{backend.name}'", f"fill-{run}"
         fill = windowed(
@@ -396,13 +400,33 @@ def inpaint(
         refiner = cast(Refiner, backend)
         label, stem = f"refiner '{refiner.name}'", f"refined-{run}"
         first = view.to_model(media.read_frames(_fill_source(first_pass, shot.rate), 0, shot.frames))
-        first = first.astype(seen.dtype) if first.dtype != seen.dtype else first
+        first = _resize_width(first.astype(seen.dtype) if first.dtype != seen.dtype else first, square, cv2.INTER_CUBIC)
         fill = windowed(
             len(plate),
             getattr(refiner, "max_frames", None),
             lambda a, b: refiner(seen[a:b], quadmask[a:b], first[a:b], seed=seed, prompt=prompt),
         )
+    fill = _resize_width(fill, plate.shape[2], cv2.INTER_AREA)  # back to the plate's geometry (resqueezed)
     return _store_fill(shot, view.from_model(fill, plate), plate, work, stem, label)
+
+
+def model_width(view: PlateView) -> int:
+    """The width the backends see the plate at: square pixels (a 2x anamorphic plate twice as wide), even."""
+    return _square_width(view.info.width, view.info.pixel_aspect)
+
+
+def _square_width(width: int, pixel_aspect: Fraction) -> int:
+    if pixel_aspect == 1:
+        return width
+    return max(2, round(width * pixel_aspect / 2) * 2)
+
+
+def _resize_width(frames: np.ndarray, width: int, interpolation: int) -> np.ndarray:
+    """(T, H, W, ...) frames or masks resized to ``width`` columns (unchanged when already that wide)."""
+    if frames.shape[2] == width:
+        return frames
+    height = frames.shape[1]
+    return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames])
 
 
 def refine(

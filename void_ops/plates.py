@@ -46,8 +46,14 @@ class PlateView:
     view: ModelView
 
     def params(self) -> dict[str, object]:
-        """What provenance records of the plate's colour: the view's parameters and how the space was decided."""
-        return {**self.view.params(), "plate_space_source": self.colour.source, "evidence": self.colour.evidence}
+        """What provenance records of the plate's colour and geometry: the view's parameters, how the space was
+        decided, and the pixel aspect the model desqueezes by."""
+        return {
+            **self.view.params(),
+            "plate_space_source": self.colour.source,
+            "evidence": self.colour.evidence,
+            "pixel_aspect": str(self.info.pixel_aspect),
+        }
 
     def to_model(self, frames: np.ndarray) -> np.ndarray:
         """Plate pixels as the models see them (unchanged for display-referred plates)."""
