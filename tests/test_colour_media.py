@@ -591,3 +591,11 @@ def test_anamorphic_plate_is_desqueezed_for_the_model_and_delivered_at_plate_geo
     )  # fmt: skip
     assert ffprobe(delivery.media.path)["sample_aspect_ratio"] == "2:1" and ffprobe(delivery.media.path)["width"] == 64
     assert qc.passed, qc.summary()
+
+
+def test_prores_4444_delivery_carries_the_blend_alpha(aces_shot: AcesShot) -> None:
+    delivery, qc = _deliver(aces_shot, "v004", "prores_4444")
+    assert ffprobe(delivery.media.path)["pix_fmt"].startswith("yuva444p") and qc.passed, qc.summary()
+    alpha = media.read_matte(delivery.media, 0, COUNT).astype(np.int16)
+    written = media.read_matte(delivery.matte, 0, COUNT).astype(np.int16)  # the matte PNGs beside it
+    assert np.abs(alpha - written).max() <= 1 and written.max() == 255

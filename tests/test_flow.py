@@ -171,3 +171,31 @@ def test_batch_summary_goes_to_prefect_and_the_webhook(small_demo, db_url: str, 
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["voidflow-batch-summary"]))
         )
     assert any(result.batch_id[:8] in str(artifact.data) for artifact in artifacts)
+
+
+def test_plate_colour_spaces_by_track_and_shot_and_a_bad_one_fails_only_its_shot(  # type: ignore[no-untyped-def]
+    small_demo, db_url: str, tmp_path: Path
+) -> None:
+    edit = read_edit(small_demo.edit).timeline
+    edit.video_tracks()[0].metadata["voidflow"] = {"colourspace": "rec.1886 rec.709 - display"}  # any case
+    edit_path = tmp_path / "cut.otio"
+    otio.adapters.write_to_file(edit, str(edit_path))
+    entries = yaml.safe_load(small_demo.sidecar.read_text())
+    for entry in entries["shots"].values():
+        entry["matte"] = str(Path(small_demo.matte))
+    entries["shots"]["sh020"]["colourspace"] = "ACEScgg"
+    sidecar = tmp_path / "sidecar.yaml"
+    sidecar.write_text(yaml.safe_dump(entries))
+    request = BatchRequest(edit=edit_path, sidecar=sidecar, out_dir=tmp_path / "out", db_url=db_url, output="png")
+    result = run_batch(request)
+    assert (result.state, result.done, result.failed) == ("failed", ("sh010", "sh030"), ("sh020",))
+    (batch,) = Ledger(db_url).batches(result.batch_id)
+    rows = {row.name: row for row in batch.shots}
+    failed = rows["sh020"]
+    assert "\n" not in failed.reason and "sh020" in failed.reason and "'ACEScgg'" in failed.reason
+    assert [run.stage for run in failed.stage_runs] == ["mask"]  # stopped before any pass ran
+    for name in ("sh010", "sh030"):
+        deliver = next(run for run in rows[name].stage_runs if run.stage == "deliver")
+        colour = deliver.params["colour"]
+        assert colour["plate_space"] == "Rec.1886 Rec.709 - Display" and colour["plate_space_source"] == "declared"
+        assert deliver.params["qc"]["passed"]

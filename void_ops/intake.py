@@ -341,6 +341,7 @@ def plan_shots(
     if unknown:
         raise SidecarInvalid(f"sidecar names shots that are not in {edit.path.name}: {', '.join(unknown)}")
     edit_dir = edit.path.parent
+    track_colours = _track_colourspaces(edit.timeline)
     shots = []
     for (track, index, clip, top_level), name in zip(clips, names, strict=True):
         where = f"{edit.path.name}: shot '{name}'"
@@ -361,8 +362,20 @@ def plan_shots(
                 skip = "not selected (no marker, voidflow metadata or sidecar entry)"
         if skip:
             shot = replace(shot, status="skipped", reason=skip)
+        if shot.instructions.colourspace is None and track in track_colours:
+            shot = replace(shot, instructions=replace(shot.instructions, colourspace=track_colours[track]))
         shots.append(shot)
     return shots
+
+
+def _track_colourspaces(timeline: otio.schema.Timeline) -> dict[str, str]:
+    """Plate colour spaces declared per video track (``track.metadata["voidflow"]["colourspace"]``), by track."""
+    declared = {}
+    for number, track in enumerate(timeline.video_tracks(), start=1):
+        value = _namespace(track.metadata).get("colourspace")
+        if isinstance(value, str) and value:
+            declared[track.name or f"V{number}"] = value
+    return declared
 
 
 def named_clips(timeline: otio.schema.Timeline) -> list[tuple[str, otio.schema.Clip]]:

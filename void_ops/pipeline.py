@@ -558,6 +558,7 @@ def deliver(
             timecode=timecode,
             colour=tags,
             pixel_aspect=view.info.pixel_aspect,
+            alpha=alpha if spec.output.startswith("prores_4444") else None,  # 4444 carries the blend alpha, straight
         )
     else:
         pattern = folder / stem / f"{stem}.%04d.{spec.output}"

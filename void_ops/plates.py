@@ -1,9 +1,9 @@
 """A shot's plate as the stages see it: its media facts, its colour space, and the model view.
 
-``plate_view(shot, settings)`` is read once per stage. It decides the plate's colour space (the shot's sidecar
-``colourspace``, else the batch's ``--plate-colourspace``, else inferred from the file; a declaration is checked
-against the file's evidence) and builds the invertible ``ModelView`` between the plate's space and what the
-models, SAM2, the VLM and the pictures see (display-referred Rec.709/sRGB in [0, 1]).
+``plate_view(shot, settings)`` is read once per stage. It decides the plate's colour space (the shot's sidecar or
+clip ``colourspace``, else its track's, else the batch's ``--plate-colourspace``, else inferred from the file; a
+declaration is checked against the file's evidence) and builds the invertible ``ModelView`` between the plate's
+space and what the models, SAM2, the VLM and the pictures see (display-referred Rec.709/sRGB in [0, 1]).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def plate_view(shot: Shot, settings: ColourSettings) -> PlateView:
         raise InvalidInput(f"shot '{shot.name}': no media")
     info = media.probe(shot.media)
     declared = shot.instructions.colourspace or settings.plate_space
-    declared_by = "sidecar colourspace" if shot.instructions.colourspace else "batch --plate-colourspace"
+    declared_by = "shot/track colourspace" if shot.instructions.colourspace else "batch --plate-colourspace"
     config = load_config(settings.config)
     attributes: dict[str, object] = dict(info.attributes)
     if isinstance(chroma := attributes.get("chromaticities"), str):
