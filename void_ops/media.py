@@ -33,6 +33,7 @@ import numpy as np
 from void_ops import _images, _movie
 from void_ops.colour import ColourTags, video_tags_for
 from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
+from void_ops.frames import from_unit
 from void_ops.hashing import sha256_file
 from void_ops.shots import MediaSource, rate_fraction
 
@@ -421,7 +422,7 @@ def write_sequence(
         for index in range(count):
             pixels = stored[index]
             if alpha is not None:
-                pixels = np.concatenate([pixels, _like(alpha[index], stored.dtype)[..., None]], axis=-1)
+                pixels = np.concatenate([pixels, from_unit(_unit(alpha[index]), stored.dtype)[..., None]], axis=-1)
             frame_header = dict(header)
             if isinstance(first_timecode, str) and fmt in ("exr", "dpx"):
                 frame_header["smpte:TimeCode"] = ("timecode", _bcd(first_timecode, index, rate))
@@ -662,20 +663,8 @@ def _unit(frames: np.ndarray) -> np.ndarray:
     return frames.astype(np.float32, copy=False)
 
 
-def _like(plane: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    """A matte plane in the samples' type (float mattes in [0, 1])."""
-    unit = np.clip(_unit(plane), 0.0, 1.0)
-    if dtype.kind == "f":
-        return unit.astype(dtype)
-    return np.rint(unit * np.iinfo(dtype).max).astype(dtype)
-
-
 def _to_uint16(frames: np.ndarray) -> np.ndarray:
-    if frames.dtype == np.uint16:
-        return frames
-    if frames.dtype == np.uint8:
-        return frames.astype(np.uint16) * np.uint16(257)
-    return np.rint(np.clip(frames, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    return frames if frames.dtype == np.uint16 else from_unit(_unit(frames), np.uint16)
 
 
 def _rgb(pixels: np.ndarray, source: MediaSource, index: int) -> np.ndarray:
