@@ -14,6 +14,7 @@ from void_ops.exceptions import ConfigurationError, InvalidInput
 from void_ops.intake import Edit, Selection, plan_shots, read_edit
 from void_ops.shots import MediaSource, Shot
 from void_ops.sidecar import load_sidecar
+from void_ops.stages import STAGE_ORDER, forced_stages
 
 if TYPE_CHECKING:
     from void_ops.masking.sam2_video import Sam2Settings
@@ -174,22 +175,6 @@ class BatchRequest(BaseModel):
 
 def _frame_count(source: MediaSource) -> int:
     return media.probe(source).frames
-
-
-STAGE_ORDER = ("mask", "pass1", "pass2", "deliver", "conform")
-
-
-def forced_stages(force_from: str | None) -> tuple[str, ...]:
-    """The compute stages ``--from`` makes run even when cached: the named stage and every later one.
-
-    The deliver stage is forced only by ``--from deliver``: otherwise its key (which covers the final fill's
-    content) decides, so a rerun whose output did not change keeps its version. ``--from conform`` forces nothing.
-    """
-    if force_from is None or force_from == "conform":
-        return ()
-    if force_from == "deliver":
-        return ("deliver",)
-    return tuple(STAGE_ORDER[STAGE_ORDER.index(force_from) : STAGE_ORDER.index("deliver")])
 
 
 def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest) -> list[Shot]:

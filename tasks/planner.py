@@ -24,10 +24,9 @@ from tasks.shots import mask_inputs
 from void_ops.exceptions import InvalidInput, VoidflowError
 from void_ops.keys import stage_key
 from void_ops.shots import Shot
+from void_ops.stages import CACHED_STAGES, forced_stages
 
 __all__ = ["ShotPlan", "StagePlan", "plan_rerun", "rerun_shots"]
-
-CACHED_STAGES = ("mask", "pass1", "pass2", "deliver")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +114,6 @@ def plan_rerun(
         force_from: ``--from``: this stage and every later one run whatever the ledger says.
         pass2: whether the rerun runs VOID's pass 2.
     """
-    from flows.params import forced_stages
-
     order = list(CACHED_STAGES)
     forced = set(forced_stages(force_from))
     plans = []

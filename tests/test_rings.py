@@ -33,3 +33,28 @@ def test_exported_names_exist(module: str) -> None:
     exported = getattr(loaded, "__all__", None)
     assert exported, f"{module} has no __all__"
     assert [name for name in exported if not hasattr(loaded, name)] == []
+
+
+# What each ring may not import, anywhere in its files (function-level imports included): imports point inward.
+OUTER = {
+    "void_ops": ("tasks", "flows", "deployments", "infra", "prefect", "ray", "sqlalchemy"),
+    "tasks": ("flows", "deployments"),
+    "infra": ("tasks", "flows", "deployments"),
+}
+
+
+@pytest.mark.parametrize("ring", sorted(OUTER))
+def test_no_import_runs_outward(ring: str) -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for path in sorted((root / ring).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [f"{path.relative_to(root)}:{node.lineno} {name}" for name in names
+                      if name.split(".")[0] in OUTER[ring]]  # fmt: skip
+    assert found == [], f"{ring} imports outward: {found}"

@@ -14,17 +14,15 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
 from pydantic import BaseModel
 
 from void_ops.exceptions import InvalidInput
+from void_ops.masking._vlm_settings import VlmSettings
 from void_ops.shots import rate_fraction
-
-if TYPE_CHECKING:
-    from void_ops.masking.vlm import VlmSettings
 
 __all__ = ["MediaPart", "Request", "keyframe_indices", "locate_request", "make_request", "reason_request"]
 

@@ -1,0 +1,36 @@
+"""The stage vocabulary: what a shot goes through, in order, and what ``--from`` forces.
+
+Defined once here, in the innermost ring, so the ledger, the rerun planner, the flow and the command line all
+speak of the same stages.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["CACHED_STAGES", "STAGE_ORDER", "Stage", "forced_stages"]
+
+Stage = Literal["mask", "pass1", "pass2", "deliver", "conform"]
+#: Every stage of a batch, in order: the shot stages, then conform (which belongs to the batch).
+STAGE_ORDER: tuple[Stage, ...] = ("mask", "pass1", "pass2", "deliver", "conform")
+#: The stages whose runs are keyed, recorded and reused from the ledger.
+CACHED_STAGES: tuple[Stage, ...] = ("mask", "pass1", "pass2", "deliver")
+
+
+def forced_stages(force_from: Stage | str | None) -> tuple[Stage, ...]:
+    """The compute stages ``--from`` makes run even when cached: the named stage and every later one.
+
+    The deliver stage is forced only by ``--from deliver``: otherwise its key (which covers the final fill's
+    content) decides, so a rerun whose output did not change keeps its version. ``--from conform`` forces nothing.
+    Example: ``forced_stages("pass1") == ("pass1", "pass2")``.
+
+    Raises:
+        ValueError: ``force_from`` is not a stage.
+    """
+    if force_from is None or force_from == "conform":
+        return ()
+    if force_from == "deliver":
+        return ("deliver",)
+    if force_from not in STAGE_ORDER:
+        raise ValueError(f"--from must be one of {', '.join(STAGE_ORDER)}, got {force_from!r}")
+    return STAGE_ORDER[STAGE_ORDER.index(force_from) : STAGE_ORDER.index("deliver")]
