@@ -7,7 +7,8 @@ in float32, so half in, half out is bit-identical).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,28 @@ def probe(path: Path) -> ImageProbe:
     Raises:
         MediaInvalid: the file is missing or not an image OIIO reads.
     """
+    with _opened(path) as image:
+        return _describe(image)
+
+
+def read(path: Path) -> tuple[ImageProbe, np.ndarray]:
+    """Read one image's header and pixels, opening it once: (H, W, C) in its stored type family (uint8, uint16 or
+    float32), every channel.
+
+    Raises:
+        MediaInvalid: the file is missing, unreadable, or truncated.
+    """
+    with _opened(path) as image:
+        info = _describe(image)
+        family = {"uint8": "uint8", "half": "float", "float": "float"}.get(info.pixel_type, "uint16")
+        pixels = image.read_image(0, 0, 0, len(info.channels), family)
+    if pixels is None or getattr(pixels, "size", 0) == 0:
+        raise MediaInvalid(f"{path}: damaged or truncated image ({_last_error(_oiio())})")
+    return info, np.asarray(pixels).reshape(info.height, info.width, len(info.channels))
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Any]:
     oiio = _oiio()
     if not path.is_file():
         raise MediaInvalid(f"{path}: not found")
@@ -63,38 +86,22 @@ def probe(path: Path) -> ImageProbe:
     if image is None:
         raise MediaInvalid(f"{path}: unreadable or not an image ({_last_error(oiio)})")
     try:
-        spec = image.spec()
-        return ImageProbe(
-            width=spec.width,
-            height=spec.height,
-            channels=tuple(spec.channelnames),
-            pixel_type=str(spec.format),
-            bits=int(spec.get_int_attribute("oiio:BitsPerSample", spec.format.size() * 8)),
-            format_name=str(image.format_name()),
-            attributes=tuple((p.name, _text(p.value)) for p in spec.extra_attribs if p.name in _KEPT),
-        )
+        yield image
     finally:
         image.close()
 
 
-def read(path: Path, channels: Sequence[int] | None = None) -> np.ndarray:
-    """Read one image as (H, W, C) in its stored type family (uint8, uint16 or float32), every channel or some.
-
-    Raises:
-        MediaInvalid: the file is missing, unreadable, or truncated.
-    """
-    oiio = _oiio()
-    info = probe(path)
-    family = "uint8" if info.pixel_type == "uint8" else "float" if info.pixel_type in ("half", "float") else "uint16"
-    image = oiio.ImageInput.open(str(path))
-    try:
-        pixels = image.read_image(0, 0, 0, len(info.channels), family)
-    finally:
-        image.close()
-    if pixels is None or getattr(pixels, "size", 0) == 0:
-        raise MediaInvalid(f"{path}: damaged or truncated image ({_last_error(oiio)})")
-    pixels = np.asarray(pixels).reshape(info.height, info.width, len(info.channels))
-    return pixels if channels is None else pixels[..., list(channels)]
+def _describe(image: Any) -> ImageProbe:
+    spec = image.spec()
+    return ImageProbe(
+        width=spec.width,
+        height=spec.height,
+        channels=tuple(spec.channelnames),
+        pixel_type=str(spec.format),
+        bits=int(spec.get_int_attribute("oiio:BitsPerSample", spec.format.size() * 8)),
+        format_name=str(image.format_name()),
+        attributes=tuple((p.name, _text(p.value)) for p in spec.extra_attribs if p.name in _KEPT),
+    )
 
 
 def write(

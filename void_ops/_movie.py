@@ -34,7 +34,6 @@ __all__ = [
     "chroma_reference",
     "decode",
     "encode",
-    "encode_gray",
     "has_alpha",
     "probe",
 ]
@@ -78,7 +77,6 @@ class MovieProbe:
     timecode: str | None
     tags: ColourTags
     pixel_aspect: Fraction
-    offset: Fraction  # the video stream's start relative to the container start, seconds
 
 
 def _name(table: dict[int, str], code: Any) -> str | None:
@@ -126,8 +124,6 @@ def _probe_cached(name: str, size: int, mtime_ns: int) -> MovieProbe:
             range=_name(_RANGES, context.color_range),
         )
         aspect = stream.sample_aspect_ratio or context.sample_aspect_ratio
-        start = Fraction(stream.start_time or 0) * stream.time_base if stream.time_base else Fraction(0)
-        container_start = Fraction(container.start_time or 0, av.time_base)
         return MovieProbe(
             width=context.width,
             height=context.height,
@@ -138,7 +134,6 @@ def _probe_cached(name: str, size: int, mtime_ns: int) -> MovieProbe:
             timecode=str(timecode) if timecode else None,
             tags=tags,
             pixel_aspect=Fraction(aspect) if aspect else Fraction(1),
-            offset=start - container_start,
         )
 
 
@@ -148,8 +143,8 @@ def has_alpha(pix_fmt: str) -> bool:
 
 
 def decode(path: Path, first: int, count: int, out_fmt: str) -> np.ndarray:
-    """Decode ``count`` frames from index ``first`` into ``out_fmt`` (``rgb48le``, ``rgb24``, ``rgba``, ``gray``,
-    ``gbrpf32le``), converting YUV with the file's matrix and range (NLE conventions where untagged).
+    """Decode ``count`` frames from index ``first`` into ``out_fmt`` (``rgb48le``, ``rgb24``, ``rgba``, ``gray``),
+    converting YUV with the file's matrix and range (NLE conventions where untagged).
 
     Returns:
         ``(count, H, W, C)`` for packed formats; ``(count, H, W)`` for ``gray``.
@@ -178,18 +173,13 @@ def decode(path: Path, first: int, count: int, out_fmt: str) -> np.ndarray:
                 raise MediaInvalid(f"{path}: damaged data in frame {index}")
             graph.push(frame)
             converted = graph.vpull()
-            out.append(converted.to_ndarray(format=out_fmt) if out_fmt != "gbrpf32le" else _planar(converted))
+            out.append(converted.to_ndarray(format=out_fmt))
     if len(out) < count:  # the probe counted enough frames: the missing ones did not decode
         raise MediaInvalid(
             f"{path}: damaged data: frames {first + len(out)}..{first + count - 1} do not decode "
             f"(the file lists {info.frames} frames)"
         )
     return np.stack(out)
-
-
-def _planar(frame: Any) -> np.ndarray:
-    g, b, r = (np.frombuffer(plane, "<f4").reshape(frame.height, -1)[:, : frame.width] for plane in frame.planes)
-    return np.stack([r, g, b], axis=-1)
 
 
 def _frames_from(container: Any, stream: Any, info: MovieProbe, first: int) -> Iterator[tuple[int, Any]]:
@@ -225,12 +215,13 @@ def encode(
     pixel_aspect: Fraction,
     alpha: np.ndarray | None = None,
 ) -> None:
-    """Encode RGB ``frames`` (T, H, W, 3) uint8 or uint16 into ``path`` (which the caller made atomic).
+    """Encode RGB ``frames`` (T, H, W, 3) uint8 or uint16, or gray (T, H, W) uint8, into ``path`` (which the caller
+    made atomic).
 
     YUV encodings convert with ``tags``' matrix and range and carry ``tags`` in the stream; the muxer is bit-exact
     (no encoder string or creation time), so the same frames give the same bytes.
     """
-    count, height, width, _ = frames.shape
+    count, height, width = frames.shape[:3]
     container_format = {".mov": "mov", ".mp4": "mp4", ".mkv": "matroska", ".mxf": "mxf"}[path.suffix.lower()]
     try:
         container = av.open(str(path), "w", format=container_format, options={"fflags": "+bitexact"})
@@ -255,6 +246,7 @@ def encode(
         with_alpha = alpha is not None
         deep = frames.dtype == np.uint16
         source_fmt = ("rgba64le" if deep else "rgba") if with_alpha else ("rgb48le" if deep else "rgb24")
+        source_fmt = "gray" if frames.ndim == 3 else source_fmt
         if encoding.yuv:
             scale = f"out_color_matrix={_SWS_MATRIX.get(tags.matrix or 'bt709', 'bt709')}:out_range={tags.range}"
             filters = f"scale={scale}:flags={SWS_FLAGS}"
@@ -320,30 +312,6 @@ def chroma_reference(frames: np.ndarray, encoding: Encoding, tags: ColourTags) -
         graph.push(frame)
         out[index] = graph.vpull().to_ndarray(format="rgb48le")
     return out
-
-
-def encode_gray(masks: np.ndarray, path: Path) -> None:
-    """Store (T, H, W) uint8 losslessly as FFV1 gray (intra only, slice CRCs) in Matroska, bit-exact muxing."""
-    count, height, width = masks.shape
-    try:
-        container = av.open(str(path), "w", format="matroska", options={"fflags": "+bitexact"})
-    except OSError as error:
-        raise _storage(path, error) from None
-    try:
-        stream = container.add_stream("ffv1", rate=24)
-        stream.width, stream.height, stream.pix_fmt = width, height, "gray"
-        stream.codec_context.options = {"flags": "+bitexact", **FFV1}
-        for index in range(count):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(masks[index]), format="gray")
-            frame.pts = index
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        container.close()
-    except OSError as error:
-        container.close()
-        raise _storage(path, error) from None
 
 
 #: FFV1 version 3, intra only, with slice CRCs so that damaged bytes are reported instead of decoded silently.

@@ -16,6 +16,7 @@ overwritten.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -69,9 +70,9 @@ _ENCODINGS: dict[str, _movie.Encoding] = {
     "dnxhr_hqx": _movie.Encoding("dnxhd", _YUV422, (("profile", "dnxhr_hqx"),)),
     "h264": _movie.Encoding("libx264", "yuv420p", (("crf", "16"),)),
     "ffv1": _movie.Encoding("ffv1", "gbrp16le", tuple(_movie.FFV1.items()), yuv=False),
-    "ffv1_8bit": _movie.Encoding("ffv1", "bgr0", tuple(_movie.FFV1.items()), yuv=False),
 }
-MOVIE_CODECS: tuple[str, ...] = tuple(name for name in _ENCODINGS if name != "ffv1_8bit")
+MOVIE_CODECS: tuple[str, ...] = tuple(_ENCODINGS)
+_MASKS = dataclasses.replace(_ENCODINGS["ffv1"], pix_fmt="gray")  # quadmasks: FFV1 gray, lossless
 SEQUENCE_FORMATS: tuple[str, ...] = ("png", "exr", "dpx", "tiff")
 _MOVIE_SUFFIXES = {"prores": (".mov",), "prores_4444": (".mov",), "prores_4444xq": (".mov",),
                    "dnxhr_hqx": (".mov", ".mxf"), "h264": (".mov", ".mp4"), "ffv1": (".mkv",)}  # fmt: skip
@@ -208,7 +209,7 @@ def read_frames(source: MediaSource, first_index: int, count: int) -> np.ndarray
         rgb8 = _bit_depth(info.pix_fmt) == 8 and not info.pix_fmt.startswith(("yuv", "nv", "gray"))
         return _movie.decode(path, first_index, count, "rgb24" if rgb8 else "rgb48le")
     _check_sequence_files(source, first_index, count)
-    frames = [_rgb(_images.read(source.file_for_index(i)), source, i) for i in range(first_index, first_index + count)]
+    frames = [_rgb(_images.read(source.file_for_index(i))[1]) for i in range(first_index, first_index + count)]
     return _stack(frames, source)
 
 
@@ -236,9 +237,8 @@ def read_matte(source: MediaSource, first_index: int, count: int) -> np.ndarray:
     _check_sequence_files(source, first_index, count)
     mattes = []
     for index in range(first_index, first_index + count):
-        file = source.file_for_index(index)
-        pixels = _images.read(file)
-        alpha = _images.probe(file).alpha
+        image, pixels = _images.read(source.file_for_index(index))
+        alpha = image.alpha
         unit = _unit(pixels)
         if alpha is not None:
             plane = unit[..., alpha]
@@ -297,9 +297,11 @@ def write_movie(
         raise InvalidInput(f"{path}: codec must be one of {', '.join(MOVIE_CODECS)}, got {codec!r}")
     if path.suffix.lower() not in _MOVIE_SUFFIXES[codec]:
         raise InvalidInput(f"{path}: codec {codec} needs suffix {' or '.join(_MOVIE_SUFFIXES[codec])}")
-    encoding = _ENCODINGS["ffv1_8bit" if codec == "ffv1" and frames.dtype == np.uint8 else codec]
+    encoding = _ENCODINGS[codec]
+    if codec == "ffv1" and frames.dtype == np.uint8:
+        encoding = dataclasses.replace(encoding, pix_fmt="bgr0")  # 8-bit RGB stays 8-bit, bit-exact
     if codec == "h264":
-        encoding = _movie.Encoding(encoding.codec, encoding.pix_fmt, (("crf", str(crf)),))
+        encoding = dataclasses.replace(encoding, options=(("crf", str(crf)),))
     if encoding.yuv and (width % 2 or (codec == "h264" and height % 2)):
         raise InvalidInput(
             f"{path}: {codec} needs an even width{' and height' * (codec == 'h264')}, got {width}x{height}"
@@ -318,7 +320,7 @@ def write_movie(
         if alpha.shape != frames.shape[:3]:
             raise InvalidInput(f"{path}: alpha must be (T, H, W) = {frames.shape[:3]}, got {alpha.shape}")
         matte = _to_uint16(alpha)
-        encoding = _movie.Encoding(encoding.codec, "yuva444p10le", encoding.options)
+        encoding = dataclasses.replace(encoding, pix_fmt="yuva444p10le")
     tags = video_tags_for(height, colour or ColourTags())
     pixels = frames if frames.dtype == np.uint8 and matte is None else _to_uint16(frames)
     with _atomic_file(path) as temp:
@@ -456,7 +458,7 @@ def write_mask(masks: np.ndarray, path: Path) -> None:
     if path.suffix.lower() != ".mkv":
         raise InvalidInput(f"{path}: masks are written as .mkv, got {path.suffix!r}")
     with _atomic_file(path) as temp:
-        _movie.encode_gray(masks, temp)
+        _movie.encode(masks, temp, Fraction(24), _MASKS, tags=ColourTags(), timecode=None, pixel_aspect=Fraction(1))
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -667,7 +669,7 @@ def _to_uint16(frames: np.ndarray) -> np.ndarray:
     return frames if frames.dtype == np.uint16 else from_unit(_unit(frames), np.uint16)
 
 
-def _rgb(pixels: np.ndarray, source: MediaSource, index: int) -> np.ndarray:
+def _rgb(pixels: np.ndarray) -> np.ndarray:
     """The first three channels (gray replicated), in the reader's type family."""
     if pixels.shape[-1] == 1 or pixels.shape[-1] == 2:
         return np.repeat(pixels[..., :1], 3, axis=-1)

@@ -30,6 +30,7 @@ from void_ops import media, report
 from void_ops.colour import ColourTags
 from void_ops.composite import Blend, changed_outside, composite
 from void_ops.exceptions import ConformError, InvalidInput, StorageUnavailable
+from void_ops.frames import from_unit, to_unit
 from void_ops.masking.masker import MaskOutput
 from void_ops.plates import PlateView
 from void_ops.quadmask import check_quadmask
@@ -547,11 +548,11 @@ def deliver(
     stem = f"{shot.name}_voidclean_{version}"
     rate = rate_fraction(shot.rate)
     timecode = _timecode(shot, view)
+    seen_result = view.to_model(result)  # the identity for display-referred plates; an OCIO pass otherwise
     if spec.is_movie:
-        encoded = view.to_model(result)  # the identity for display-referred plates
         tags = _movie_tags(view)
         written = media.write_movie(
-            encoded,
+            seen_result,
             folder / f"{stem}.mov",
             rate,
             codec=cast(media.MovieCodec, spec.output),
@@ -580,15 +581,15 @@ def deliver(
         np.repeat(matte_frames[..., None], 3, axis=-1), matte_pattern, rate, first_number=spec.first_frame
     )
     delivered = dataclasses.replace(written, start=shot.first)
-    qc = _qc(shot, view, spec, plate, result, alpha, delivered, timecode)
     info = media.probe(delivered)
+    qc = _qc(shot, view, spec, plate, result, seen_result, alpha, delivered, info, timecode)
     if (info.frames, info.rate, info.width, info.height) != (shot.frames, Fraction(rate), *plate.shape[2:0:-1]):
         raise ConformError(
             f"shot '{shot.name}': delivered {info.width}x{info.height}, {info.frames} frames at {info.rate} fps; "
             f"the plate range is {plate.shape[2]}x{plate.shape[1]}, {shot.frames} frames at {rate} fps"
         )
     cut = (shot.handles[0], shot.handles[0] + shot.duration - 1)
-    seen_plate, seen_result = view.to_model(plate), view.to_model(result)
+    seen_plate = view.to_model(plate)
     sheet = report.contact_sheet(seen_plate, seen_result, quadmask, folder / "contact_sheet.png", cut=cut)
     overlay = report.mask_overlay(seen_plate, quadmask, folder / "overlay.png", cut=cut)
     files = [
@@ -656,12 +657,14 @@ def _qc(
     spec: DeliverySpec,
     plate: np.ndarray,
     result: np.ndarray,
+    seen_result: np.ndarray,
     alpha: np.ndarray,
     delivered: MediaSource,
+    info: media.MediaInfo,
     timecode: str | None,
 ) -> QcReport:
-    """Check the delivery as written: pixels outside the matte, frames, rate, colour tags and timecode."""
-    info = media.probe(delivered)
+    """Check the delivery as written (``info`` is its probe): pixels outside the matte, frames, rate, colour tags
+    and timecode. ``seen_result`` is ``result`` through the model view, what a movie delivery encodes."""
     back = media.read_frames(delivered, 0, min(shot.frames, info.frames))
     header: list[str] = []
     codec_max = codec_p999 = codec_mean = tolerance_max = tolerance_mean = 0.0
@@ -670,7 +673,7 @@ def _qc(
         tolerance_max, tolerance_mean = MOVIE_TOLERANCE[spec.output]
         # Against what the codec's pixel format can hold (4:2:2 chroma keeps less than RGB at saturated edges, in
         # any encoder); both rounded to 8 bits as a review decode sees them, every channel counted.
-        reference = media.codec_reference(view.to_model(result)[: len(back)], codec, _movie_tags(view))
+        reference = media.codec_reference(seen_result[: len(back)], codec, _movie_tags(view))
         expected = _eight_bit(reference)
         outside = _clear_of(alpha[: len(back)], MOVIE_QC_MARGIN)
         error = np.abs(_eight_bit(back) - expected)[outside]
@@ -710,8 +713,7 @@ def _clear_of(alpha: np.ndarray, margin: int) -> np.ndarray:
 
 def _eight_bit(frames: np.ndarray) -> np.ndarray:
     """Frames of any dtype (float in [0, 1]) rounded to 8-bit values, as int16 for differences."""
-    scale = 1.0 if frames.dtype.kind == "f" else float(np.iinfo(frames.dtype).max)
-    return np.rint(np.clip(frames.astype(np.float32) / np.float32(scale), 0, 1) * 255).astype(np.int16)
+    return from_unit(to_unit(frames), np.uint8).astype(np.int16)
 
 
 def _media_file(kind: str, source: MediaSource, frames: np.ndarray, rate: float) -> StageFile:
