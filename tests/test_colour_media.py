@@ -599,3 +599,30 @@ def test_prores_4444_delivery_carries_the_blend_alpha(aces_shot: AcesShot) -> No
     alpha = media.read_matte(delivery.media, 0, COUNT).astype(np.int16)
     written = media.read_matte(delivery.matte, 0, COUNT).astype(np.int16)  # the matte PNGs beside it
     assert np.abs(alpha - written).max() <= 1 and written.max() == 255
+
+
+def test_sequence_plate_delivery_timecode_counts_from_the_files_timecode(tmp_path: Path) -> None:
+    # An image sequence's media time is its frame number (1001 ...), not a timecode: the delivery's timecode must
+    # come from the plate's own smpte:TimeCode, counted on to the shot's first frame.
+    frames = _halves(6)
+    plate = media.write_sequence(
+        frames, tmp_path / "p" / "p.%04d.exr", Fraction(24), fmt="exr", attributes={"smpte:TimeCode": "02:00:00:00"}
+    )
+    source = dataclasses.replace(plate, start=1001, frames=6)  # as an OTIO ImageSequenceReference gives it
+    shot = dataclasses.replace(_shot(source, 6), source_start=1003, duration=2, handles=(1, 1))  # first: index 1
+    view = plate_view(shot, ColourSettings())
+    quadmask = np.full((4, 48, 64), 255, np.uint8)
+    quadmask[:, 10:20, 10:20] = 0
+    media.write_mask(quadmask, tmp_path / "q.mkv")
+    fill = pipeline.inpaint(shot, CleanPlate(), tmp_path / "q.mkv", tmp_path / "work", "r1", view, seed=0, prompt="")
+    for version, output in (("v001", "exr"), ("v002", "prores")):
+        delivery, qc, _ = pipeline.deliver(
+            shot, fill.path, tmp_path / "q.mkv", tmp_path / "shot", view, version=version, blend=Blend(),
+            spec=pipeline.DeliverySpec(output=output),  # type: ignore[arg-type]
+        )  # fmt: skip
+        if output == "exr":
+            first = delivery.media.file_for_index(0)
+            assert oiio_attr(oiio_info(first), "smpte:TimeCode") == "02:00:00:01"
+        else:
+            assert ffprobe(delivery.media.path)["tags"]["timecode"] == "02:00:00:01"
+        assert qc.header == (), qc.summary()  # QC's own timecode check agrees

@@ -53,6 +53,7 @@ __all__ = [
     "sha256_file",
     "sha256_source",
     "timecode_from_bcd",
+    "timecode_plus",
     "write_mask",
     "write_movie",
     "write_sequence",
@@ -611,22 +612,28 @@ def timecode_from_bcd(value: str) -> str:
     return f"{digits(24, 2):02d}:{digits(16, 3):02d}:{digits(8, 3):02d}{separator}{digits(0, 2):02d}"
 
 
-def _bcd(timecode: str, offset: int, rate: Fraction) -> tuple[int, int]:
-    """Packed SMPTE BCD time code (OpenEXR's TimeCode layout) of ``timecode`` plus ``offset`` frames."""
+def timecode_plus(timecode: str, frames: int, rate: Fraction) -> str:
+    """``timecode`` counted on by ``frames`` frames at ``rate`` (``;`` keeps drop-frame counting).
+
+    Example: ``timecode_plus("01:00:00:00", 30, Fraction(24)) == "01:00:01:06"``.
+    """
     import opentimelineio as otio
 
-    drop = ";" in timecode
-    nominal = round(rate)
     start = otio.opentime.from_timecode(timecode, float(rate))
-    text = otio.opentime.to_timecode(otio.opentime.RationalTime(start.value + offset, float(rate)), float(rate), drop)
-    match = _TIMECODE.fullmatch(text)
-    assert match is not None and nominal > 0
+    later = otio.opentime.RationalTime(start.value + frames, float(rate))
+    return str(otio.opentime.to_timecode(later, float(rate), ";" in timecode))
+
+
+def _bcd(timecode: str, offset: int, rate: Fraction) -> tuple[int, int]:
+    """Packed SMPTE BCD time code (OpenEXR's TimeCode layout) of ``timecode`` plus ``offset`` frames."""
+    match = _TIMECODE.fullmatch(timecode_plus(timecode, offset, rate))
+    assert match is not None
     hours, minutes, seconds, frames = (int(part) for part in match.groups())
 
     def bcd(value: int, shift: int) -> int:
         return ((value // 10) << (shift + 4)) | ((value % 10) << shift)
 
-    packed = bcd(frames, 0) | bcd(seconds, 8) | bcd(minutes, 16) | bcd(hours, 24) | (int(drop) << 6)
+    packed = bcd(frames, 0) | bcd(seconds, 8) | bcd(minutes, 16) | bcd(hours, 24) | (int(";" in timecode) << 6)
     return packed, 0
 
 

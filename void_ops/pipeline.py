@@ -24,7 +24,6 @@ from typing import Any, Literal, Protocol, cast
 
 import cv2
 import numpy as np
-import opentimelineio as otio
 
 from void_ops import media, report
 from void_ops.colour import ColourTags
@@ -489,11 +488,14 @@ def _flicker(plate: np.ndarray, result: np.ndarray, alpha: np.ndarray, *, ring: 
 
 
 def _timecode(shot: Shot, view: PlateView) -> str | None:
-    """The delivery's start timecode: the plate's own timecode counted to the shot's first frame, or None."""
-    if view.info.timecode is None:
+    """The delivery's start timecode: the plate's own timecode counted on to the shot's first frame, or None.
+
+    Counted from the file's timecode, not from the edit's media time: an image sequence's media time is its frame
+    number (1001 …), which is no timecode.
+    """
+    if view.info.timecode is None or shot.media is None:
         return None
-    drop = ";" in view.info.timecode
-    return str(otio.opentime.to_timecode(otio.opentime.RationalTime(shot.first, shot.rate), shot.rate, drop))
+    return media.timecode_plus(view.info.timecode, shot.media.index_of(shot.first), rate_fraction(shot.rate))
 
 
 def deliver(
