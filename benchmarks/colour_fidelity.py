@@ -46,7 +46,7 @@ def _decode(path: Path, width: int, height: int) -> np.ndarray:
 
 def _voidflow(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VOIDFLOW_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    command = [sys.executable, "-m", "flows.cli", *args]
+    command = [sys.executable, "-m", "voidflow.flows.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
 
 
@@ -101,7 +101,7 @@ def _edit(folder: Path, plate: Path, frames: int, rate: int, first: int, kind: s
 def _box_matte(folder: Path, frames: int, height: int, width: int) -> str:
     from fractions import Fraction
 
-    from void_ops import media
+    from voidflow.void_ops import media
 
     matte = np.zeros((frames, height, width, 3), np.uint8)
     matte[:, height // 3 : 2 * height // 3, width // 3 : 2 * width // 3] = 255
@@ -113,8 +113,8 @@ def real_plate(folder: Path) -> dict[str, object]:
     """Measure the ProRes delivery of the Avid DNxHD plate against the plate, outside the grown matte."""
     from fractions import Fraction
 
-    from void_ops import media
-    from void_ops.shots import MediaSource
+    from voidflow.void_ops import media
+    from voidflow.void_ops.shots import MediaSource
 
     info = media.probe(MediaSource(str(PLATE), "movie", 24.0))
     edit = _edit(folder, PLATE, info.frames, round(info.rate), 0, "movie")
@@ -150,9 +150,9 @@ def linear_plate(folder: Path) -> dict[str, object]:
     """Deliver the demo's ACEScg half EXR plate as EXR and as ProRes; check EXR bit-identity and highlights."""
     import OpenImageIO as oiio
 
-    from void_ops import media
-    from void_ops.demo import make_demo
-    from void_ops.shots import MediaSource
+    from voidflow.void_ops import media
+    from voidflow.void_ops.demo import make_demo
+    from voidflow.void_ops.shots import MediaSource
 
     shoot = make_demo(folder / "demo", frames=116, width=320, height=180, linear_shot=True)
     assert shoot.linear_plate is not None

@@ -22,15 +22,15 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from infra.database import Batch, ShotRow, StageRun, engine_for, ensure_schema
-from tasks.backends import make_masker
-from tasks.batch import load_batch
-from tasks.ledger import Ledger
-from tasks.planner import plan_rerun, rerun_shots
-from tasks.shots import mask_inputs
-from void_ops import media
-from void_ops.keys import stage_key
-from void_ops.shots import MediaSource, Shot, ShotInstructions
+from voidflow.infra.database import Batch, ShotRow, StageRun, engine_for, ensure_schema
+from voidflow.tasks.backends import make_masker
+from voidflow.tasks.batch import load_batch
+from voidflow.tasks.ledger import Ledger
+from voidflow.tasks.planner import plan_rerun, rerun_shots
+from voidflow.tasks.shots import mask_inputs
+from voidflow.void_ops import media
+from voidflow.void_ops.keys import stage_key
+from voidflow.void_ops.shots import MediaSource, Shot, ShotInstructions
 
 BATCHES, SHOTS, STAGES, FAILED = 50, 50, ("mask", "pass1", "pass2", "deliver"), 10
 

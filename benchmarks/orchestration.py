@@ -107,7 +107,7 @@ def tree_cpu_s() -> dict[str, float]:
 def ledger_breakdown(db_url: str, batch_id: str, called: float, returned: float) -> dict[str, Any]:
     """Per-stage mean seconds, and when the first stage started and the last finished relative to the flow call."""
     from benchmarks.throughput import epoch, stage_seconds
-    from tasks.ledger import Ledger
+    from voidflow.tasks.ledger import Ledger
 
     (batch,) = Ledger(db_url).batches(batch_id)
     runs = [run for shot in batch.shots for run in shot.stage_runs if run.finished_at is not None]
@@ -184,11 +184,11 @@ def _run(root: Path, shots: int) -> dict[str, Any]:
 
     import ray
 
-    from flows.batch import run_batch
-    from flows.params import BatchRequest
-    from infra.cluster import orchestration
-    from infra.database import ensure_schema
-    from infra.settings import Settings
+    from voidflow.flows.batch import run_batch
+    from voidflow.flows.params import BatchRequest
+    from voidflow.infra.cluster import orchestration
+    from voidflow.infra.database import ensure_schema
+    from voidflow.infra.settings import Settings
 
     home = root / "home"
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'voidflow.db'}")

@@ -56,7 +56,7 @@ def make_edit(folder: Path, lengths: list[int], width: int, height: int) -> tupl
     import opentimelineio as otio
     import yaml
 
-    from void_ops.demo import make_demo
+    from voidflow.void_ops.demo import make_demo
 
     frames = max(116, max(lengths) + 2 * HANDLES + len(lengths))
     shoot = make_demo(folder, frames=frames, width=width, height=height)
@@ -98,7 +98,7 @@ def build_models(folder: Path, *, smoke: bool) -> Any:
 def _build_models(folder: Path, *, smoke: bool) -> Any:
     """Write the VOID: full size on the GPU (random weights), or the tiny one for ``--smoke``."""
     from benchmarks.void_forward import FULL_TRANSFORMER, FULL_VAE
-    from void_ops.void.tiny import VoidLayout, build_tiny_void, build_void_folder
+    from voidflow.void_ops.void.tiny import VoidLayout, build_tiny_void, build_void_folder
 
     if smoke:
         return build_tiny_void(folder)
@@ -124,7 +124,7 @@ def stage_seconds(batch: Any) -> dict[str, list[float]]:
 
 def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[str, Any]:
     """Busy fractions and rates from the ledger's pass-1 calls (see the module docstring)."""
-    from tasks.ledger import Ledger
+    from voidflow.tasks.ledger import Ledger
 
     (batch,) = Ledger(db_url).batches(batch_id)
     calls: list[dict[str, Any]] = []
@@ -225,11 +225,11 @@ def run(root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool) -> dict[
     media_s = time.perf_counter() - started
     print(f"models in {build_s:.0f}s, media in {media_s:.0f}s", flush=True)
 
-    from flows.batch import run_batch
-    from flows.params import BatchRequest, VoidOptions
-    from infra.cluster import orchestration
-    from infra.database import ensure_schema
-    from infra.settings import Settings
+    from voidflow.flows.batch import run_batch
+    from voidflow.flows.params import BatchRequest, VoidOptions
+    from voidflow.infra.cluster import orchestration
+    from voidflow.infra.database import ensure_schema
+    from voidflow.infra.settings import Settings
 
     home = root / "home"
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'voidflow.db'}")

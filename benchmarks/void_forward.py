@@ -34,11 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from void_ops.void.loading import VoidModels, load_void_models
-from void_ops.void.sampler import VoidSampler
-from void_ops.void.speed import attention_backend, compile_transformer, compile_vae, fuse_qkv, to_fp8
-from void_ops.void.tiny import TINY_SCHEDULER
-from void_ops.void.values import PASS1
+from voidflow.void_ops.void.loading import VoidModels, load_void_models
+from voidflow.void_ops.void.sampler import VoidSampler
+from voidflow.void_ops.void.speed import attention_backend, compile_transformer, compile_vae, fuse_qkv, to_fp8
+from voidflow.void_ops.void.tiny import TINY_SCHEDULER
+from voidflow.void_ops.void.values import PASS1
 
 #: CogVideoX-Fun-V1.5-5b-InP's transformer with VOID's 48 input channels (void-reference.md section 9).
 FULL_TRANSFORMER = {
@@ -333,7 +333,7 @@ def cold_load(
     """Write a real-layout base folder and a VOID checkpoint, drop the page cache, time ``load_void_models``."""
     from safetensors.torch import save_file
 
-    from void_ops.void.tiny import build_tiny_void
+    from voidflow.void_ops.void.tiny import build_tiny_void
 
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(dir=os.environ.get("VOIDFLOW_BENCH_TMP")) as scratch:

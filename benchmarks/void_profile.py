@@ -37,9 +37,9 @@ from benchmarks.void_forward import (
     sync,
     timed,
 )
-from void_ops.void.loading import VoidModels
-from void_ops.void.sampler import VoidSampler
-from void_ops.void.speed import attention_backend, compile_transformer, fuse_qkv
+from voidflow.void_ops.void.loading import VoidModels
+from voidflow.void_ops.void.sampler import VoidSampler
+from voidflow.void_ops.void.speed import attention_backend, compile_transformer, fuse_qkv
 
 
 def set_channels_last(module: torch.nn.Module, on: bool) -> None:
@@ -72,7 +72,7 @@ def shot_memory(args: argparse.Namespace) -> None:
     from diffusers import AutoencoderKLCogVideoX
 
     from benchmarks.void_forward import SCHEDULER
-    from void_ops.void.values import PASS1
+    from voidflow.void_ops.void.values import PASS1
 
     device = torch.device("cuda")
     config = dict(FULL_TRANSFORMER)

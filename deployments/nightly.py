@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, cast
 
-from void_ops.exceptions import ConfigurationError
+from voidflow.void_ops.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -53,7 +53,7 @@ def _absolute(option: str, value: str | None) -> None:
 def _request(**fields: Any) -> dict[str, Any]:
     from pydantic import ValidationError
 
-    from flows.params import BatchRequest
+    from voidflow.flows.params import BatchRequest
 
     try:
         request = BatchRequest(**fields)
@@ -105,7 +105,7 @@ def nightly_deployments(
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    from flows.batch import run_batch
+    from voidflow.flows.batch import run_batch
 
     for option, value in (
         ("edit", edit),
@@ -167,7 +167,7 @@ def _redacted(parameters: dict[str, Any]) -> dict[str, Any]:
         return parameters
     from sqlalchemy.exc import ArgumentError
 
-    from infra.database import redact_url
+    from voidflow.infra.database import redact_url
 
     try:
         url = redact_url(request["db_url"])

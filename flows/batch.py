@@ -19,21 +19,29 @@ from prefect.runtime import flow_run
 from prefect_ray import RayTaskRunner
 from prefect_ray.context import remote_options
 
-from flows.params import BatchRequest, forced_stages, plan
-from infra.settings import Settings
-from tasks.backends import needs_segmenter
-from tasks.batch import conform_batch, notify_batch, report_batch
-from tasks.futures import first_finished, submission_window
-from tasks.ledger import Ledger
-from tasks.progress import Progress, busy_fraction
-from tasks.shots import ShotJob, process_shot
-from tasks.void_actors import Pool, forget_shot, gpu_stats, start_gpu_pool, start_sam2_pool, stop_gpu_pool, stop_pool
-from void_ops.composite import Blend
-from void_ops.masking.vlm import VlmSettings
-from void_ops.media import ensure_writable_folder
-from void_ops.pipeline import DeliverySpec
-from void_ops.plates import ColourSettings
-from void_ops.shots import Shot
+from voidflow.flows.params import BatchRequest, forced_stages, plan
+from voidflow.infra.settings import Settings
+from voidflow.tasks.backends import needs_segmenter
+from voidflow.tasks.batch import conform_batch, notify_batch, report_batch
+from voidflow.tasks.futures import first_finished, submission_window
+from voidflow.tasks.ledger import Ledger
+from voidflow.tasks.progress import Progress, busy_fraction
+from voidflow.tasks.shots import ShotJob, process_shot
+from voidflow.tasks.void_actors import (
+    Pool,
+    forget_shot,
+    gpu_stats,
+    start_gpu_pool,
+    start_sam2_pool,
+    stop_gpu_pool,
+    stop_pool,
+)
+from voidflow.void_ops.composite import Blend
+from voidflow.void_ops.masking.vlm import VlmSettings
+from voidflow.void_ops.media import ensure_writable_folder
+from voidflow.void_ops.pipeline import DeliverySpec
+from voidflow.void_ops.plates import ColourSettings
+from voidflow.void_ops.shots import Shot
 
 __all__ = ["LOST_WORKER_RETRIES", "BatchResult", "run_batch", "scheduling_order"]
 

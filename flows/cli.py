@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from infra.settings import Settings
-from void_ops.exceptions import InvalidInput, VoidflowError
+from voidflow.infra.settings import Settings
+from voidflow.void_ops.exceptions import InvalidInput, VoidflowError
 
 _OUTPUTS = ("prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff")
 
@@ -185,7 +185,7 @@ def _colour_arguments(command: argparse.ArgumentParser) -> None:
 def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> Any:
     from pydantic import ValidationError
 
-    from flows.params import BatchRequest
+    from voidflow.flows.params import BatchRequest
 
     fields = {
         "edit": args.edit,
@@ -229,7 +229,7 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.params import plan
+    from voidflow.flows.params import plan
 
     request = _request(args, settings)
     _, shots = plan(request)
@@ -250,7 +250,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
 
 def _plate_colour(shot: Any, request: Any) -> dict[str, object]:
     """The plate's colour space as a batch would decide it, and why; or the one-line reason it cannot."""
-    from void_ops.plates import ColourSettings, plate_view
+    from voidflow.void_ops.plates import ColourSettings, plate_view
 
     try:
         view = plate_view(shot, ColourSettings(config=request.ocio, plate_space=request.plate_colourspace))
@@ -262,12 +262,12 @@ def _plate_colour(shot: Any, request: Any) -> dict[str, object]:
 
 
 def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:
-    from flows.batch import run_batch
-    from flows.params import plan
-    from infra.cluster import orchestration
-    from infra.database import ensure_schema
-    from tasks.ledger import Ledger
-    from void_ops import media
+    from voidflow.flows.batch import run_batch
+    from voidflow.flows.params import plan
+    from voidflow.infra.cluster import orchestration
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.ledger import Ledger
+    from voidflow.void_ops import media
 
     ensure_schema(settings.db_url)
     Ledger(settings.db_url).check_writable()
@@ -297,7 +297,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from void_ops.demo import make_demo
+    from voidflow.void_ops.demo import make_demo
 
     out = args.out.absolute()
     print(f"voidflow demo: writing a synthetic shoot to {out / 'input'} ...", flush=True)
@@ -309,8 +309,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _conform(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.database import ensure_schema
-    from tasks.batch import conform_batch
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.batch import conform_batch
 
     ensure_schema(settings.db_url)
     written = conform_batch.fn(
@@ -326,8 +326,8 @@ def _conform(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.database import ensure_schema
-    from tasks.ledger import Ledger
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
     batches = Ledger(settings.db_url).batches(args.batch)
@@ -400,7 +400,7 @@ def _run_json(run: Any) -> dict[str, Any]:
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.database import redact_url, upgrade
+    from voidflow.infra.database import redact_url, upgrade
 
     upgrade(settings.db_url)
     print(f"database {redact_url(settings.db_url)} is at the newest schema")
@@ -408,9 +408,9 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _rerun(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.rerun import prepare_rerun
-    from infra.database import ensure_schema
-    from tasks.ledger import Ledger
+    from voidflow.flows.rerun import prepare_rerun
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
     if not args.failed and not args.shot:
@@ -442,9 +442,9 @@ def _newest_batch_with(ledger: Any, shot: str) -> str:
 
 
 def _resume(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.database import ensure_schema
-    from tasks.batch import load_batch
-    from tasks.ledger import Ledger
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.batch import load_batch
+    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
     ledger = Ledger(settings.db_url)
@@ -467,8 +467,8 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.database import ensure_schema
-    from tasks.ledger import Ledger
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
     rows, versions = Ledger(settings.db_url).history(args.shot)
@@ -511,10 +511,10 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.database import ensure_schema
-    from tasks.batch import load_batch
-    from tasks.export import write_parquet
-    from tasks.ledger import Ledger
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.batch import load_batch
+    from voidflow.tasks.export import write_parquet
+    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
     batch = load_batch(Ledger(settings.db_url), args.batch)
@@ -524,8 +524,8 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _review(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.database import ensure_schema
-    from tasks.ledger import Ledger
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
     ledger = Ledger(settings.db_url)
@@ -538,8 +538,8 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _diff(args: argparse.Namespace, settings: Settings) -> int:
-    from flows.params import BatchRequest, plan
-    from void_ops.cutdiff import diff_shots
+    from voidflow.flows.params import BatchRequest, plan
+    from voidflow.void_ops.cutdiff import diff_shots
 
     def shots(edit: Path, sidecar: Path | None) -> list[Any]:
         request = BatchRequest(
@@ -557,7 +557,7 @@ def _diff(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _deployments(args: argparse.Namespace, settings: Settings) -> list[Any]:
-    from deployments.nightly import nightly_deployments
+    from voidflow.deployments.nightly import nightly_deployments
 
     def absolute(path: Path | None) -> str | None:
         return str(path.absolute()) if path is not None else None
@@ -577,7 +577,7 @@ def _deployments(args: argparse.Namespace, settings: Settings) -> list[Any]:
 
 
 def _deploy(args: argparse.Namespace, settings: Settings) -> int:
-    from deployments.nightly import deploy, describe
+    from voidflow.deployments.nightly import deploy, describe
 
     found = _deployments(args, settings)
     if args.dry_run:
@@ -589,8 +589,8 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from deployments.nightly import serve
-    from infra.cluster import prepare_environment
+    from voidflow.deployments.nightly import serve
+    from voidflow.infra.cluster import prepare_environment
 
     prepare_environment(settings)
     serve(_deployments(args, settings))
@@ -598,7 +598,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.models import fetch, verify
+    from voidflow.infra.models import fetch, verify
 
     folder = (args.models or settings.models_dir or settings.home / "models").absolute()
     if args.action == "fetch":

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from void_ops import media
-from void_ops.cutdiff import UNCHANGED, diff_shots
-from void_ops.exceptions import ConfigurationError, InvalidInput
-from void_ops.intake import Edit, Selection, plan_shots, read_edit
-from void_ops.shots import MediaSource, Shot
-from void_ops.sidecar import load_sidecar
-from void_ops.stages import STAGE_ORDER, forced_stages
+from voidflow.void_ops import media
+from voidflow.void_ops.cutdiff import UNCHANGED, diff_shots
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput
+from voidflow.void_ops.intake import Edit, Selection, plan_shots, read_edit
+from voidflow.void_ops.shots import MediaSource, Shot
+from voidflow.void_ops.sidecar import load_sidecar
+from voidflow.void_ops.stages import STAGE_ORDER, forced_stages
 
 if TYPE_CHECKING:
-    from void_ops.masking.sam2_video import Sam2Settings
-    from void_ops.void.backend import VoidConfig
+    from voidflow.void_ops.masking.sam2_video import Sam2Settings
+    from voidflow.void_ops.void.backend import VoidConfig
 
 __all__ = ["BACKENDS", "STAGE_ORDER", "BatchRequest", "MaskOptions", "VoidOptions", "forced_stages", "plan"]
 
@@ -67,9 +67,9 @@ class VoidOptions(BaseModel):
             ConfigurationError: a model folder or weights file is missing (named, with the option that sets it).
             InvalidInput: the geometry breaks VOID's rules (sizes, frame counts).
         """
-        from void_ops.void.backend import ModelSpec, VoidConfig, VoidSettings
-        from void_ops.void.noise_warp import WarpSettings
-        from void_ops.void.values import PASS1, PASS2
+        from voidflow.void_ops.void.backend import ModelSpec, VoidConfig, VoidSettings
+        from voidflow.void_ops.void.noise_warp import WarpSettings
+        from voidflow.void_ops.void.values import PASS1, PASS2
 
         models = self.models_dir or Path("models")
         base = self.base or models / BASE_FOLDER
@@ -125,7 +125,7 @@ class MaskOptions(BaseModel):
         Raises:
             ConfigurationError: the checkpoint is missing (``sam2_random_weights`` is for tests only).
         """
-        from void_ops.masking.sam2_video import Sam2Settings
+        from voidflow.void_ops.masking.sam2_video import Sam2Settings
 
         checkpoint = None
         if not self.sam2_random_weights:
@@ -178,8 +178,8 @@ def _frame_count(source: MediaSource) -> int:
 
 
 def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest) -> list[Shot]:
-    from infra.paths import map_path
-    from infra.settings import Settings
+    from voidflow.infra.paths import map_path
+    from voidflow.infra.settings import Settings
 
     mapping = Settings.from_env().path_map  # VOIDFLOW_PATH_MAP: where this host mounts the shared storage
 
@@ -210,8 +210,8 @@ def plan(request: BatchRequest) -> tuple[Edit, list[Shot]]:
             ``only_shots`` names a shot the edit does not have.
         PathNotAllowed: the edit, sidecar or output folder lies outside ``VOIDFLOW_ALLOWED_ROOTS``.
     """
-    from infra.paths import ensure_allowed
-    from infra.settings import Settings
+    from voidflow.infra.paths import ensure_allowed
+    from voidflow.infra.settings import Settings
 
     roots = Settings.from_env().allowed_roots
     ensure_allowed(request.edit, roots, what="edit")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from flows.params import BatchRequest, plan
-from tasks.batch import load_batch
-from tasks.ledger import Ledger
-from tasks.planner import ShotPlan, plan_rerun, rerun_shots
+from voidflow.flows.params import BatchRequest, plan
+from voidflow.tasks.batch import load_batch
+from voidflow.tasks.ledger import Ledger
+from voidflow.tasks.planner import ShotPlan, plan_rerun, rerun_shots
 
 __all__ = ["prepare_rerun"]
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from infra.settings import Settings
+from voidflow.infra.settings import Settings
 
 __all__ = ["orchestration", "prepare_environment"]
 

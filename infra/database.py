@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from void_ops.exceptions import ConfigurationError
+from voidflow.void_ops.exceptions import ConfigurationError
 
 __all__ = [
     "Artifact",

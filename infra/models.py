@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from void_ops.exceptions import ConfigurationError
+from voidflow.void_ops.exceptions import ConfigurationError
 
 __all__ = ["LOCK_FILE", "SOURCES", "ModelSource", "fetch", "read_lock", "verify"]
 

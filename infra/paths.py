@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from void_ops.exceptions import ConfigurationError, PathNotAllowed
+from voidflow.void_ops.exceptions import ConfigurationError, PathNotAllowed
 
 __all__ = ["PathMap", "ensure_allowed", "map_path", "parse_allowed_roots", "parse_path_map"]
 

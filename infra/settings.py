@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.paths import parse_allowed_roots, parse_path_map
+from voidflow.infra.paths import parse_allowed_roots, parse_path_map
 
 __all__ = ["Settings"]
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from void_ops.cleanplate import CleanPlate
-from void_ops.exceptions import ConfigurationError
-from void_ops.masking.masker import SegmentMasker
-from void_ops.masking.vlm import GeminiVlm, StoredFirstVlm, Vlm, VlmExchange, VlmSettings, make_client
-from void_ops.mattes import MatteMasker
-from void_ops.passthrough import Passthrough
-from void_ops.pipeline import Inpainter, Masker, Refiner
-from void_ops.shots import Shot
-from void_ops.void.backend import VoidConfig, VoidInpainter, VoidRefiner
+from voidflow.void_ops.cleanplate import CleanPlate
+from voidflow.void_ops.exceptions import ConfigurationError
+from voidflow.void_ops.masking.masker import SegmentMasker
+from voidflow.void_ops.masking.vlm import GeminiVlm, StoredFirstVlm, Vlm, VlmExchange, VlmSettings, make_client
+from voidflow.void_ops.mattes import MatteMasker
+from voidflow.void_ops.passthrough import Passthrough
+from voidflow.void_ops.pipeline import Inpainter, Masker, Refiner
+from voidflow.void_ops.shots import Shot
+from voidflow.void_ops.void.backend import VoidConfig, VoidInpainter, VoidRefiner
 
 __all__ = ["make_backend", "make_masker", "make_refiner", "make_vlm", "needs_segmenter"]
 
@@ -61,7 +61,7 @@ def make_masker(
         return MatteMasker()
     if sam2_actor is None:
         raise ConfigurationError(f"shot '{shot.name}': no matte, and the batch started no SAM2 model to make a mask")
-    from tasks.void_actors import ActorSegmenter
+    from voidflow.tasks.void_actors import ActorSegmenter
 
     return SegmentMasker(ActorSegmenter(sam2_actor, sam2_max_side), vlm)
 

@@ -8,17 +8,17 @@ from typing import Any, Literal
 
 from prefect import task
 
-from infra.database import Batch, ShotRow, StageRun
-from infra.paths import ensure_allowed
-from infra.settings import Settings
-from tasks.ledger import Ledger
-from void_ops.conform import conform, write_edit
-from void_ops.cutdiff import UNCHANGED
-from void_ops.exceptions import ConformError
-from void_ops.intake import read_edit
-from void_ops.pipeline import FIRST_FRAME_NUMBER, QcReport
-from void_ops.report import ShotCard, write_report
-from void_ops.shots import Delivery, MediaKind, MediaSource
+from voidflow.infra.database import Batch, ShotRow, StageRun
+from voidflow.infra.paths import ensure_allowed
+from voidflow.infra.settings import Settings
+from voidflow.tasks.ledger import Ledger
+from voidflow.void_ops.conform import conform, write_edit
+from voidflow.void_ops.cutdiff import UNCHANGED
+from voidflow.void_ops.exceptions import ConformError
+from voidflow.void_ops.intake import read_edit
+from voidflow.void_ops.pipeline import FIRST_FRAME_NUMBER, QcReport
+from voidflow.void_ops.report import ShotCard, write_report
+from voidflow.void_ops.shots import Delivery, MediaKind, MediaSource
 
 __all__ = [
     "conform_batch",

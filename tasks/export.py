@@ -24,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from infra.database import Batch
-from void_ops.exceptions import InvalidInput
+from voidflow.infra.database import Batch
+from voidflow.void_ops.exceptions import InvalidInput
 
 __all__ = ["SCHEMA", "stage_rows", "write_parquet"]
 

@@ -25,7 +25,7 @@ from sqlalchemy import false, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from infra.database import (
+from voidflow.infra.database import (
     Artifact,
     Batch,
     EditRow,
@@ -40,9 +40,9 @@ from infra.database import (
     sqlite_busy_timeout,
     utcnow,
 )
-from void_ops.exceptions import InvalidInput, MediaInvalid, StaleAttempt, StorageUnavailable
-from void_ops.pipeline import StageFile
-from void_ops.shots import Shot
+from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StaleAttempt, StorageUnavailable
+from voidflow.void_ops.pipeline import StageFile
+from voidflow.void_ops.shots import Shot
 
 __all__ = ["UNFINISHED", "Ledger", "StageHandle", "code_version", "content_hash"]
 
@@ -484,7 +484,7 @@ class Ledger:
 
     def file_hash(self, path: Path) -> str:
         """Return the file's sha256, reusing the memo while its size and modification time are unchanged."""
-        from void_ops.hashing import sha256_file
+        from voidflow.void_ops.hashing import sha256_file
 
         status = path.stat()
         key = str(path.resolve())

@@ -17,14 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from infra.database import Batch, ShotRow, StageRun
-from tasks.backends import make_masker
-from tasks.ledger import UNFINISHED, Ledger
-from tasks.shots import mask_inputs
-from void_ops.exceptions import InvalidInput, VoidflowError
-from void_ops.keys import stage_key
-from void_ops.shots import Shot
-from void_ops.stages import CACHED_STAGES, forced_stages
+from voidflow.infra.database import Batch, ShotRow, StageRun
+from voidflow.tasks.backends import make_masker
+from voidflow.tasks.ledger import UNFINISHED, Ledger
+from voidflow.tasks.shots import mask_inputs
+from voidflow.void_ops.exceptions import InvalidInput, VoidflowError
+from voidflow.void_ops.keys import stage_key
+from voidflow.void_ops.shots import Shot
+from voidflow.void_ops.stages import CACHED_STAGES, forced_stages
 
 __all__ = ["ShotPlan", "StagePlan", "plan_rerun", "rerun_shots"]
 

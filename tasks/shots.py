@@ -18,15 +18,15 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
 
-from infra.database import StageRun
-from infra.paths import ensure_allowed
-from infra.settings import Settings
-from tasks.backends import make_backend, make_masker, make_refiner, make_vlm, needs_segmenter
-from tasks.ledger import Ledger
-from tasks.void_actors import ActorModel, GpuPool
-from void_ops import pipeline
-from void_ops.composite import Blend
-from void_ops.exceptions import (
+from voidflow.infra.database import StageRun
+from voidflow.infra.paths import ensure_allowed
+from voidflow.infra.settings import Settings
+from voidflow.tasks.backends import make_backend, make_masker, make_refiner, make_vlm, needs_segmenter
+from voidflow.tasks.ledger import Ledger
+from voidflow.tasks.void_actors import ActorModel, GpuPool
+from voidflow.void_ops import pipeline
+from voidflow.void_ops.composite import Blend
+from voidflow.void_ops.exceptions import (
     ConfigurationError,
     MatteInvalid,
     MediaInvalid,
@@ -34,14 +34,14 @@ from void_ops.exceptions import (
     VoidflowError,
     is_retryable,
 )
-from void_ops.keys import stage_key
-from void_ops.masking.sam2_video import Sam2Settings
-from void_ops.masking.vlm import Vlm, VlmExchange, VlmSettings
-from void_ops.mattes import matte_source
-from void_ops.pipeline import DeliverySpec, QcReport, StageFile
-from void_ops.plates import ColourSettings, PlateView, plate_view
-from void_ops.shots import PLATE_ALPHA, Shot
-from void_ops.void.backend import VoidConfig
+from voidflow.void_ops.keys import stage_key
+from voidflow.void_ops.masking.sam2_video import Sam2Settings
+from voidflow.void_ops.masking.vlm import Vlm, VlmExchange, VlmSettings
+from voidflow.void_ops.mattes import matte_source
+from voidflow.void_ops.pipeline import DeliverySpec, QcReport, StageFile
+from voidflow.void_ops.plates import ColourSettings, PlateView, plate_view
+from voidflow.void_ops.shots import PLATE_ALPHA, Shot
+from voidflow.void_ops.void.backend import VoidConfig
 
 __all__ = ["ShotJob", "ShotOutcome", "mask_inputs", "process_shot", "retry_transient"]
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import ray
 
-from tasks.placement import Dispatcher, Grant, Outcome, Request
-from void_ops.exceptions import (
+from voidflow.tasks.placement import Dispatcher, Grant, Outcome, Request
+from voidflow.void_ops.exceptions import (
     GpuOutOfMemory,
     ModelLoadError,
     NoDeviceFits,
@@ -26,10 +26,10 @@ from void_ops.exceptions import (
     StageTimeout,
     WorkerLost,
 )
-from void_ops.masking.sam2_video import ObjectPrompts, Sam2Settings
-from void_ops.shots import BoxPrompt, PointPrompt
-from void_ops.void.backend import ModelClip, ModelSpec, VoidModel
-from void_ops.void.memory import RECIPES, Footprint, estimate_gb
+from voidflow.void_ops.masking.sam2_video import ObjectPrompts, Sam2Settings
+from voidflow.void_ops.shots import BoxPrompt, PointPrompt
+from voidflow.void_ops.void.backend import ModelClip, ModelSpec, VoidModel
+from voidflow.void_ops.void.memory import RECIPES, Footprint, estimate_gb
 
 __all__ = [
     "ActorModel",
@@ -269,7 +269,7 @@ class Sam2Actor:
     """SAM2's video predictor resident on this actor's device (Hydra's global state stays in this process)."""
 
     def __init__(self, settings: Sam2Settings, device: str) -> None:
-        from void_ops.masking.sam2_video import Sam2VideoMasker
+        from voidflow.void_ops.masking.sam2_video import Sam2VideoMasker
 
         self._masker = Sam2VideoMasker(settings, device=device)
 

@@ -64,7 +64,7 @@ def ray_cluster(prefect_api: str) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The demo shoot at 320x180 (same edit, sidecar and motion as the real demo, 16x fewer pixels)."""
-    from void_ops.demo import make_demo
+    from voidflow.void_ops.demo import make_demo
 
     return make_demo(tmp_path_factory.mktemp("demo"), width=320, height=180)
 
@@ -145,7 +145,7 @@ def _fresh_postgres_database(server: str) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh ledger at the newest schema, once on SQLite and once on a live PostgreSQL server."""
-    from infra.database import ensure_schema
+    from voidflow.infra.database import ensure_schema
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'ledger.db'}"
@@ -158,7 +158,7 @@ def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     """A fresh SQLite ledger at the newest schema."""
-    from infra.database import ensure_schema
+    from voidflow.infra.database import ensure_schema
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ensure_schema(url)

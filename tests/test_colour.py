@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from void_ops import colour
-from void_ops.colour import (
+from voidflow.void_ops import colour
+from voidflow.void_ops.colour import (
     BUILTIN_CONFIG,
     ColourTags,
     ModelView,
@@ -26,7 +26,7 @@ from void_ops.colour import (
     to_colourspace,
     video_tags_for,
 )
-from void_ops.exceptions import ConfigurationError, InvalidInput
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput
 
 ocio = pytest.importorskip("PyOpenColorIO")
 

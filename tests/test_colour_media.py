@@ -16,14 +16,14 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
-from void_ops import media, pipeline
-from void_ops.cleanplate import CleanPlate
-from void_ops.colour import load_config
-from void_ops.composite import Blend
-from void_ops.exceptions import InvalidInput, MatteInvalid, MediaInvalid
-from void_ops.mattes import MatteMasker
-from void_ops.plates import ColourSettings, PlateView, plate_view
-from void_ops.shots import PLATE_ALPHA, Delivery, MediaSource, Shot, ShotInstructions
+from voidflow.void_ops import media, pipeline
+from voidflow.void_ops.cleanplate import CleanPlate
+from voidflow.void_ops.colour import load_config
+from voidflow.void_ops.composite import Blend
+from voidflow.void_ops.exceptions import InvalidInput, MatteInvalid, MediaInvalid
+from voidflow.void_ops.mattes import MatteMasker
+from voidflow.void_ops.plates import ColourSettings, PlateView, plate_view
+from voidflow.void_ops.shots import PLATE_ALPHA, Delivery, MediaSource, Shot, ShotInstructions
 
 OIIOTOOL = str(Path(sys.executable).with_name("oiiotool"))
 AP1 = (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767)

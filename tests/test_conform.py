@@ -8,10 +8,10 @@ import opentimelineio as otio
 import pytest
 
 from tests.conftest import timeline_files
-from void_ops.conform import conform, write_edit
-from void_ops.exceptions import ConformError, InvalidInput
-from void_ops.intake import Selection, named_clips, plan_shots, read_edit
-from void_ops.shots import Delivery, MediaSource, Shot
+from voidflow.void_ops.conform import conform, write_edit
+from voidflow.void_ops.exceptions import ConformError, InvalidInput
+from voidflow.void_ops.intake import Selection, named_clips, plan_shots, read_edit
+from voidflow.void_ops.shots import Delivery, MediaSource, Shot
 
 
 def _delivery(shot: Shot, folder: Path, *, sequence: bool = False) -> Delivery:

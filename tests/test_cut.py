@@ -9,13 +9,13 @@ import opentimelineio as otio
 import pytest
 import yaml
 
-from flows.batch import run_batch
-from flows.params import BatchRequest
-from tasks.ledger import Ledger
-from void_ops.cutdiff import diff_shots
-from void_ops.intake import named_clips, plan_shots, read_edit
-from void_ops.pipeline import QcReport
-from void_ops.shots import MediaSource, Shot, ShotInstructions
+from voidflow.flows.batch import run_batch
+from voidflow.flows.params import BatchRequest
+from voidflow.tasks.ledger import Ledger
+from voidflow.void_ops.cutdiff import diff_shots
+from voidflow.void_ops.intake import named_clips, plan_shots, read_edit
+from voidflow.void_ops.pipeline import QcReport
+from voidflow.void_ops.shots import MediaSource, Shot, ShotInstructions
 
 
 def _shot(

@@ -11,13 +11,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from infra.database import Base, engine_for, ensure_schema, redact_url
-from tasks.export import write_parquet
-from tasks.ledger import Ledger
-from void_ops.exceptions import ConfigurationError, MediaInvalid
-from void_ops.keys import stage_key
-from void_ops.pipeline import StageFile
-from void_ops.shots import MediaSource, Shot
+from voidflow.infra.database import Base, engine_for, ensure_schema, redact_url
+from voidflow.tasks.export import write_parquet
+from voidflow.tasks.ledger import Ledger
+from voidflow.void_ops.exceptions import ConfigurationError, MediaInvalid
+from voidflow.void_ops.keys import stage_key
+from voidflow.void_ops.pipeline import StageFile
+from voidflow.void_ops.shots import MediaSource, Shot
 
 
 def test_migrations_match_the_models(any_db_url: str) -> None:
@@ -141,7 +141,7 @@ def test_parquet_export_has_one_row_per_stage_run(any_db_url: str, tmp_path: Pat
 
 def test_status_flags_a_stage_running_past_the_shot_timeout(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """Issue 8: stuck shots are visible: `voidflow status` names the stage, how long it runs, and where."""
-    from flows.cli import main
+    from voidflow.flows.cli import main
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ensure_schema(url)

@@ -12,10 +12,10 @@ from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.utilities.schema_tools import validate
 from prefect.utilities.schema_tools.validation import ValidationError as SchemaValidationError
 
-from deployments.nightly import NIGHTLY, RERUN, WORK_POOL, deploy, describe, nightly_deployments, serve, served
-from flows.batch import run_batch
-from flows.params import BatchRequest
-from void_ops.exceptions import ConfigurationError
+from voidflow.deployments.nightly import NIGHTLY, RERUN, WORK_POOL, deploy, describe, nightly_deployments, serve, served
+from voidflow.flows.batch import run_batch
+from voidflow.flows.params import BatchRequest
+from voidflow.void_ops.exceptions import ConfigurationError
 
 EDIT = "/shows/ep01/editorial/ep01_v012.otio"
 OUT = "/shows/ep01/voidflow"
@@ -37,7 +37,7 @@ def test_two_deployments_of_the_batch_flow_by_module_path() -> None:
     for deployment in (nightly, rerun):
         assert isinstance(deployment, RunnerDeployment)
         assert deployment.flow_name == run_batch.name == "voidflow-batch"
-        assert deployment.entrypoint == "flows.batch.run_batch"
+        assert deployment.entrypoint == "voidflow.flows.batch.run_batch"
         assert deployment.entrypoint_type is EntrypointType.MODULE_PATH
         assert deployment.work_pool_name == WORK_POOL == "voidflow-process"
         assert deployment.tags == ["voidflow"]
@@ -130,7 +130,7 @@ def test_describe_is_json_without_a_server_and_hides_the_password() -> None:
     assert "s3cret" not in text
     nightly, rerun = json.loads(text)["deployments"]
     assert nightly["name"] == "voidflow-batch/nightly-batch" and rerun["name"] == "voidflow-batch/rerun-failed"
-    assert nightly["flow"] == "voidflow-batch" and nightly["entrypoint"] == "flows.batch.run_batch"
+    assert nightly["flow"] == "voidflow-batch" and nightly["entrypoint"] == "voidflow.flows.batch.run_batch"
     assert nightly["work_pool"] == rerun["work_pool"] == "voidflow-process"
     assert [(s["cron"], s["timezone"]) for s in nightly["schedules"]] == [("0 2 * * *", "Europe/London")]
     assert rerun["schedules"] == []
@@ -179,7 +179,7 @@ def test_deploy_registers_both_against_the_server(prefect_api: str) -> None:
         nightly = client.read_deployment_by_name(f"voidflow-batch/{NIGHTLY}")
         rerun = client.read_deployment_by_name(f"voidflow-batch/{RERUN}")
         assert [str(nightly.id), str(rerun.id)] == ids
-        assert nightly.entrypoint == "flows.batch.run_batch" and nightly.work_pool_name == WORK_POOL
+        assert nightly.entrypoint == "voidflow.flows.batch.run_batch" and nightly.work_pool_name == WORK_POOL
         assert [(s.schedule.cron, s.schedule.timezone) for s in nightly.schedules] == [("15 3 * * *", "Europe/London")]
         assert rerun.schedules == []
         assert nightly.parameters == declared[0].parameters

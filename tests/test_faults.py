@@ -15,10 +15,10 @@ from pathlib import Path
 import opentimelineio as otio
 import pytest
 
-from flows.batch import run_batch
-from flows.params import BatchRequest
-from tasks.ledger import Ledger
-from void_ops.intake import Selection, plan_shots, read_edit
+from voidflow.flows.batch import run_batch
+from voidflow.flows.params import BatchRequest
+from voidflow.tasks.ledger import Ledger
+from voidflow.void_ops.intake import Selection, plan_shots, read_edit
 
 FINAL = {"done", "failed", "skipped", "rejected"}
 
@@ -77,7 +77,7 @@ def _voidflow(
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL")}
     env |= {"VOIDFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect"), **(more_env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "voidflow.flows.cli", *args],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -181,8 +181,8 @@ def test_an_edit_of_5000_clips_plans(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("ray_cluster")
 def test_allowed_roots_confine_reads_and_writes(small_demo, db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Issue 8: media outside VOIDFLOW_ALLOWED_ROOTS fails its shot; an output folder outside refuses the batch."""
-    from flows.params import plan
-    from void_ops.exceptions import PathNotAllowed
+    from voidflow.flows.params import plan
+    from voidflow.void_ops.exceptions import PathNotAllowed
 
     show = tmp_path / "show"
     shutil.copytree(Path(small_demo.edit).parent, show)
@@ -208,7 +208,7 @@ def test_a_locked_sqlite_ledger_stops_the_run_with_one_line(small_demo, tmp_path
     """Issue 8: another process holding the SQLite ledger's write lock: one line naming the ledger, exit 2."""
     import sqlite3
 
-    from infra.database import ensure_schema
+    from voidflow.infra.database import ensure_schema
 
     home = tmp_path / "home"
     ensure_schema(f"sqlite:///{home / 'voidflow.db'}")

@@ -10,15 +10,15 @@ import opentimelineio as otio
 import pytest
 import yaml
 
-from flows.batch import run_batch
-from flows.params import BatchRequest
-from tasks.ledger import Ledger
-from void_ops import media
-from void_ops.conform import write_edit
-from void_ops.intake import named_clips, plan_shots, read_edit
-from void_ops.pipeline import plate_frames
-from void_ops.shots import MediaSource
-from void_ops.sidecar import load_sidecar
+from voidflow.flows.batch import run_batch
+from voidflow.flows.params import BatchRequest
+from voidflow.tasks.ledger import Ledger
+from voidflow.void_ops import media
+from voidflow.void_ops.conform import write_edit
+from voidflow.void_ops.intake import named_clips, plan_shots, read_edit
+from voidflow.void_ops.pipeline import plate_frames
+from voidflow.void_ops.shots import MediaSource
+from voidflow.void_ops.sidecar import load_sidecar
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

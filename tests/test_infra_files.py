@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import infra.paths
-from infra.paths import map_path, parse_path_map
-from void_ops.exceptions import ConfigurationError
+import voidflow.infra.paths
+from voidflow.infra.paths import map_path, parse_path_map
+from voidflow.void_ops.exceptions import ConfigurationError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "infra" / "containers"
@@ -227,9 +227,11 @@ def test_every_file_names_the_same_image() -> None:
 
 
 def test_the_cluster_folder_does_not_shadow_the_cluster_module() -> None:
-    import infra.cluster
+    import voidflow.infra.cluster
 
-    assert Path(infra.cluster.__file__).name == "cluster.py" and hasattr(infra.cluster, "orchestration")
+    assert Path(voidflow.infra.cluster.__file__).name == "cluster.py" and hasattr(
+        voidflow.infra.cluster, "orchestration"
+    )
 
 
 # -- VOIDFLOW_PATH_MAP ----------------------------------------------------------------------------------------------
@@ -297,4 +299,4 @@ def test_bad_path_maps_fail_with_the_entry_named(text: str, message: str) -> Non
 
 
 def test_path_map_docstring_examples() -> None:
-    assert doctest.testmod(infra.paths).failed == 0
+    assert doctest.testmod(voidflow.infra.paths).failed == 0

@@ -9,9 +9,9 @@ import opentimelineio as otio
 import pytest
 
 from tests.conftest import TIMELINES, timeline_files
-from void_ops.exceptions import EditUnreadable, InvalidInput, SidecarInvalid
-from void_ops.intake import Selection, named_clips, plan_shots, read_edit, safe_name
-from void_ops.shots import ShotInstructions
+from voidflow.void_ops.exceptions import EditUnreadable, InvalidInput, SidecarInvalid
+from voidflow.void_ops.intake import Selection, named_clips, plan_shots, read_edit, safe_name
+from voidflow.void_ops.shots import ShotInstructions
 
 
 @pytest.mark.parametrize("path", timeline_files(), ids=lambda p: p.name)

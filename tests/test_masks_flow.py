@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.batch import run_batch
-from flows.params import BatchRequest, MaskOptions
-from flows.rerun import prepare_rerun
-from tasks.ledger import Ledger
 from tests.conftest import PLANTED_KEY
 from tests.vlm_stub import VlmStub, answer, start_stub
-from void_ops import media
-from void_ops.masking.vlm import keyframe_indices
+from voidflow.flows.batch import run_batch
+from voidflow.flows.params import BatchRequest, MaskOptions
+from voidflow.flows.rerun import prepare_rerun
+from voidflow.tasks.ledger import Ledger
+from voidflow.void_ops import media
+from voidflow.void_ops.masking.vlm import keyframe_indices
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

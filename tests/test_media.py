@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
-from void_ops.media import (
+from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
+from voidflow.void_ops.media import (
     probe,
     read_frames,
     read_mask,
@@ -22,7 +22,7 @@ from void_ops.media import (
     write_movie,
     write_sequence,
 )
-from void_ops.shots import MediaSource
+from voidflow.void_ops.shots import MediaSource
 
 BLOCK = 16  # 96x64 frames hold 6x4 blocks: 12 bits of the frame number, then their 12 complements
 BITS = 12

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.params import BASE_FOLDER, PASS1_FILE, PASS2_FILE
-from infra.models import LOCK_FILE, SOURCES, ModelSource, fetch, read_lock, verify
-from void_ops.exceptions import ConfigurationError
+from voidflow.flows.params import BASE_FOLDER, PASS1_FILE, PASS2_FILE
+from voidflow.infra.models import LOCK_FILE, SOURCES, ModelSource, fetch, read_lock, verify
+from voidflow.void_ops.exceptions import ConfigurationError
 
 VOID = {"void_pass1.safetensors": b"pass one weights", "void_pass2.safetensors": b"pass two weights!"}
 BASE = {

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from void_ops.exceptions import ConfigurationError, InvalidInput
-from void_ops.void import noise_warp
-from void_ops.void.noise_warp import WarpSettings, noise_from_flow, optical_flow, warped_noise, window_noise
-from void_ops.void.values import padded_length, window_spans
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput
+from voidflow.void_ops.void import noise_warp
+from voidflow.void_ops.void.noise_warp import WarpSettings, noise_from_flow, optical_flow, warped_noise, window_noise
+from voidflow.void_ops.void.values import padded_length, window_spans
 
 
 def _texture(height: int, width: int, *, seed: int = 0) -> np.ndarray:
@@ -223,7 +223,7 @@ def test_windows_cover_clips_longer_than_85_frames() -> None:
 
 def test_module_imports_no_orchestration() -> None:
     code = (
-        "import sys, void_ops.void.noise_warp; "
+        "import sys, voidflow.void_ops.void.noise_warp; "
         "print(','.join(m for m in ('prefect', 'ray', 'sqlalchemy', 'ffmpeg') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

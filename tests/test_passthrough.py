@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.backends import make_backend
-from void_ops.exceptions import InvalidInput
-from void_ops.passthrough import Passthrough
+from voidflow.tasks.backends import make_backend
+from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.passthrough import Passthrough
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from void_ops import media
-from void_ops.cleanplate import CleanPlate
-from void_ops.composite import Blend, changed_outside, composite
-from void_ops.exceptions import InvalidInput, MatteInvalid
-from void_ops.mattes import MatteMasker
-from void_ops.quadmask import combine, quantise, region
-from void_ops.shots import MediaSource, Shot, ShotInstructions
+from voidflow.void_ops import media
+from voidflow.void_ops.cleanplate import CleanPlate
+from voidflow.void_ops.composite import Blend, changed_outside, composite
+from voidflow.void_ops.exceptions import InvalidInput, MatteInvalid
+from voidflow.void_ops.mattes import MatteMasker
+from voidflow.void_ops.quadmask import combine, quantise, region
+from voidflow.void_ops.shots import MediaSource, Shot, ShotInstructions
 
 
 def test_quantise_by_ranges() -> None:

@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from flows.batch import scheduling_order
-from tasks.placement import Dispatcher, GpuQueue, Grant, Refusal, Request
-from tasks.progress import Progress, busy_fraction
-from void_ops.shots import ShotInstructions
+from voidflow.flows.batch import scheduling_order
+from voidflow.tasks.placement import Dispatcher, GpuQueue, Grant, Refusal, Request
+from voidflow.tasks.progress import Progress, busy_fraction
+from voidflow.void_ops.shots import ShotInstructions
 
 
 def _request(shot: str, need: float = 10.0, cost: float = 1.0, priority: int = 0, frames: int = 0) -> Request:
@@ -103,7 +103,7 @@ def test_waiting_calls_are_served_by_priority_then_length() -> None:
 
 
 def test_shots_start_by_priority_then_longest_first(small_demo) -> None:  # type: ignore[no-untyped-def]
-    from void_ops.intake import Selection, plan_shots, read_edit
+    from voidflow.void_ops.intake import Selection, plan_shots, read_edit
 
     shots = plan_shots(read_edit(small_demo.edit), selection=Selection(everything=True))
     assert len(shots) >= 3

@@ -10,13 +10,13 @@ import opentimelineio as otio
 import pytest
 import yaml
 
-from flows.batch import run_batch
-from flows.params import BatchRequest
-from flows.rerun import prepare_rerun
-from tasks.ledger import Ledger
-from void_ops import media
-from void_ops.intake import named_clips, read_edit
-from void_ops.shots import MediaSource
+from voidflow.flows.batch import run_batch
+from voidflow.flows.params import BatchRequest
+from voidflow.flows.rerun import prepare_rerun
+from voidflow.tasks.ledger import Ledger
+from voidflow.void_ops import media
+from voidflow.void_ops.intake import named_clips, read_edit
+from voidflow.void_ops.shots import MediaSource
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

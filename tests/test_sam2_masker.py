@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
-from void_ops.masking.compose import (
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
+from voidflow.void_ops.masking.compose import (
     AffectedRegion,
     affected_region,
     dilation_ring,
     quadmask_from_masks,
     union,
 )
-from void_ops.masking.sam2_video import ObjectPrompts, Sam2Settings, Sam2VideoMasker
-from void_ops.masking.vlm import Interaction
-from void_ops.quadmask import AFFECTED, KEEP, OVERLAP, REMOVE
-from void_ops.shots import BoxPrompt, PointPrompt
+from voidflow.void_ops.masking.sam2_video import ObjectPrompts, Sam2Settings, Sam2VideoMasker
+from voidflow.void_ops.masking.vlm import Interaction
+from voidflow.void_ops.quadmask import AFFECTED, KEEP, OVERLAP, REMOVE
+from voidflow.void_ops.shots import BoxPrompt, PointPrompt
 
 TINY = "configs/sam2.1/sam2.1_hiera_t.yaml"
 

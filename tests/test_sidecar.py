@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from void_ops.exceptions import SidecarInvalid
-from void_ops.shots import BoxPrompt, PointPrompt
-from void_ops.sidecar import load_sidecar
+from voidflow.void_ops.exceptions import SidecarInvalid
+from voidflow.void_ops.shots import BoxPrompt, PointPrompt
+from voidflow.void_ops.sidecar import load_sidecar
 
 ENTRY = {
     "remove": "the boom mic",

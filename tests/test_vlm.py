@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.vlm_stub import Canned, VlmStub, answer, running_stub
-from void_ops.exceptions import (
+from voidflow.void_ops.exceptions import (
     ConfigurationError,
     InvalidInput,
     VlmRateLimited,
@@ -20,7 +20,7 @@ from void_ops.exceptions import (
     VoidflowError,
     is_retryable,
 )
-from void_ops.masking.vlm import (
+from voidflow.void_ops.masking.vlm import (
     BoxOnFrame,
     GeminiVlm,
     Interaction,
@@ -31,7 +31,7 @@ from void_ops.masking.vlm import (
     make_client,
     to_box_prompts,
 )
-from void_ops.shots import BoxPrompt
+from voidflow.void_ops.shots import BoxPrompt
 
 KEY = "sk-test-PLANTED-KEY-123"
 SETTINGS = VlmSettings(reason_keyframes=3, image_max_side=128, video_max_side=64)

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from void_ops.exceptions import GpuOutOfMemory, InvalidInput
-from void_ops.void.backend import ModelSpec, VoidInpainter, VoidModel, VoidRefiner, VoidSettings, prepare_clip
-from void_ops.void.memory import RECIPES, estimate_gb
-from void_ops.void.noise_warp import WarpSettings
-from void_ops.void.tiny import TinyVoid, build_tiny_void
-from void_ops.void.values import (
+from voidflow.void_ops.exceptions import GpuOutOfMemory, InvalidInput
+from voidflow.void_ops.void.backend import ModelSpec, VoidInpainter, VoidModel, VoidRefiner, VoidSettings, prepare_clip
+from voidflow.void_ops.void.memory import RECIPES, estimate_gb
+from voidflow.void_ops.void.noise_warp import WarpSettings
+from voidflow.void_ops.void.tiny import TinyVoid, build_tiny_void
+from voidflow.void_ops.void.values import (
     PASS1,
     PASS2,
     condition_from_quadmask,
@@ -89,7 +89,7 @@ def test_window_table(latent: int, spans: list[tuple[int, int]]) -> None:
 
 
 def test_long_shots_run_in_cross_faded_windows() -> None:
-    from void_ops.pipeline import frame_windows, windowed
+    from voidflow.void_ops.pipeline import frame_windows, windowed
 
     assert frame_windows(300, 197) == [(0, 197), (103, 300)]
     assert frame_windows(44, 29) == [(0, 29), (8, 37), (15, 44)]
@@ -228,7 +228,7 @@ def _small_void(tiny: TinyVoid) -> dict[str, object]:
 
 
 def _void_request(small_demo, db_url: str, tmp_path: Path, options: object):  # type: ignore[no-untyped-def]
-    from flows.params import BatchRequest
+    from voidflow.flows.params import BatchRequest
 
     return BatchRequest(
         edit=small_demo.edit,
@@ -242,12 +242,12 @@ def _void_request(small_demo, db_url: str, tmp_path: Path, options: object):  # 
 
 
 def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, tmp_path: Path, ray_cluster) -> None:  # type: ignore[no-untyped-def]
-    from flows.batch import run_batch
-    from flows.params import VoidOptions
-    from tasks.ledger import Ledger
-    from void_ops import media
-    from void_ops.intake import named_clips, read_edit
-    from void_ops.shots import MediaSource
+    from voidflow.flows.batch import run_batch
+    from voidflow.flows.params import VoidOptions
+    from voidflow.tasks.ledger import Ledger
+    from voidflow.void_ops import media
+    from voidflow.void_ops.intake import named_clips, read_edit
+    from voidflow.void_ops.shots import MediaSource
 
     options = VoidOptions(pass2_weights=tiny.pass2, pass2=True, pass2_steps=2, **_small_void(tiny))
     # Random weights paint noise that flickers: QC fails it, conform takes it anyway.
@@ -290,9 +290,9 @@ def test_a_hung_gpu_call_times_out_and_quarantines_its_gpu(
 ) -> None:  # type: ignore[no-untyped-def]
     """Issue 8: a model call past its timeout fails its shot with the reason, its GPU is quarantined, and every
     other shot is refused with that reason instead of waiting forever; every shot ends in a final state."""
-    from flows.batch import run_batch
-    from flows.params import VoidOptions
-    from tasks.ledger import Ledger
+    from voidflow.flows.batch import run_batch
+    from voidflow.flows.params import VoidOptions
+    from voidflow.tasks.ledger import Ledger
 
     result = run_batch(
         _void_request(small_demo, db_url, tmp_path, VoidOptions(gpu_timeout_s=0.05, **_small_void(tiny)))

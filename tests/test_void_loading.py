@@ -13,15 +13,15 @@ from diffusers.models import CogVideoXTransformer3DModel
 from diffusers.models.embeddings import get_3d_rotary_pos_embed
 from safetensors.torch import load_file, save_file
 
-from void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
-from void_ops.void.loading import (
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
+from voidflow.void_ops.void.loading import (
     VoidModels,
     check_scheduler_config,
     load_void_models,
     transformer_config_for_void,
     widen_patch_embedding,
 )
-from void_ops.void.tiny import TINY_LATENT_CHANNELS, TINY_TRANSFORMER, TinyVoid, build_tiny_void
+from voidflow.void_ops.void.tiny import TINY_LATENT_CHANNELS, TINY_TRANSFORMER, TinyVoid, build_tiny_void
 
 L = TINY_LATENT_CHANNELS  # 4
 PV = 8  # 2 x 2 x 2 patch

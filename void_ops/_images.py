@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
+from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
 
 __all__ = ["ImageProbe", "probe", "read", "write"]
 

@@ -23,8 +23,8 @@ import av.filter
 import av.logging
 import numpy as np
 
-from void_ops.colour import ColourTags, video_tags_for
-from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
+from voidflow.void_ops.colour import ColourTags, video_tags_for
+from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
 
 __all__ = [
     "FFV1",

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from void_ops.exceptions import InvalidInput
-from void_ops.frames import from_unit, to_uint8
-from void_ops.quadmask import region
+from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.frames import from_unit, to_uint8
+from voidflow.void_ops.quadmask import region
 
 __all__ = ["CleanPlate"]
 

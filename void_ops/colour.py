@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from void_ops.exceptions import ConfigurationError, InvalidInput
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput
 
 __all__ = [
     "BUILTIN_CONFIG",

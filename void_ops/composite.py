@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from void_ops.exceptions import InvalidInput
-from void_ops.quadmask import region
+from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.quadmask import region
 
 __all__ = ["Blend", "changed_outside", "composite"]
 

@@ -17,9 +17,9 @@ from typing import Literal
 
 import opentimelineio as otio
 
-from void_ops.exceptions import ConformError, InvalidInput
-from void_ops.intake import ADAPTERS, Edit, named_clips, timeline_rate
-from void_ops.shots import Delivery, MediaSource
+from voidflow.void_ops.exceptions import ConformError, InvalidInput
+from voidflow.void_ops.intake import ADAPTERS, Edit, named_clips, timeline_rate
+from voidflow.void_ops.shots import Delivery, MediaSource
 
 __all__ = ["WRITERS", "conform", "write_edit"]
 

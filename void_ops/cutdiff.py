@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from void_ops.shots import Shot
+from voidflow.void_ops.shots import Shot
 
 __all__ = ["NEEDS_WORK", "UNCHANGED", "ShotChange", "diff_shots"]
 

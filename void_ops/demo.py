@@ -20,8 +20,8 @@ import numpy as np
 import opentimelineio as otio
 import yaml
 
-from void_ops import media
-from void_ops.exceptions import InvalidInput
+from voidflow.void_ops import media
+from voidflow.void_ops.exceptions import InvalidInput
 
 __all__ = ["DemoShoot", "make_demo"]
 

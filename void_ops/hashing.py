@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from void_ops.exceptions import MediaInvalid, StorageUnavailable
+from voidflow.void_ops.exceptions import MediaInvalid, StorageUnavailable
 
 __all__ = ["sha256_file"]
 

@@ -33,9 +33,9 @@ from urllib.parse import unquote, urlparse
 
 import opentimelineio as otio
 
-from void_ops.exceptions import EditUnreadable, InvalidInput, MediaInvalid, SidecarInvalid
-from void_ops.shots import MediaSource, NameSource, Shot, ShotInstructions
-from void_ops.sidecar import entry_to_instructions, validate_entry
+from voidflow.void_ops.exceptions import EditUnreadable, InvalidInput, MediaInvalid, SidecarInvalid
+from voidflow.void_ops.shots import MediaSource, NameSource, Shot, ShotInstructions
+from voidflow.void_ops.sidecar import entry_to_instructions, validate_entry
 
 __all__ = [
     "ADAPTERS",

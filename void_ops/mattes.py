@@ -14,11 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from void_ops import media
-from void_ops.exceptions import MatteInvalid, MediaInvalid
-from void_ops.masking.masker import MaskOutput
-from void_ops.quadmask import combine
-from void_ops.shots import PLATE_ALPHA, MediaSource, Shot
+from voidflow.void_ops import media
+from voidflow.void_ops.exceptions import MatteInvalid, MediaInvalid
+from voidflow.void_ops.masking.masker import MaskOutput
+from voidflow.void_ops.quadmask import combine
+from voidflow.void_ops.shots import PLATE_ALPHA, MediaSource, Shot
 
 __all__ = ["MatteMasker", "matte_source"]
 

@@ -31,12 +31,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from void_ops import _images, _movie
-from void_ops.colour import ColourTags, video_tags_for
-from void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
-from void_ops.frames import from_unit
-from void_ops.hashing import sha256_file
-from void_ops.shots import MediaSource, rate_fraction
+from voidflow.void_ops import _images, _movie
+from voidflow.void_ops.colour import ColourTags, video_tags_for
+from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
+from voidflow.void_ops.frames import from_unit
+from voidflow.void_ops.hashing import sha256_file
+from voidflow.void_ops.shots import MediaSource, rate_fraction
 
 __all__ = [
     "MOVIE_CODECS",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from void_ops.exceptions import InvalidInput
+from voidflow.void_ops.exceptions import InvalidInput
 
 __all__ = ["Passthrough"]
 

@@ -25,15 +25,15 @@ from typing import Any, Literal, Protocol, cast
 import cv2
 import numpy as np
 
-from void_ops import media, report
-from void_ops.colour import ColourTags
-from void_ops.composite import Blend, changed_outside, composite
-from void_ops.exceptions import ConformError, InvalidInput, StorageUnavailable
-from void_ops.frames import from_unit, to_unit
-from void_ops.masking.masker import MaskOutput
-from void_ops.plates import PlateView
-from void_ops.quadmask import check_quadmask
-from void_ops.shots import Delivery, MediaSource, Shot, rate_fraction
+from voidflow.void_ops import media, report
+from voidflow.void_ops.colour import ColourTags
+from voidflow.void_ops.composite import Blend, changed_outside, composite
+from voidflow.void_ops.exceptions import ConformError, InvalidInput, StorageUnavailable
+from voidflow.void_ops.frames import from_unit, to_unit
+from voidflow.void_ops.masking.masker import MaskOutput
+from voidflow.void_ops.plates import PlateView
+from voidflow.void_ops.quadmask import check_quadmask
+from voidflow.void_ops.shots import Delivery, MediaSource, Shot, rate_fraction
 
 __all__ = [
     "DELIVER_VERSION",

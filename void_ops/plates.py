@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from void_ops import media
-from void_ops.colour import ModelView, PlateColour, infer_plate_colour, load_config
-from void_ops.exceptions import InvalidInput, VoidflowError
-from void_ops.shots import Shot
+from voidflow.void_ops import media
+from voidflow.void_ops.colour import ModelView, PlateColour, infer_plate_colour, load_config
+from voidflow.void_ops.exceptions import InvalidInput, VoidflowError
+from voidflow.void_ops.shots import Shot
 
 __all__ = ["ColourSettings", "PlateView", "plate_view"]
 

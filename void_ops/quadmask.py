@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from void_ops.exceptions import InvalidInput
+from voidflow.void_ops.exceptions import InvalidInput
 
 __all__ = ["AFFECTED", "KEEP", "OVERLAP", "REMOVE", "check_quadmask", "combine", "quantise", "region"]
 

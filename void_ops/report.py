@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from void_ops.frames import to_uint8
+from voidflow.void_ops.frames import to_uint8
 
 __all__ = ["ShotCard", "contact_sheet", "mask_overlay", "mask_preview", "write_report"]
 
@@ -103,7 +103,7 @@ def mask_overlay(
 
 def mask_preview(plate: np.ndarray, quadmask: np.ndarray, path: Path, rate: Fraction) -> Path:
     """Write the whole shot with its quadmask tinted as a small H.264 movie (640 px wide at most), for review."""
-    from void_ops import media
+    from voidflow.void_ops import media
 
     frames = to_uint8(plate)
     scale = min(1.0, 640 / frames.shape[2])

@@ -32,8 +32,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from void_ops.exceptions import SidecarInvalid
-from void_ops.shots import PLATE_ALPHA, BoxPrompt, PointPrompt, ShotInstructions
+from voidflow.void_ops.exceptions import SidecarInvalid
+from voidflow.void_ops.shots import PLATE_ALPHA, BoxPrompt, PointPrompt, ShotInstructions
 
 __all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "validate_entry"]
 

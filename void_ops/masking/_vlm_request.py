@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel
 
-from void_ops.exceptions import InvalidInput
-from void_ops.masking._vlm_settings import VlmSettings
-from void_ops.shots import rate_fraction
+from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.masking._vlm_settings import VlmSettings
+from voidflow.void_ops.shots import rate_fraction
 
 __all__ = ["MediaPart", "Request", "keyframe_indices", "locate_request", "make_request", "reason_request"]
 
@@ -259,7 +259,7 @@ def _video(frames: np.ndarray, fps: float, settings: VlmSettings) -> MediaPart:
 
 def _encode_mp4(frames: np.ndarray, fps: float, size: tuple[int, int]) -> bytes:
     """Encode (T, H, W, 3) uint8 RGB at ``size`` (height, width) as H.264 through the media door."""
-    from void_ops import media
+    from voidflow.void_ops import media
 
     height, width = size
     if frames.shape[1:3] != size:

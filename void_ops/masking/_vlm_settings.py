@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from void_ops.exceptions import InvalidInput
+from voidflow.void_ops.exceptions import InvalidInput
 
 __all__ = ["VlmSettings"]
 

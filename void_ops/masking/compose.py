@@ -20,10 +20,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from void_ops.exceptions import InvalidInput
-from void_ops.masking.sam2_video import ObjectPrompts
-from void_ops.masking.vlm import Interaction, to_box_prompts
-from void_ops.quadmask import combine
+from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.masking.sam2_video import ObjectPrompts
+from voidflow.void_ops.masking.vlm import Interaction, to_box_prompts
+from voidflow.void_ops.quadmask import combine
 
 __all__ = ["AffectedRegion", "ObjectSegmenter", "affected_region", "dilation_ring", "quadmask_from_masks", "union"]
 

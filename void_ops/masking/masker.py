@@ -20,12 +20,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from void_ops.exceptions import ConfigurationError, InvalidInput
-from void_ops.frames import to_uint8
-from void_ops.masking.compose import ObjectSegmenter, affected_region, dilation_ring, quadmask_from_masks
-from void_ops.masking.sam2_video import ObjectPrompts
-from void_ops.masking.vlm import Vlm, VlmExchange, keyframe_indices
-from void_ops.shots import BoxPrompt, PointPrompt, Shot
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput
+from voidflow.void_ops.frames import to_uint8
+from voidflow.void_ops.masking.compose import ObjectSegmenter, affected_region, dilation_ring, quadmask_from_masks
+from voidflow.void_ops.masking.sam2_video import ObjectPrompts
+from voidflow.void_ops.masking.vlm import Vlm, VlmExchange, keyframe_indices
+from voidflow.void_ops.shots import BoxPrompt, PointPrompt, Shot
 
 __all__ = ["MaskOutput", "SegmentMasker", "Segmenter"]
 

@@ -34,7 +34,7 @@ from typing import Any, cast
 import cv2
 import numpy as np
 
-from void_ops.exceptions import (
+from voidflow.void_ops.exceptions import (
     ConfigurationError,
     GpuOutOfMemory,
     InvalidInput,
@@ -42,8 +42,8 @@ from void_ops.exceptions import (
     PermanentError,
     StorageUnavailable,
 )
-from void_ops.hashing import sha256_file
-from void_ops.shots import BoxPrompt, PointPrompt
+from voidflow.void_ops.hashing import sha256_file
+from voidflow.void_ops.shots import BoxPrompt, PointPrompt
 
 __all__ = ["ObjectPrompts", "Sam2Pass", "Sam2Settings", "Sam2Tracks", "Sam2VideoMasker"]
 

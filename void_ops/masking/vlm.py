@@ -32,17 +32,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from void_ops.exceptions import (
+from voidflow.void_ops.exceptions import (
     ConfigurationError,
     InvalidInput,
     VlmRateLimited,
     VlmResponseInvalid,
     VoidflowError,
 )
-from void_ops.masking import _vlm_request
-from void_ops.masking._vlm_request import keyframe_indices
-from void_ops.masking._vlm_settings import VlmSettings
-from void_ops.shots import BoxPrompt
+from voidflow.void_ops.masking import _vlm_request
+from voidflow.void_ops.masking._vlm_request import keyframe_indices
+from voidflow.void_ops.masking._vlm_settings import VlmSettings
+from voidflow.void_ops.shots import BoxPrompt
 
 if TYPE_CHECKING:
     from google import genai

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from void_ops.exceptions import GpuOutOfMemory, InvalidInput
-from void_ops.frames import from_unit, to_unit
-from void_ops.quadmask import KEEP, quantise, region
-from void_ops.void.memory import RECIPES, Footprint, Recipe, estimate_gb
-from void_ops.void.values import (
+from voidflow.void_ops.exceptions import GpuOutOfMemory, InvalidInput
+from voidflow.void_ops.frames import from_unit, to_unit
+from voidflow.void_ops.quadmask import KEEP, quantise, region
+from voidflow.void_ops.void.memory import RECIPES, Footprint, Recipe, estimate_gb
+from voidflow.void_ops.void.values import (
     Fit,
     FitMode,
     PassSettings,
@@ -113,8 +113,8 @@ def describe_clip(
     """Return the geometry VOID will use for a shot of ``frames`` x ``height`` x ``width``: the shot windows
     (for shots longer than ``max_frames``), and per run the padded length, latent frames, multidiffusion windows
     and the fit (no pixels needed)."""
-    from void_ops.pipeline import frame_windows
-    from void_ops.void.values import window_spans
+    from voidflow.void_ops.pipeline import frame_windows
+    from voidflow.void_ops.void.values import window_spans
 
     shot_windows = frame_windows(frames, settings.max_frames)
     longest = max(stop - start for start, stop in shot_windows)
@@ -250,8 +250,8 @@ class VoidModel:
     def __init__(self, spec: ModelSpec) -> None:
         import torch
 
-        from void_ops.void.loading import load_void_models
-        from void_ops.void.sampler import VoidSampler
+        from voidflow.void_ops.void.loading import load_void_models
+        from voidflow.void_ops.void.sampler import VoidSampler
 
         dtype = getattr(torch, spec.dtype)
         load_device = spec.device if spec.memory_mode == "full" else "cpu"
@@ -276,7 +276,7 @@ class VoidModel:
             "weights": {_weight_name(w.path, spec.base): w.sha256 for w in self.models.weights},
         }
         if spec.compile:
-            from void_ops.void.speed import compile_transformer, compile_vae, fuse_qkv
+            from voidflow.void_ops.void.speed import compile_transformer, compile_vae, fuse_qkv
 
             fuse_qkv(self.models.transformer)
             compile_transformer(self.models.transformer)
@@ -317,7 +317,7 @@ class VoidModel:
         negative = self.sampler.encode_prompt(settings.negative_prompt) if settings.guidance > 1 else None
         noise = None
         if first_pass is not None:
-            from void_ops.void.noise_warp import warped_noise
+            from voidflow.void_ops.void.noise_warp import warped_noise
 
             _, length, channels2, height, width = inpaint.shape
             noise = warped_noise(

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
-from void_ops.hashing import sha256_file
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
+from voidflow.void_ops.hashing import sha256_file
 
 if TYPE_CHECKING:
     from diffusers.models import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
 
 __all__ = ["WarpSettings", "noise_from_flow", "optical_flow", "warped_noise", "window_noise"]
 

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from void_ops.exceptions import InvalidInput
-from void_ops.void.loading import VoidModels
-from void_ops.void.values import PassSettings, latent_frames, vae_mask_input, window_spans, window_weights
+from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.void.loading import VoidModels
+from voidflow.void_ops.void.values import PassSettings, latent_frames, vae_mask_input, window_spans, window_weights
 
 __all__ = ["MemoryMode", "VoidSampler"]
 

@@ -12,8 +12,8 @@ from typing import Literal
 
 import numpy as np
 
-from void_ops.exceptions import InvalidInput
-from void_ops.quadmask import quantise
+from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.quadmask import quantise
 
 __all__ = [
     "PASS1",
