@@ -17,7 +17,7 @@ import voidflow.infra.paths
 from voidflow.infra.paths import map_path, parse_path_map
 from voidflow.void_ops.exceptions import ConfigurationError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS = ROOT / "infra" / "containers"
 CLUSTER = ROOT / "infra" / "cluster"
 DOCKERFILE = CONTAINERS / "Dockerfile"

@@ -211,7 +211,7 @@ def test_bt709_plate_round_trip_through_prores_is_within_codec_precision(tmp_pat
 
 def test_real_avid_dnxhd_plate_round_trip_through_prores_meets_the_target(tmp_path: Path) -> None:
     # Real footage: Avid's DNxHD 1080p24 sample from the OTIO AAF adapter (tests/media, Apache-2.0), tagged bt709.
-    plate = Path(__file__).parent / "media" / "picchu_seq0100_snippet_dnx.mov"
+    plate = Path(__file__).parents[1] / "media" / "picchu_seq0100_snippet_dnx.mov"
     assert media.probe(movie(plate)).colour.matrix == "bt709"
     np.testing.assert_array_equal(media.read_frames(movie(plate), 0, 2), cli_decode(plate, 1920, 1080)[:2])
     before, after = _round_trip(plate, tmp_path)
