@@ -14,10 +14,11 @@ and rejections of masks before GPU work) and ``file_hashes`` (content hash memo)
 from __future__ import annotations
 
 import functools
-import os
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -41,9 +42,11 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from voidflow.void_ops.exceptions import ConfigurationError
+from voidflow.void_ops.exceptions import ConfigurationError, StorageUnavailable
 
 __all__ = [
+    "BUSY_TIMEOUT_S",
+    "CONFLICT_TRIES",
     "Artifact",
     "Base",
     "Batch",
@@ -57,11 +60,18 @@ __all__ = [
     "engine_for",
     "ensure_schema",
     "redact_url",
+    "retry_conflicts",
     "upgrade",
     "utcnow",
 ]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+#: Seconds a write waits for another process's lock on a SQLite database, unless told otherwise.
+BUSY_TIMEOUT_S = 30.0
+#: Attempts ``retry_conflicts`` makes before giving up.
+CONFLICT_TRIES = 8
+
+_T = TypeVar("_T")
 
 
 def utcnow() -> datetime:
@@ -260,26 +270,48 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def sqlite_busy_timeout() -> float:
-    """Seconds a write waits for another process's lock on a SQLite ledger: ``VOIDFLOW_DB_TIMEOUT``, default 30."""
-    return float(os.environ.get("VOIDFLOW_DB_TIMEOUT") or 30)
-
-
 @functools.cache
-def engine_for(url: str) -> Engine:
-    """Return this process's engine for ``url`` (one pool per process and URL).
+def engine_for(url: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
+    """Return this process's engine for ``url`` (one pool per process, URL and timeout).
 
-    SQLite files get WAL journaling, foreign keys and a busy timeout (``sqlite_busy_timeout``); their folder is
-    created.
+    SQLite files get WAL journaling, foreign keys and a busy timeout: a write waits up to ``busy_timeout_s``
+    seconds for another process's lock (``Settings.db_timeout_s``); their folder is created.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = _sa_create_engine(url, connect_args={"timeout": sqlite_busy_timeout()})
+        engine = _sa_create_engine(url, connect_args={"timeout": busy_timeout_s})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return _sa_create_engine(url, pool_pre_ping=True)
+
+
+def retry_conflicts(
+    write: Callable[[], _T],
+    *,
+    conflicts: tuple[type[Exception], ...],
+    failure: str,
+    tries: int = CONFLICT_TRIES,
+    backoff_s: float = 0.0,
+) -> _T:
+    """Return ``write()``, calling it again while it fails with one of ``conflicts`` (a concurrent writer won a race).
+
+    ``write`` must be one whole unit of work, so each call starts afresh and sees the winner's row. After the n-th
+    conflict it waits ``backoff_s * n`` seconds (0: retry at once).
+
+    Example: ``retry_conflicts(add_row, conflicts=(IntegrityError,), failure="could not record the edit")``.
+
+    Raises:
+        StorageUnavailable: every one of the ``tries`` calls conflicted: "<failure> after <tries> attempts".
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            return write()
+        except conflicts:
+            if backoff_s:
+                time.sleep(backoff_s * attempt)
+    raise StorageUnavailable(f"{failure} after {tries} attempts")
 
 
 def _alembic_config(url: str) -> Config:

@@ -19,17 +19,17 @@ every source is in place; ``verify`` re-hashes every locked file against it.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from voidflow.void_ops.exceptions import ConfigurationError
+from voidflow.void_ops.files import atomic_write
+from voidflow.void_ops.hashing import sha256_file
 
-__all__ = ["LOCK_FILE", "SOURCES", "ModelSource", "fetch", "read_lock", "verify"]
+__all__ = ["LOCK_FILE", "SOURCES", "ModelSource", "Report", "fetch", "read_lock", "verify"]
 
 #: The lock's name inside the models folder.
 LOCK_FILE = "voidflow-models.lock.json"
@@ -91,8 +91,7 @@ class _Hashes:
         stat = path.stat()
         key = (str(path), stat.st_size, stat.st_mtime_ns)
         if key not in self._seen:
-            with path.open("rb") as handle:
-                self._seen[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+            self._seen[key] = sha256_file(path)
         return self._seen[key]
 
 
@@ -140,9 +139,8 @@ def _copy_into(source: Path, destination: Path, hashes: _Hashes) -> bool:
     ):
         return False
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + _PARTIAL)
-    shutil.copyfile(real, partial)
-    os.replace(partial, destination)
+    with atomic_write(destination, temporary=destination.with_name(destination.name + _PARTIAL)) as partial:
+        shutil.copyfile(real, partial)
     return True
 
 
@@ -324,9 +322,8 @@ class _Fetcher:
 
 def _write_lock(models_dir: Path, entries: Mapping[str, Mapping[str, object]]) -> Path:
     lock = models_dir / LOCK_FILE
-    partial = lock.with_name(lock.name + ".partial")
-    partial.write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n", encoding="utf-8")
-    os.replace(partial, lock)
+    with atomic_write(lock, temporary=lock.with_name(lock.name + ".partial")) as partial:
+        partial.write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n", encoding="utf-8")
     return lock
 
 

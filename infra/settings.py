@@ -15,7 +15,7 @@ environment variables (``VOIDFLOW_*``, plus ``PREFECT_API_URL``), then the defau
 | ``VOIDFLOW_GEMINI_SECRET_BLOCK`` | unset | or: the name of a Prefect ``Secret`` block holding that key |
 | ``VOIDFLOW_USER`` (or ``USER``) | unknown | who approves or rejects masks |
 | ``VOIDFLOW_PATH_MAP`` | empty | ``from=to;…`` prefixes rewritten in edit and request paths on this host |
-| ``VOIDFLOW_DB_TIMEOUT`` | 30 | seconds a write waits for another process's lock on a SQLite ledger |
+| ``VOIDFLOW_DB_TIMEOUT`` | 30 | ``db_timeout_s``: seconds a write waits for another process's lock on a SQLite ledger |
 | ``VOIDFLOW_ALLOWED_ROOTS`` | empty (all) | ``/shows:/scratch``: the only folders read from and written to |
 | ``HF_HUB_OFFLINE`` | unset | ``voidflow models fetch`` uses only the local Hugging Face cache |
 | ``VOIDFLOW_WEBHOOK_URL`` | unset | where the end-of-batch summary is POSTed as JSON (Slack-compatible) |
@@ -53,6 +53,7 @@ class Settings:
     webhook_url: str | None = field(default=None, repr=False)
     hf_offline: bool = False
     ocio: str | None = None
+    db_timeout_s: float = 30.0
 
     def gemini_key(self) -> str | None:
         """The Gemini API key: the environment's, else the Prefect Secret block's; None when neither is set."""
@@ -95,6 +96,7 @@ class Settings:
             hf_offline=(env.get("HF_HUB_OFFLINE") or "").lower() in ("1", "true", "yes"),
             webhook_url=env.get("VOIDFLOW_WEBHOOK_URL") or None,
             ocio=env.get("OCIO") or None,
+            db_timeout_s=float(env.get("VOIDFLOW_DB_TIMEOUT") or 30),
         )
 
 

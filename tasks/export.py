@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import pyarrow.parquet as pq
 
 from voidflow.infra.database import Batch
 from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.files import atomic_write
 
 __all__ = ["SCHEMA", "stage_rows", "write_parquet"]
 
@@ -116,10 +115,6 @@ def write_parquet(batch: Batch, path: Path) -> tuple[Path, int]:
     rows = stage_rows(batch)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    try:
+    with atomic_write(path) as temporary:
         pq.write_table(table, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path, len(rows)

@@ -9,8 +9,6 @@ exactly as it was. The clip's ``voidflow`` metadata records the shot name and ve
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -18,6 +16,7 @@ from typing import Literal
 import opentimelineio as otio
 
 from voidflow.void_ops.exceptions import ConformError, InvalidInput
+from voidflow.void_ops.files import atomic_write
 from voidflow.void_ops.intake import ADAPTERS, Edit, named_clips, timeline_rate
 from voidflow.void_ops.shots import Delivery, MediaSource
 
@@ -151,8 +150,7 @@ def write_edit(timeline: otio.schema.Timeline, path: Path) -> Path:
         raise InvalidInput(f"{path}: cannot write '{suffix}' edits (use one of {', '.join(WRITERS)})")
     adapter = ADAPTERS[suffix][0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}{suffix}")
-    try:
+    with atomic_write(path) as temporary:
         try:
             otio.adapters.write_to_file(timeline, str(temporary), adapter_name=adapter)
             options = {"rate": timeline_rate(timeline)} if suffix == ".edl" else {}
@@ -165,7 +163,4 @@ def write_edit(timeline: otio.schema.Timeline, path: Path) -> Path:
         written, expected = _video_clips(reread), _video_clips(timeline)
         if written != expected:
             raise ConformError(f"{path}: wrote {expected} clips but {written} read back")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path

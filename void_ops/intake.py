@@ -22,7 +22,6 @@ probed length of the media file when the edit gives none.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -34,6 +33,7 @@ from urllib.parse import unquote, urlparse
 import opentimelineio as otio
 
 from voidflow.void_ops.exceptions import EditUnreadable, InvalidInput, MediaInvalid, SidecarInvalid
+from voidflow.void_ops.hashing import sha256_path
 from voidflow.void_ops.shots import MediaSource, NameSource, Shot, ShotInstructions
 from voidflow.void_ops.sidecar import entry_to_instructions, validate_entry
 
@@ -94,17 +94,6 @@ class Selection:
     everything: bool = False
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    if path.is_dir():
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(child.relative_to(path).as_posix().encode())
-            digest.update(child.read_bytes())
-    else:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
     """Read an edit file with the OTIO adapter its suffix names.
 
@@ -153,7 +142,7 @@ def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
         timeline = timelines[0] if len(timelines) == 1 else None
     if timeline is None:
         raise EditUnreadable(f"{path}: expected one timeline, got {type(result).__name__}")
-    return Edit(path, timeline, timeline_rate(timeline, options.get("rate")), _file_hash(path), tuple(warnings))
+    return Edit(path, timeline, timeline_rate(timeline, options.get("rate")), sha256_path(path), tuple(warnings))
 
 
 def _guess_edl_rate(path: Path, warnings: list[str]) -> float:

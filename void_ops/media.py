@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import os
 import re
 import shutil
@@ -27,20 +26,23 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from voidflow.void_ops import _images, _movie
 from voidflow.void_ops.colour import ColourTags, video_tags_for
 from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
+from voidflow.void_ops.files import atomic_write
 from voidflow.void_ops.frames import from_unit
-from voidflow.void_ops.hashing import sha256_file
+from voidflow.void_ops.hashing import content_hash, sha256_file
 from voidflow.void_ops.shots import MediaSource, rate_fraction
 
 __all__ = [
+    "EXR_COMPRESSIONS",
     "MOVIE_CODECS",
     "SEQUENCE_FORMATS",
+    "ExrCompression",
     "MediaInfo",
     "MovieCodec",
     "SequenceFormat",
@@ -77,7 +79,9 @@ _MASKS = dataclasses.replace(_ENCODINGS["ffv1"], pix_fmt="gray")  # quadmasks: F
 SEQUENCE_FORMATS: tuple[str, ...] = ("png", "exr", "dpx", "tiff")
 _MOVIE_SUFFIXES = {"prores": (".mov",), "prores_4444": (".mov",), "prores_4444xq": (".mov",),
                    "dnxhr_hqx": (".mov", ".mxf"), "h264": (".mov", ".mp4"), "ffv1": (".mkv",)}  # fmt: skip
-_EXR_COMPRESSIONS = ("piz", "dwaa", "dwab", "zip", "zips", "none")
+#: EXR compressions a sequence may be written with (PIZ is the default: lossless, fast to read in Nuke).
+ExrCompression = Literal["piz", "zip", "zips", "dwaa", "dwab", "none"]
+EXR_COMPRESSIONS: tuple[ExrCompression, ...] = get_args(ExrCompression)
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,8 +405,8 @@ def write_sequence(
         raise InvalidInput(f"{pattern}: the file name needs exactly one frame placeholder like %04d")
     if first_number < 0:
         raise InvalidInput(f"{pattern}: first_number must be >= 0, got {first_number}")
-    if compression is not None and (fmt != "exr" or compression not in _EXR_COMPRESSIONS):
-        raise InvalidInput(f"{pattern}: compression {compression!r} needs fmt exr and one of {_EXR_COMPRESSIONS}")
+    if compression is not None and (fmt != "exr" or compression not in EXR_COMPRESSIONS):
+        raise InvalidInput(f"{pattern}: compression {compression!r} needs fmt exr and one of {EXR_COMPRESSIONS}")
     if alpha is not None and (alpha.shape != frames.shape[:3] or fmt == "dpx"):
         raise InvalidInput(f"{pattern}: alpha must be (T, H, W) = {frames.shape[:3]} and fmt not dpx")
     folder = pattern.parent
@@ -483,9 +487,9 @@ def read_mask(path: Path) -> np.ndarray:
 def sha256_source(source: MediaSource, first_index: int | None = None, count: int | None = None) -> str:
     """Return a content hash of a movie file, or of a sequence's files in order.
 
-    A movie hashes its whole file, whatever the range: any byte may affect any frame. A sequence hashes the lines
-    ``"<file number>:<sha256 of the file>"`` of the files asked for: from ``first_index`` (default 0) for ``count``
-    files (default: up to the first missing file).
+    A movie hashes its whole file, whatever the range: any byte may affect any frame. A sequence combines
+    (``hashing.content_hash``) the parts ``"<file number>:<sha256 of the file>"`` of the files asked for: from
+    ``first_index`` (default 0) for ``count`` files (default: up to the first missing file).
 
     Raises:
         InvalidInput: ``first_index`` is negative or ``count`` is not positive.
@@ -502,11 +506,10 @@ def sha256_source(source: MediaSource, first_index: int | None = None, count: in
         count = max(count, 1)  # an empty range fails below, naming the first missing file
     _check_range_args(source, first, count)
     _check_sequence_files(source, first, count)
-    digest = hashlib.sha256()
-    for index in range(first, first + count):
-        line = f"{source.first_number + index}:{sha256_file(source.file_for_index(index))}\n"
-        digest.update(line.encode())
-    return digest.hexdigest()
+    return content_hash(
+        f"{source.first_number + index}:{sha256_file(source.file_for_index(index))}"
+        for index in range(first, first + count)
+    )
 
 
 def _bit_depth(pix_fmt: str) -> int:
@@ -564,20 +567,15 @@ def _atomic_file(path: Path) -> Iterator[Path]:
     """Yield a hidden temporary file beside ``path``; on success rename it onto ``path``, on failure delete it."""
     if path.exists() or path.is_symlink():
         raise InvalidInput(f"{path}: exists; outputs are never overwritten")
-    temp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}{path.suffix}")
     try:
-        temp.touch(exist_ok=False)
+        with atomic_write(path) as temp:
+            try:
+                temp.touch(exist_ok=False)
+            except OSError as error:
+                raise StorageUnavailable(f"{path}: cannot write in {path.parent} ({error.strerror})") from error
+            yield temp
     except OSError as error:
-        raise StorageUnavailable(f"{path}: cannot write in {path.parent} ({error.strerror})") from error
-    try:
-        yield temp
-        os.replace(temp, path)
-    except OSError as error:
-        temp.unlink(missing_ok=True)
         raise StorageUnavailable(f"{path}: {error.strerror}") from error
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def _check_frames(frames: np.ndarray) -> tuple[int, int, int]:

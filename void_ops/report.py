@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from voidflow.void_ops.files import atomic_write
 from voidflow.void_ops.frames import to_uint8
 
 __all__ = ["ShotCard", "contact_sheet", "mask_overlay", "mask_preview", "write_report"]
@@ -26,14 +26,10 @@ _TINTS = {0: (255, 40, 40), 63: (255, 160, 0), 127: (40, 160, 255)}  # remove, o
 
 
 def _atomic(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write through a hidden temporary file beside ``path``, then rename it into place."""
+    """Write through a hidden temporary file beside ``path`` (its folder created), then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex}{path.suffix}")
-    try:
+    with atomic_write(path) as temporary:
         write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 

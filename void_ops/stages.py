@@ -1,4 +1,4 @@
-"""The stage vocabulary: what a shot goes through, in order, and what ``--from`` forces.
+"""The stage vocabulary: what a shot goes through, in order, what ``--from`` forces, and the states recorded.
 
 Defined once here, in the innermost ring, so the ledger, the rerun planner, the flow and the command line all
 speak of the same stages.
@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["CACHED_STAGES", "STAGE_ORDER", "Stage", "forced_stages"]
+__all__ = ["CACHED_STAGES", "STAGE_ORDER", "ShotState", "Stage", "StageState", "forced_stages"]
 
 Stage = Literal["mask", "pass1", "pass2", "deliver", "conform"]
 #: Every stage of a batch, in order: the shot stages, then conform (which belongs to the batch).
 STAGE_ORDER: tuple[Stage, ...] = ("mask", "pass1", "pass2", "deliver", "conform")
 #: The stages whose runs are keyed, recorded and reused from the ledger.
 CACHED_STAGES: tuple[Stage, ...] = ("mask", "pass1", "pass2", "deliver")
+
+#: A stage run's state in the ledger: ``running`` while its attempt works; then ``done`` (its outputs recorded) or
+#: ``failed`` (with the error); ``lost`` when its worker died, it timed out or its flow stopped; ``cached`` for a run
+#: that reused an earlier run's outputs instead of running.
+StageState = Literal["running", "done", "failed", "lost", "cached"]
+#: A shot's state in a batch: ``planned`` (or ``skipped`` with the reason) at planning; ``running`` from its first
+#: stage; then ``done`` (delivered), ``failed``, ``awaiting_review`` (its mask waits for a person's decision) or
+#: ``rejected`` (a person rejected its mask).
+ShotState = Literal["planned", "skipped", "running", "done", "failed", "awaiting_review", "rejected"]
 
 
 def forced_stages(force_from: Stage | str | None) -> tuple[Stage, ...]:

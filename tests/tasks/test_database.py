@@ -11,10 +11,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
-from voidflow.infra.database import Base, engine_for, ensure_schema, redact_url
+from voidflow.infra.database import Base, engine_for, ensure_schema, redact_url, retry_conflicts
 from voidflow.tasks.export import write_parquet
 from voidflow.tasks.ledger import Ledger
-from voidflow.void_ops.exceptions import ConfigurationError, MediaInvalid
+from voidflow.void_ops.exceptions import ConfigurationError, MediaInvalid, StorageUnavailable
 from voidflow.void_ops.keys import stage_key
 from voidflow.void_ops.pipeline import StageFile
 from voidflow.void_ops.shots import MediaSource, Shot
@@ -114,6 +114,46 @@ def test_versions_are_unique_under_concurrent_batches(any_db_url: str) -> None:
     assert [v.number for v in versions] == list(range(1, 21)) and {v.status for v in versions} == {"delivering"}
 
 
+class _Conflict(Exception):
+    pass
+
+
+def test_retry_conflicts_calls_again_until_a_write_wins_then_gives_up_naming_it() -> None:
+    calls: list[str] = []
+
+    def write(wins_at: int | None) -> str:
+        calls.append("call")
+        if len(calls) == wins_at:
+            return "won"
+        raise _Conflict
+
+    assert retry_conflicts(lambda: write(3), conflicts=(_Conflict,), failure="x") == "won" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(StorageUnavailable, match=r"^could not allocate v001 after 4 attempts$"):
+        retry_conflicts(lambda: write(None), conflicts=(_Conflict,), failure="could not allocate v001", tries=4)
+    assert len(calls) == 4
+    calls.clear()
+    with pytest.raises(_Conflict):  # an error that is not one of the conflicts propagates at once
+        retry_conflicts(lambda: write(None), conflicts=(KeyError,), failure="x")
+    assert len(calls) == 1
+
+
+def test_a_locked_sqlite_ledger_names_the_wait_it_was_given(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'locked.db'}"
+    ensure_schema(url)
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StorageUnavailable, match=r"locked by another process \(waited 0\.2 s; "):
+            Ledger(url, db_timeout_s=0.2).check_writable()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    Ledger(url, db_timeout_s=0.2).check_writable()
+
+
 def test_file_hash_memo_follows_changes(any_db_url: str, tmp_path: Path) -> None:
     ledger = Ledger(any_db_url)
     plate = tmp_path / "plate.mov"
@@ -141,7 +181,7 @@ def test_parquet_export_has_one_row_per_stage_run(any_db_url: str, tmp_path: Pat
 
 def test_status_flags_a_stage_running_past_the_shot_timeout(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
     """Issue 8: stuck shots are visible: `voidflow status` names the stage, how long it runs, and where."""
-    from voidflow.flows.cli import main
+    from voidflow.deployments.cli import main
 
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ensure_schema(url)

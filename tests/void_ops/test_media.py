@@ -371,3 +371,21 @@ def test_hashes_follow_content(tmp_path: Path) -> None:
     assert sha256_source(movie) == sha256_file(Path(movie.path))
     with pytest.raises(MediaInvalid, match=r"gone\.mov: not found"):
         sha256_file(tmp_path / "gone.mov")
+
+
+def test_atomic_write_renames_on_success_and_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    from voidflow.void_ops.files import atomic_write
+
+    target = tmp_path / "report.html"
+    with atomic_write(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.name.startswith(".report.tmp-")
+        assert temporary.suffix == ".html"
+        temporary.write_text("one")
+    assert target.read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_write(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("the writer failed")
+    assert target.read_text() == "one" and sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    with atomic_write(target, temporary=tmp_path / "report.html.partial") as temporary:
+        temporary.write_text("two")
+    assert target.read_text() == "two" and sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]

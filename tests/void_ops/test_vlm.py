@@ -368,3 +368,15 @@ def test_keyframes_and_box_conversion() -> None:
     box = BoxOnFrame(frame=3, box_2d=[100, 250, 500, 750])
     assert to_box_prompts([box], 160, 90) == [BoxPrompt(3, 40.0, 9.0, 120.0, 45.0)]
     assert Interaction.model_validate(INTERACTION).affected_objects[1].boxes == []
+
+
+def test_fit_size_scales_down_to_the_longest_side_keeps_aspect_and_never_upscales() -> None:
+    from voidflow.void_ops.frames import fit_size
+
+    assert fit_size(1080, 1920, 1024) == (576, 1024)
+    assert fit_size(1920, 1080, 1024) == (1024, 576)
+    assert fit_size(240, 320, 1024) == (240, 320)  # never upscales
+    assert fit_size(1081, 1919, 4096, even=True) == (1080, 1918)  # even sides, even without scaling
+    assert fit_size(1080, 1920, 100, even=True) == (56, 100)
+    assert fit_size(3, 4000, 64, even=True) == (2, 64)  # never below 2 when even
+    assert fit_size(3, 4000, 64) == (1, 64)

@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.frames import fit_size
 from voidflow.void_ops.masking._vlm_settings import VlmSettings
 from voidflow.void_ops.shots import rate_fraction
 
@@ -211,7 +212,7 @@ def _image(
 ) -> MediaPart:
     """One JPEG image part: the plate frame, optionally with the red overlay of ``mask`` and the grid."""
     height, width = pixels.shape[:2]
-    size = _fit_size(height, width, settings.image_max_side)
+    size = fit_size(height, width, settings.image_max_side)
     rows, cols = _grid_shape(*size, settings.grid_rows)
     recipe: dict[str, object] = {
         "role": role,
@@ -244,7 +245,7 @@ def _image(
 def _video(frames: np.ndarray, fps: float, settings: VlmSettings) -> MediaPart:
     """The clip as an H.264 mp4 part, downscaled to ``settings.video_max_side`` (even sides)."""
     count, height, width = frames.shape[:3]
-    size = _fit_size(height, width, settings.video_max_side, even=True)
+    size = fit_size(height, width, settings.video_max_side, even=True)
     recipe: dict[str, object] = {
         "role": "clip",
         "source_sha256": _sha256_array(frames),
@@ -268,13 +269,6 @@ def _encode_mp4(frames: np.ndarray, fps: float, size: tuple[int, int]) -> bytes:
         out = Path(folder) / "clip.mp4"
         media.write_movie(frames, out, rate_fraction(fps), codec="h264", crf=_VIDEO_CRF)
         return out.read_bytes()
-
-
-def _fit_size(height: int, width: int, max_side: int, *, even: bool = False) -> tuple[int, int]:
-    """(height, width) after downscaling so the longest side is at most ``max_side``; never upscales."""
-    scale = min(1.0, max_side / max(height, width))
-    new_h, new_w = max(2, round(height * scale)), max(2, round(width * scale))
-    return (new_h - new_h % 2, new_w - new_w % 2) if even else (new_h, new_w)
 
 
 def _grid_shape(height: int, width: int, rows: int) -> tuple[int, int]:

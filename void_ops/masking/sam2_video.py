@@ -42,6 +42,7 @@ from voidflow.void_ops.exceptions import (
     PermanentError,
     StorageUnavailable,
 )
+from voidflow.void_ops.frames import fit_size
 from voidflow.void_ops.hashing import sha256_file
 from voidflow.void_ops.shots import BoxPrompt, PointPrompt
 
@@ -297,8 +298,7 @@ class Sam2VideoMasker:
         where = f"shot '{shot}': " if shot else ""
         count, height, width = _check_frames(frames, where)
         parts = _plan_parts(prompts_by_object, count, height, width, where)
-        scale = min(1.0, self.settings.max_side / max(height, width))
-        work_h, work_w = max(1, round(height * scale)), max(1, round(width * scale))
+        work_h, work_w = fit_size(height, width, self.settings.max_side)
         masks = {obj_id: np.zeros((count, height, width), bool) for obj_id in prompts_by_object}
         groups: dict[int, list[_Part]] = {}
         for part in parts:
