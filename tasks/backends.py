@@ -1,4 +1,4 @@
-"""Which masker, inpainting backend and refiner a shot uses.
+"""Which masker and inpainting backend (for pass 1, and VOID's pass 2) a shot uses.
 
 | backend | what it is |
 |---|---|
@@ -11,27 +11,38 @@ orchestration benchmark (``void_ops.passthrough``) |
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Literal
 
 from voidflow.void_ops.cleanplate import CleanPlate
 from voidflow.void_ops.exceptions import ConfigurationError
+from voidflow.void_ops.masking._vlm_settings import VlmMode
 from voidflow.void_ops.masking.masker import SegmentMasker
 from voidflow.void_ops.masking.vlm import GeminiVlm, StoredFirstVlm, Vlm, VlmExchange, VlmSettings, make_client
 from voidflow.void_ops.mattes import MatteMasker
 from voidflow.void_ops.passthrough import Passthrough
-from voidflow.void_ops.pipeline import Inpainter, Masker, Refiner
+from voidflow.void_ops.pipeline import Backend, Inpainter, Masker
 from voidflow.void_ops.shots import Shot
-from voidflow.void_ops.void.backend import VoidConfig, VoidInpainter, VoidRefiner
+from voidflow.void_ops.void.backend import PassModel, VoidConfig, VoidPass
 
-__all__ = ["make_backend", "make_masker", "make_refiner", "make_vlm", "needs_segmenter"]
+__all__ = ["make_backend", "make_masker", "make_vlm", "needs_segmenter"]
 
 
-def make_backend(name: str, *, void: VoidConfig | None = None, model: Any = None) -> Inpainter:
-    """Build the named inpainting backend; ``void`` runs pass 1 through ``model`` (a ``tasks.void_actors.ActorModel``).
+def make_backend(
+    name: Backend,
+    stage: Literal["pass1", "pass2"] = "pass1",
+    *,
+    void: VoidConfig | None = None,
+    model: PassModel | None = None,
+) -> Inpainter:
+    """Build the named inpainting backend for ``stage``; ``void`` runs the pass through ``model`` (a
+    ``tasks.void_actors.ActorModel``), pass 2 with the configuration's noise warp.
 
     Raises:
-        ConfigurationError: no backend has that name, or ``void`` has no configuration or model.
+        ConfigurationError: no backend has that name; ``void`` has no configuration or model for the stage; or
+            pass 2 is asked of a backend other than ``void``.
     """
+    if stage == "pass2" and (name != "void" or void is None or model is None):
+        raise ConfigurationError("pass 2 asked for, but the batch started no pass-2 model")
     if name == "cleanplate":
         return CleanPlate()
     if name == "passthrough":
@@ -39,13 +50,8 @@ def make_backend(name: str, *, void: VoidConfig | None = None, model: Any = None
     if name == "void":
         if void is None or model is None:
             raise ConfigurationError("the void backend needs its model configuration and the batch's GPU workers")
-        return VoidInpainter(model, void.settings)
+        return VoidPass(model, void.settings, void.warp if stage == "pass2" else None)
     raise ConfigurationError(f"unknown backend '{name}' (available: cleanplate, passthrough, void)")
-
-
-def make_refiner(void: VoidConfig, model: Any) -> Refiner:
-    """Build VOID's pass 2, run through ``model`` (a ``tasks.void_actors.ActorModel``)."""
-    return VoidRefiner(model, void.warp, void.settings)
 
 
 def make_masker(
@@ -72,7 +78,12 @@ def needs_segmenter(shot: Shot) -> bool:
 
 
 def make_vlm(
-    mode: str, settings: VlmSettings, stored: Sequence[VlmExchange], *, api_key: str | None, base_url: str | None = None
+    mode: VlmMode,
+    settings: VlmSettings,
+    stored: Sequence[VlmExchange],
+    *,
+    api_key: str | None,
+    base_url: str | None = None,
 ) -> Vlm | None:
     """The VLM a batch's shots use.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +26,10 @@ from voidflow.void_ops.exceptions import (
     StageTimeout,
     WorkerLost,
 )
+from voidflow.void_ops.frames import fit_size
 from voidflow.void_ops.masking.sam2_video import ObjectPrompts, Sam2Settings
 from voidflow.void_ops.shots import BoxPrompt, PointPrompt
-from voidflow.void_ops.void.backend import ModelClip, ModelSpec, VoidModel
+from voidflow.void_ops.void.backend import ModelClip, ModelSpec, PassInput, VoidModel
 from voidflow.void_ops.void.memory import RECIPES, Footprint, estimate_gb
 
 __all__ = [
@@ -62,10 +63,8 @@ class GpuWorker:
             "memory_gb": first.memory_gb,
         }
 
-    def run(
-        self, name: str, clip: ModelClip, seed: int, prompt: str, first_pass: Any, warp: Any, label: str
-    ) -> tuple[np.ndarray, dict[str, object]]:
-        """Run pass ``name`` on one prepared clip; return its frames and how it ran (``PassRun.facts``).
+    def run(self, name: str, call: PassInput, label: str) -> tuple[np.ndarray, dict[str, object]]:
+        """Run pass ``name`` on one prepared call; return its frames and how it ran (``PassRun.facts``).
 
         The pass's memory budget is the card's less what the other resident passes hold.
         """
@@ -79,9 +78,7 @@ class GpuWorker:
         if budget is not None:
             others = [m.footprint for key, m in self._models.items() if key != name]
             budget -= sum(f.transformer_gb + f.vae_gb for f in others)
-        frames = model(
-            clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=progress, budget_gb=budget
-        )
+        frames = model(call, on_step=progress, budget_gb=budget)
         run = model.last_run
         assert run is not None
         if run.passed_over:
@@ -179,8 +176,9 @@ def forget_shot(pool: GpuPool, shot: str) -> None:
 
 
 class ActorModel:
-    """One VOID pass of a ``GpuPool``, called with ``VoidModel``'s signature so the backend cannot tell the two
-    apart: each call leases a GPU from the dispatcher, runs there, and hands the lease back with its outcome."""
+    """One VOID pass of a ``GpuPool``, called like ``VoidModel`` (``void_ops.void.backend.PassModel``) so the
+    backend cannot tell the two apart: each call leases a GPU from the dispatcher, runs there, and hands the lease
+    back with its outcome."""
 
     def __init__(self, pool: GpuPool, name: str, *, shot: str = "", priority: int = 0, frames: int = 0) -> None:
         self.pool = pool
@@ -204,16 +202,7 @@ class ActorModel:
         forwards = 2 if float(str(recipe["guidance"])) > 1 else 1
         return Request(self.shot, need, float(frames * steps * forwards), self.priority, self.frames)
 
-    def __call__(
-        self,
-        clip: ModelClip,
-        *,
-        seed: int,
-        prompt: str,
-        first_pass: np.ndarray | None = None,
-        warp: Any = None,
-        on_step: Callable[[int, int], None] | None = None,
-    ) -> np.ndarray:
+    def __call__(self, call: PassInput) -> np.ndarray:
         """Lease a GPU, run the pass there and wait for its frames.
 
         Raises:
@@ -222,16 +211,16 @@ class ActorModel:
             WorkerLost: the worker died (its process was killed or its node lost); its GPU is quarantined.
             GpuOutOfMemory: no memory recipe fitted on the leased GPU.
         """
-        answer: Any = ray.get(self._dispatcher.acquire.remote(self._request(clip)))
+        answer: Any = ray.get(self._dispatcher.acquire.remote(self._request(call.clip)))
         if not isinstance(answer, Grant):
             raise NoDeviceFits(answer.reason)
         worker = ray.get_actor(answer.gpu)
         label = f"{self.shot} {self.name} on {answer.gpu}"
-        call = worker.run.remote(self.name, clip, seed, prompt, first_pass, warp, label)
+        pending = worker.run.remote(self.name, call, label)
         outcome: Outcome = "failed"
         busy = 0.0
         try:
-            frames, facts = ray.get(call, timeout=self.pool.timeout_s)
+            frames, facts = ray.get(pending, timeout=self.pool.timeout_s)
             outcome, busy = "ok", float(str(facts["seconds"]))
             self.runs.append({**facts, "gpu": answer.gpu})
             return np.asarray(frames)
@@ -309,10 +298,12 @@ class ActorSegmenter:
         import cv2
 
         height, width = frames.shape[1:3]
-        scale = min(1.0, self.max_side / max(height, width))
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small_height, small_width = fit_size(height, width, self.max_side)
+        scale = min(1.0, self.max_side / max(height, width))  # the prompts' scale (fit_size rounds the sides)
         small = (
-            frames if scale == 1.0 else np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+            frames
+            if scale == 1.0
+            else np.stack([cv2.resize(f, (small_width, small_height), interpolation=cv2.INTER_AREA) for f in frames])
         )
         scaled = {number: _scale_prompts(prompts, scale) for number, prompts in prompts_by_object.items()}
         try:

@@ -29,7 +29,8 @@ def _masked_median(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     count = valid.sum(axis=0)[None, :, None]
     low = np.take_along_axis(data, np.maximum(count - 1, 0) // 2, axis=0)[0]
     high = np.take_along_axis(data, count // 2, axis=0)[0]
-    return (low + high) / 2  # NaN where no row is valid
+    median: np.ndarray = (low + high) / 2  # NaN where no row is valid
+    return median
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +49,18 @@ class CleanPlate:
         """Return every number the backend uses, for provenance."""
         return {"backend": self.name, "backend_version": self.version, "inpaint_radius": self.inpaint_radius}
 
+    @property
+    def max_frames(self) -> None:
+        """No limit: the median draws on every frame of the shot, so a shot is never split into windows."""
+        return None
+
     def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
         """Nothing shot-specific: every frame is processed at plate size."""
         return {}
 
-    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray:
+    def __call__(
+        self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str, first_pass: np.ndarray | None = None
+    ) -> np.ndarray:
         """Return the fill for every frame: a full frame whose masked pixels are replaced.
 
         Args:
@@ -60,13 +68,16 @@ class CleanPlate:
             quadmask: (T, H, W) uint8 quadmask; every class but keep (255) is filled.
             seed: unused (the method is deterministic); accepted for the backend interface.
             prompt: unused; accepted for the backend interface.
+            first_pass: must be None: the method has one pass.
 
         Returns:
             (T, H, W, 3) array of ``frames``' dtype, equal to ``frames`` outside the mask.
 
         Raises:
-            InvalidInput: shapes disagree or the radius is not positive.
+            InvalidInput: shapes disagree, the radius is not positive, or a ``first_pass`` was given.
         """
+        if first_pass is not None:
+            raise InvalidInput("cleanplate has one pass: it takes no first_pass (pass 2 runs with the void backend)")
         if frames.ndim != 4 or frames.shape[-1] != 3 or quadmask.shape != frames.shape[:3]:
             raise InvalidInput(
                 f"cleanplate needs frames (T, H, W, 3) and a quadmask (T, H, W); got {frames.shape}, {quadmask.shape}"

@@ -36,17 +36,14 @@ class Passthrough:
         """Nothing shot-specific: the frames pass through at plate size."""
         return {}
 
-    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray:
-        """Return the plate frames as the fill.
+    def __call__(
+        self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str, first_pass: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Return a copy of ``frames`` as the fill, in either pass (``void_ops.pipeline.Inpainter``); only the
+        shapes of ``frames`` and ``quadmask`` are read, and ``seed``, ``prompt`` and ``first_pass`` not at all.
 
-        Args:
-            frames: (T, H, W, 3) uint8, uint16 or float32 plate frames.
-            quadmask: (T, H, W) uint8 quadmask; only its shape is checked.
-            seed: unused; accepted for the backend interface.
-            prompt: unused; accepted for the backend interface.
-
-        Returns:
-            a copy of ``frames`` (same values, shape and dtype; a copy, so no caller can alias the plate).
+        The copy has the plate's values, shape and dtype (a copy, so no caller can alias the plate); a dry run of
+        pass 2 passes the plate through too.
 
         Raises:
             InvalidInput: shapes disagree.

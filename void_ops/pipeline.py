@@ -1,4 +1,4 @@
-"""The per-shot stages as plain functions, file in and file out: mask, pass 1 (inpaint), deliver.
+"""The per-shot stages as plain functions, file in and file out: mask, inpaint (pass 1, and pass 2), deliver.
 
 Each stage reads what the previous one wrote, so a stage can be rerun alone. Intermediates are lossless (FFV1);
 deliveries are ProRes 422 HQ movies (lossy: pixels outside the matte match the plate within codec precision) or
@@ -8,6 +8,7 @@ Where a shot's files go, under the batch output folder ``out``::
 
     out/shots/<shot>/work/quadmask-<run>.mkv            mask stage (lossless FFV1, values 0/63/127/255)
     out/shots/<shot>/work/fill-<run>.mkv                pass 1 (lossless FFV1 of the backend's full frames)
+    out/shots/<shot>/work/refined-<run>.mkv             pass 2 (the same, refined from pass 1's fill)
     out/shots/<shot>/<v###>/<shot>_voidclean_<v###>.mov   delivery (or a folder of the same name holding a sequence)
     out/shots/<shot>/<v###>/matte/<shot>_voidclean_<v###>_matte.%04d.png   the alpha used, numbered like the delivery
     out/shots/<shot>/<v###>/contact_sheet.png, overlay.png
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast, get_args
 
 import cv2
 import numpy as np
@@ -31,22 +32,25 @@ from voidflow.void_ops.composite import Blend, changed_outside, composite
 from voidflow.void_ops.exceptions import ConformError, InvalidInput, StorageUnavailable
 from voidflow.void_ops.frames import from_unit, to_unit
 from voidflow.void_ops.masking.masker import MaskOutput
+from voidflow.void_ops.media import ExrCompression
 from voidflow.void_ops.plates import PlateView
 from voidflow.void_ops.quadmask import check_quadmask
 from voidflow.void_ops.shots import Delivery, MediaSource, Shot, rate_fraction
 
 __all__ = [
+    "BACKENDS",
     "DELIVER_VERSION",
     "FIRST_FRAME_NUMBER",
+    "MOVIE_QC_MARGIN",
     "MOVIE_TOLERANCE",
     "OUTPUT_FORMATS",
     "WINDOW_OVERLAP",
+    "Backend",
     "DeliverySpec",
     "Inpainter",
     "Masker",
     "OutputFormat",
     "QcReport",
-    "Refiner",
     "StageFile",
     "deliver",
     "delivery_encoding",
@@ -55,16 +59,19 @@ __all__ = [
     "make_mask",
     "model_width",
     "plate_frames",
-    "refine",
     "shot_dir",
     "windowed",
 ]
 
 FIRST_FRAME_NUMBER = 1001
+#: The inpainting backends a batch can name (built in ``tasks.backends``): ``cleanplate`` (CPU temporal median),
+#: ``void`` (VOID pass 1, optionally pass 2, on GPU workers), ``passthrough`` (no pixel work: a dry run).
+Backend = Literal["cleanplate", "void", "passthrough"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
 #: Version of the deliver stage's output (composite, encode, matte); bump when its pixels or files change.
 DELIVER_VERSION = "2"
 OutputFormat = Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff"]
-OUTPUT_FORMATS: tuple[str, ...] = ("prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff")
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 #: Codec precision outside the matte for movie deliveries, as fractions of full scale: the written file decoded the
 #: way an NLE decodes it (the plate's matrix, accurate chroma), against what the codec's pixel format holds of the
 #: frames handed to it (``media.codec_reference``), in 8-bit values: (the difference 99.9% of samples stay within,
@@ -96,13 +103,25 @@ class Masker(Protocol):
 
 
 class Inpainter(Protocol):
-    """Fills a shot's masked pixels: takes plate frames and a quadmask, returns full frames of the same shape."""
+    """Fills a shot's masked pixels: plate frames and a quadmask in, full frames of the same shape out.
+
+    One concept for both passes: pass 1 fills from the plate alone (``first_pass`` None); VOID's pass 2 refines
+    pass 1's fill, handed in as ``first_pass``. Backends with a single pass refuse a ``first_pass``.
+    Implemented by ``void_ops.cleanplate.CleanPlate``, ``void_ops.passthrough.Passthrough`` and
+    ``void_ops.void.backend.VoidPass``.
+    """
 
     @property
     def name(self) -> str: ...
 
     @property
     def version(self) -> str: ...
+
+    @property
+    def max_frames(self) -> int | None:
+        """Longest run of frames one call takes; longer shots run in cross-faded windows (``windowed``).
+        None: no limit, every shot in one call."""
+        ...
 
     def params(self) -> dict[str, object]: ...
 
@@ -110,25 +129,19 @@ class Inpainter(Protocol):
         """What the backend will do to a shot of this size (padding, fit, windows), for provenance."""
         ...
 
-    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray: ...
-
-
-class Refiner(Protocol):
-    """Refines pass 1's fill (VOID pass 2): takes plate frames, the quadmask and pass 1's fill."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def version(self) -> str: ...
-
-    def params(self) -> dict[str, object]: ...
-
-    def describe(self, frames: int, height: int, width: int) -> dict[str, object]: ...
-
     def __call__(
-        self, frames: np.ndarray, quadmask: np.ndarray, first_pass: np.ndarray, *, seed: int, prompt: str
-    ) -> np.ndarray: ...
+        self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str, first_pass: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Return the fill: full frames, equal in shape and dtype to ``frames``.
+
+        Args:
+            frames: (T, H, W, 3) uint8, uint16 or float32 plate frames, as the model view shows them.
+            quadmask: (T, H, W) uint8 quadmask (0 remove, 63 overlap, 127 affected, 255 keep).
+            seed: the shot's seed (deterministic backends ignore it).
+            prompt: the background prompt, the scene after removal (backends without a text model ignore it).
+            first_pass: pass 2 only: pass 1's fill, shaped like ``frames``; None for pass 1.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +173,7 @@ class DeliverySpec:
 
     output: OutputFormat = "prores"
     first_frame: int = FIRST_FRAME_NUMBER
-    exr_compression: str = "piz"
+    exr_compression: ExrCompression = "piz"
     exr_matte: Literal["layer", "none"] = "layer"
 
     @property
@@ -389,23 +402,19 @@ def inpaint(
     square = _square_width(plate.shape[2], view.info.pixel_aspect)  # anamorphic plates are desqueezed for the model
     seen = _resize_width(view.to_model(plate), square, cv2.INTER_CUBIC)
     quadmask = _resize_width(quadmask, square, cv2.INTER_NEAREST)
+    first: np.ndarray | None = None
     if first_pass is None:
         label, stem = f"backend '{backend.name}'", f"fill-{run}"
-        fill = windowed(
-            len(plate),
-            getattr(backend, "max_frames", None),
-            lambda a, b: backend(seen[a:b], quadmask[a:b], seed=seed, prompt=prompt),
-        )
     else:
-        refiner = cast(Refiner, backend)
-        label, stem = f"refiner '{refiner.name}'", f"refined-{run}"
+        label, stem = f"refiner '{backend.name}'", f"refined-{run}"
         first = view.to_model(media.read_frames(_fill_source(first_pass, shot.rate), 0, shot.frames))
         first = _resize_width(first.astype(seen.dtype) if first.dtype != seen.dtype else first, square, cv2.INTER_CUBIC)
-        fill = windowed(
-            len(plate),
-            getattr(refiner, "max_frames", None),
-            lambda a, b: refiner(seen[a:b], quadmask[a:b], first[a:b], seed=seed, prompt=prompt),
-        )
+
+    def run_window(start: int, stop: int) -> np.ndarray:
+        window = None if first is None else first[start:stop]
+        return backend(seen[start:stop], quadmask[start:stop], seed=seed, prompt=prompt, first_pass=window)
+
+    fill = windowed(len(plate), backend.max_frames, run_window)
     fill = _resize_width(fill, plate.shape[2], cv2.INTER_AREA)  # back to the plate's geometry (resqueezed)
     return _store_fill(shot, view.from_model(fill, plate), plate, work, stem, label)
 
@@ -429,24 +438,6 @@ def _resize_width(frames: np.ndarray, width: int, interpolation: int) -> np.ndar
     return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames])
 
 
-def refine(
-    shot: Shot,
-    refiner: Refiner,
-    quadmask_path: Path,
-    fill_path: Path,
-    work: Path,
-    run: str,
-    view: PlateView,
-    *,
-    seed: int,
-    prompt: str,
-) -> StageFile:
-    """Pass 2: refine pass 1's fill and store the result losslessly as ``work/refined-<run>.mkv``."""
-    return inpaint(
-        shot, cast(Inpainter, refiner), quadmask_path, work, run, view, seed=seed, prompt=prompt, first_pass=fill_path
-    )
-
-
 def _fill_source(path: Path, rate: float) -> MediaSource:
     if path.suffix == ".mkv":
         return MediaSource(str(path), "movie", rate)
@@ -458,10 +449,12 @@ def _as_dtype(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if frames.dtype == dtype:
         return frames
     if dtype.kind == "f":
-        return frames.astype(np.float32) / np.iinfo(frames.dtype).max
+        unit: np.ndarray = frames.astype(np.float32) / np.iinfo(frames.dtype).max
+        return unit
     peak = np.iinfo(dtype).max
     if frames.dtype.kind == "f":
-        return np.clip(np.rint(frames * peak), 0, peak).astype(dtype)
+        rounded: np.ndarray = np.clip(np.rint(frames * peak), 0, peak)
+        return rounded.astype(dtype)
     return np.rint(frames.astype(np.float64) * peak / np.iinfo(frames.dtype).max).astype(dtype)
 
 

@@ -559,6 +559,7 @@ class _SeesShapes:
     seen: list[tuple[int, ...]]
     name: str = "sees-shapes"
     version: str = "1"
+    max_frames: int | None = None
 
     def params(self) -> dict[str, object]:
         return {}
@@ -566,7 +567,9 @@ class _SeesShapes:
     def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
         return {}
 
-    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray:
+    def __call__(
+        self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str, first_pass: np.ndarray | None = None
+    ) -> np.ndarray:
         self.seen.append(frames.shape)
         return CleanPlate()(frames, quadmask, seed=seed, prompt=prompt)
 

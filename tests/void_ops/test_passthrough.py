@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from voidflow.tasks.backends import make_backend
-from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.cleanplate import CleanPlate
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput
 from voidflow.void_ops.passthrough import Passthrough
 
 
@@ -28,3 +29,17 @@ def test_make_backend_builds_it() -> None:
     assert isinstance(backend, Passthrough)
     assert backend.params() == {"backend": "passthrough", "backend_version": "1"}
     assert backend.describe(5, 8, 12) == {} and backend.max_frames is None
+
+
+def test_one_pass_backends_and_a_second_pass() -> None:
+    """Passthrough passes the plate through in a pass 2 too; cleanplate has one pass and says so; only the void
+    backend is built for pass 2."""
+    frames = np.zeros((3, 4, 6, 3), np.uint8)
+    quadmask = np.full((3, 4, 6), 255, np.uint8)
+    fill = Passthrough()(frames, quadmask, seed=0, prompt="", first_pass=frames + 1)
+    assert np.array_equal(fill, frames)
+    assert CleanPlate().max_frames is None
+    with pytest.raises(InvalidInput, match="cleanplate has one pass"):
+        CleanPlate()(frames, quadmask, seed=0, prompt="", first_pass=frames)
+    with pytest.raises(ConfigurationError, match="no pass-2 model"):
+        make_backend("cleanplate", "pass2")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from voidflow.void_ops.exceptions import GpuOutOfMemory, InvalidInput
-from voidflow.void_ops.void.backend import ModelSpec, VoidInpainter, VoidModel, VoidRefiner, VoidSettings, prepare_clip
+from voidflow.void_ops.void.backend import ModelSpec, PassInput, VoidModel, VoidPass, VoidSettings, prepare_clip
 from voidflow.void_ops.void.memory import RECIPES, estimate_gb
 from voidflow.void_ops.void.noise_warp import WarpSettings
 from voidflow.void_ops.void.tiny import TinyVoid, build_tiny_void
@@ -144,6 +144,29 @@ def test_prepare_clip_pads_quantises_and_refuses() -> None:
         prepare_clip(frames, edge, dataclasses.replace(SMALL, fit="crop"))
 
 
+class _StubModel:
+    """A pass model that never runs: only its recipe is read."""
+
+    def params(self) -> dict[str, object]:
+        return {"window": 4, "overlap": 2, "steps": 1}
+
+    def __call__(self, call: PassInput) -> np.ndarray:
+        raise AssertionError("not called")
+
+
+def test_one_pass_class_records_pass1_as_backend_and_pass2_as_refiner() -> None:
+    """The provenance keys are those the two passes always recorded, so the ledger's stage keys still hit."""
+    first, second = VoidPass(_StubModel(), SMALL), VoidPass(_StubModel(), SMALL, WarpSettings())
+    assert list(first.params())[:2] == ["backend", "backend_version"] and first.params()["backend"] == "void"
+    assert list(second.params())[:3] == ["refiner", "refiner_version", "height"]
+    assert second.params()["refiner"] == "void-pass2" and second.params()["warp_flow"] == "dis"
+    assert not any(key.startswith("warp_") for key in first.params())
+    assert first.max_frames == second.max_frames == 45
+    assert first.describe(100, 90, 160) == second.describe(100, 90, 160)
+    with pytest.raises(InvalidInput, match="both first_pass and warp"):
+        PassInput(prepare_clip(*_shot(0), SMALL), seed=0, prompt="a road", warp=WarpSettings())
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyVoid:
     return build_tiny_void(tmp_path_factory.mktemp("tiny-void"))
@@ -171,22 +194,27 @@ def test_passes_run_the_steps_asked_and_keep_shape(tiny: TinyVoid) -> None:
     calls: list[int] = []
     pass1.models.transformer.register_forward_hook(lambda _m, args, _o: calls.append(1))
     frames, quadmask = _shot(0)
-    fill = VoidInpainter(pass1, SMALL)(frames, quadmask, seed=1, prompt="an empty street")
+    fill = VoidPass(pass1, SMALL)(frames, quadmask, seed=1, prompt="an empty street")
     assert fill.shape == frames.shape and fill.dtype == np.uint8  # trimmed back from 21 padded frames
     assert len(calls) == 3 * 2  # 3 steps x 2 windows over 6 latent frames (4 wide, 2 overlap)
-    refined = VoidRefiner(pass2, WarpSettings(), SMALL)(frames, quadmask, fill, seed=1, prompt="an empty street")
-    assert refined.shape == frames.shape
+    second = VoidPass(pass2, SMALL, WarpSettings())
+    refined = second(frames, quadmask, seed=1, prompt="an empty street", first_pass=fill)
+    assert refined.shape == frames.shape and second.name == "void-pass2"
     params = pass2.params()
     assert params["steps"] == 3 and params["guidance"] == 6.0 and params["mask_mode"] == "binary"
     assert set(params["weights"]) >= {"void_pass2.safetensors", "vae/diffusion_pytorch_model.safetensors"}
     with pytest.raises(InvalidInput, match="needs a background prompt"):
-        VoidInpainter(pass1, SMALL)(frames, quadmask, seed=1, prompt="")
+        VoidPass(pass1, SMALL)(frames, quadmask, seed=1, prompt="")
+    with pytest.raises(InvalidInput, match="void-pass2 needs pass 1's fill"):
+        second(frames, quadmask, seed=1, prompt="an empty street")
+    with pytest.raises(InvalidInput, match="void takes no first_pass"):
+        VoidPass(pass1, SMALL)(frames, quadmask, seed=1, prompt="an empty street", first_pass=fill)
 
 
 def test_a_shot_does_not_depend_on_batch_order(tiny: TinyVoid) -> None:
     """The reference shares one generator across videos (defect 2); here a seed fixes a shot's result."""
     pass1, _ = _models(tiny, steps=2)
-    backend = VoidInpainter(pass1, SMALL)
+    backend = VoidPass(pass1, SMALL)
     a, b = _shot(0), _shot(1)
     first_a = backend(*a, seed=5, prompt="a road")
     backend(*b, seed=5, prompt="a road")
@@ -202,23 +230,24 @@ def test_a_pass_short_of_memory_falls_back_to_cheaper_recipes_and_records_them(t
     clip = prepare_clip(frames, quadmask, SMALL)
     need = {r.name: estimate_gb(pass1.footprint, len(clip.video), SMALL.height, SMALL.width, r) for r in RECIPES}
     assert need["configured"] > need["vae_tiling"] > need["offload"] > 0
-    first = pass1(clip, seed=3, prompt="a road")
+    call = PassInput(clip, seed=3, prompt="a road")
+    first = pass1(call)
     assert pass1.last_run is not None
     assert pass1.last_run.recipe.name == "configured" and pass1.last_run.passed_over == ()
 
-    tiled = pass1(clip, seed=3, prompt="a road", budget_gb=(need["configured"] + need["vae_tiling"]) / 2)
+    tiled = pass1(call, budget_gb=(need["configured"] + need["vae_tiling"]) / 2)
     run = pass1.last_run
     assert run.recipe.name == "vae_tiling" and run.passed_over[0].startswith("configured: needs ~")
     np.testing.assert_allclose(tiled, first, atol=2e-3)  # frames smaller than a tile: tiling changes nothing
     assert pass1.models.vae.use_tiling is False  # back to the loaded recipe after the call
 
-    offloaded = pass1(clip, seed=3, prompt="a road", budget_gb=(need["vae_tiling"] + need["offload"]) / 2)
+    offloaded = pass1(call, budget_gb=(need["vae_tiling"] + need["offload"]) / 2)
     assert pass1.last_run.recipe.as_dict() == {"name": "offload", "vae_tiling": True, "offload": True}
     np.testing.assert_allclose(offloaded, first, atol=2e-3)
     assert pass1.sampler.memory_mode == "full"
 
     with pytest.raises(GpuOutOfMemory, match=r"pass1 on cpu: no memory recipe fits \(configured: needs .*offload"):
-        pass1(clip, seed=3, prompt="a road", budget_gb=need["offload"] / 2)
+        pass1(call, budget_gb=need["offload"] / 2)
 
 
 def _small_void(tiny: TinyVoid) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""How the mask VLM is asked: the settings both the client (``vlm``) and the request builder (``_vlm_request``) read.
+"""How the mask VLM is asked: the settings both the client (``vlm``) and the request builder (``_vlm_request``) read,
+and the modes a batch may run it in.
 
 Its own module so that ``vlm`` imports ``_vlm_request`` and both import this, with no circle between them.
 """
@@ -6,10 +7,16 @@ Its own module so that ``vlm`` imports ``_vlm_request`` and both import this, wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from voidflow.void_ops.exceptions import InvalidInput
 
-__all__ = ["VlmSettings"]
+__all__ = ["VLM_MODES", "VlmMode", "VlmSettings"]
+
+#: How a batch uses the VLM (``tasks.backends.make_vlm``): ``auto`` (stored answers first, the live API for new
+#: questions when a key is set), ``replay`` (stored answers only) or ``off`` (SAM2 alone).
+VlmMode = Literal["auto", "replay", "off"]
+VLM_MODES: tuple[VlmMode, ...] = get_args(VlmMode)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,13 +41,14 @@ from voidflow.void_ops.exceptions import (
 )
 from voidflow.void_ops.masking import _vlm_request
 from voidflow.void_ops.masking._vlm_request import keyframe_indices
-from voidflow.void_ops.masking._vlm_settings import VlmSettings
+from voidflow.void_ops.masking._vlm_settings import VLM_MODES, VlmMode, VlmSettings
 from voidflow.void_ops.shots import BoxPrompt
 
 if TYPE_CHECKING:
     from google import genai
 
 __all__ = [
+    "VLM_MODES",
     "AffectedObject",
     "Belonging",
     "BoxOnFrame",
@@ -58,13 +59,14 @@ __all__ = [
     "StoredFirstVlm",
     "Vlm",
     "VlmExchange",
+    "VlmMode",
     "VlmSettings",
     "keyframe_indices",
     "make_client",
     "to_box_prompts",
 ]
 
-logger = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 _EXCERPT = 300
 
@@ -331,7 +333,7 @@ class GeminiVlm(_VlmBase):
         text = response.text
         if not text:
             raise VlmResponseInvalid(f"{label} got no text back (finish: {_finish_reason(response)})")
-        logger.info(
+        _log.info(
             "%s answered in %.1f s (%d bytes sent, %d chars back)",
             label,
             time.monotonic() - started,

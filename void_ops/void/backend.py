@@ -5,7 +5,11 @@ The work splits so that only model-resolution clips ever reach a GPU process:
 1. ``prepare_clip`` (CPU): fit the plate into 384x672 keeping its aspect (letterbox by default), quantise the
    quadmask, and ping-pong pad to VOID's length (``ModelClip``).
 2. ``VoidModel`` (GPU, loaded once): pass 1 from Gaussian noise, or pass 2 from noise warped along pass 1's motion.
+   One call carries a ``PassInput``, so a Ray actor adapter (``tasks.void_actors.ActorModel``) takes the same call.
 3. ``finish_clip`` (CPU): trim the padding (the shot's exact frame count), undo the fit, back to the plate's dtype.
+
+``VoidPass`` strings the three together as the ``void`` backend (``void_ops.pipeline.Inpainter``), one class for
+both passes: pass 2 is pass 1 plus pass 1's fill and the noise warp.
 
 The compositor then keeps the plate outside the grown, feathered mask (``void_ops.composite``).
 """
@@ -17,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -39,14 +43,18 @@ from voidflow.void_ops.void.values import (
     unfit_frames,
 )
 
+if TYPE_CHECKING:
+    from voidflow.void_ops.void.noise_warp import WarpSettings
+
 __all__ = [
     "ModelClip",
     "ModelSpec",
+    "PassInput",
+    "PassModel",
     "PassRun",
     "VoidConfig",
-    "VoidInpainter",
     "VoidModel",
-    "VoidRefiner",
+    "VoidPass",
     "VoidSettings",
     "describe_clip",
     "finish_clip",
@@ -105,6 +113,34 @@ class ModelClip:
     def params(self) -> dict[str, object]:
         """Return the clip geometry actually used, for provenance."""
         return {"input_frames": self.frames, "padded_frames": len(self.video), "fit": self.fit.as_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class PassInput:
+    """One call of a VOID pass, as it travels to the device (plain data: a Ray actor call carries it as is).
+
+    Attributes:
+        clip: the prepared shot (``prepare_clip``).
+        seed: the shot's seed: a fresh CPU generator is made from it (and it seeds the global RNG for the
+            reference's noise augmentation), so results do not depend on batch order.
+        prompt: the background prompt (the scene after removal).
+        first_pass: pass 2 only: pass 1's output fitted and padded like ``clip``, (m, H, W, 3) float in [0, 1]; its
+            motion shapes the initial noise.
+        warp: pass 2 only: how that noise is warped.
+
+    Raises:
+        InvalidInput: only one of ``first_pass`` and ``warp`` is given (pass 2 needs both, pass 1 neither).
+    """
+
+    clip: ModelClip
+    seed: int
+    prompt: str
+    first_pass: np.ndarray | None = None
+    warp: WarpSettings | None = None
+
+    def __post_init__(self) -> None:
+        if (self.first_pass is None) != (self.warp is None):
+            raise InvalidInput("a pass call needs both first_pass and warp (pass 2) or neither (pass 1)")
 
 
 def describe_clip(
@@ -235,13 +271,13 @@ class VoidConfig:
         settings: clip geometry.
         pass1: how to load pass 1.
         pass2: how to load pass 2 (None when the batch runs no pass 2).
-        warp: pass 2's ``WarpSettings`` (optical flow and noise warping).
+        warp: pass 2's optical flow and noise warping.
     """
 
     settings: VoidSettings
     pass1: ModelSpec
     pass2: ModelSpec | None = None
-    warp: Any = None
+    warp: WarpSettings | None = None
 
 
 class VoidModel:
@@ -291,38 +327,28 @@ class VoidModel:
         """Return the pass recipe, placement and weight hashes actually used, for provenance."""
         return dict(self._params)
 
-    def _run(
-        self,
-        clip: ModelClip,
-        *,
-        seed: int,
-        prompt: str,
-        first_pass: np.ndarray | None = None,
-        warp: Any = None,
-        on_step: Callable[[int, int], None] | None = None,
-        recipe: Recipe = RECIPES[0],
-    ) -> np.ndarray:
+    def _run(self, call: PassInput, recipe: Recipe, on_step: Callable[[int, int], None] | None) -> np.ndarray:
         """The pass itself, with ``recipe``'s memory savings; ``__call__`` picks the recipe."""
         import torch
 
         self.sampler.use_recipe(vae_tiling=recipe.vae_tiling, offload=recipe.offload)
         settings = self.settings
+        clip, seed = call.clip, call.seed
         condition = condition_from_quadmask(clip.quadmask)
         if settings.name == "pass1":
             condition = pass1_condition(condition)
         else:
             condition = pass2_condition(condition, settings.mask_mode)
         inpaint = self.sampler.conditioning(clip.video, condition, settings, seed=seed)
-        embeds = self.sampler.encode_prompt(prompt)
+        embeds = self.sampler.encode_prompt(call.prompt)
         negative = self.sampler.encode_prompt(settings.negative_prompt) if settings.guidance > 1 else None
         noise = None
-        if first_pass is not None:
+        if call.first_pass is not None and call.warp is not None:  # pass 2 (``PassInput`` holds both or neither)
             from voidflow.void_ops.void.noise_warp import warped_noise
 
             _, length, channels2, height, width = inpaint.shape
-            noise = warped_noise(
-                from_unit(first_pass, np.uint8), length, height, width, channels2 // 2, seed=seed, settings=warp
-            )
+            first = from_unit(call.first_pass, np.uint8)
+            noise = warped_noise(first, length, height, width, channels2 // 2, seed=seed, settings=call.warp)
         generator = torch.Generator("cpu").manual_seed(seed)
         latents = self.sampler.denoise(
             inpaint,
@@ -336,30 +362,16 @@ class VoidModel:
         return self.sampler.decode(latents)
 
     def __call__(
-        self,
-        clip: ModelClip,
-        *,
-        seed: int,
-        prompt: str,
-        first_pass: np.ndarray | None = None,
-        warp: Any = None,
-        on_step: Callable[[int, int], None] | None = None,
-        budget_gb: float | None = None,
+        self, call: PassInput, *, on_step: Callable[[int, int], None] | None = None, budget_gb: float | None = None
     ) -> np.ndarray:
-        """Run the pass on ``clip``; return (m, H, W, 3) float32 frames in [0, 1] (still padded).
+        """Run the pass on ``call.clip``; return (m, H, W, 3) float32 frames in [0, 1] (still padded).
 
         The recipes of ``void_ops.void.memory.RECIPES`` are tried in order: one whose estimate exceeds the budget is
         passed over, one that runs out of memory is passed over after the cache is emptied, and the first that
         completes is recorded in ``last_run`` with the reasons the others were passed over.
 
         Args:
-            clip: the prepared shot.
-            seed: the shot's seed: a fresh CPU generator is made from it (and it seeds the global RNG for the
-                reference's noise augmentation), so results do not depend on batch order.
-            prompt: the background prompt (the scene after removal).
-            first_pass: pass 2 only: pass 1's padded output (m, H, W, 3) float in [0, 1]; its motion shapes the
-                initial noise.
-            warp: pass 2 only: ``WarpSettings`` for the noise.
+            call: the prepared shot, seed and prompt (and pass 1's output for pass 2).
             on_step: progress callback (step, total).
             budget_gb: device memory this call may use; None: the spec's ``memory_gb`` (the card's memory).
 
@@ -369,7 +381,7 @@ class VoidModel:
         import torch
 
         budget = budget_gb if budget_gb is not None else self.memory_gb
-        frames, height, width = clip.quadmask.shape
+        frames, height, width = call.clip.quadmask.shape
         passed_over: list[str] = []
         for recipe in RECIPES:
             need = estimate_gb(self.footprint, frames, height, width, recipe)
@@ -381,9 +393,7 @@ class VoidModel:
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.sampler.device)
             try:
-                output = self._run(
-                    clip, seed=seed, prompt=prompt, first_pass=first_pass, warp=warp, on_step=on_step, recipe=recipe
-                )
+                output = self._run(call, recipe, on_step)
             except torch.OutOfMemoryError as error:
                 passed_over.append(f"{recipe.name}: {str(error).splitlines()[0][:300]}")
                 if cuda:
@@ -414,76 +424,87 @@ def _footprint(models: Any, dtype_bytes: int, *, resident_t5: bool) -> Footprint
     )
 
 
-@dataclass
-class VoidInpainter:
-    """The ``void`` backend's pass 1 in one process (``void_ops.pipeline.Inpainter``)."""
+class PassModel(Protocol):
+    """What ``VoidPass`` runs: a ``VoidModel`` in this process, or ``tasks.void_actors.ActorModel`` on the pool."""
 
-    model: Any  # VoidModel, or anything with its call signature (a Ray actor adapter)
+    def params(self) -> dict[str, object]: ...
+
+    def __call__(self, call: PassInput) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VoidPass:
+    """The ``void`` backend (``void_ops.pipeline.Inpainter``): one VOID pass, parameterised by its settings.
+
+    Pass 1 (``warp`` None) fills from Gaussian noise. Pass 2 (``warp`` set) refines pass 1's fill, handed in as
+    ``first_pass``, from noise warped along its motion. Either way the plate is fitted, quantised and padded
+    (``prepare_clip``), run on ``model`` and brought back (``finish_clip``).
+
+    Attributes:
+        model: the pass's model (``VoidModel``, or an adapter with its call).
+        settings: clip geometry.
+        warp: pass 2's noise warping; None for pass 1.
+        version: the backend's version; bump when its output changes.
+    """
+
+    model: PassModel
     settings: VoidSettings = field(default_factory=VoidSettings)
-    name: str = "void"
+    warp: WarpSettings | None = None
     version: str = "1"
 
-    def params(self) -> dict[str, object]:
-        """Return the backend's geometry and the model pass's recipe, for provenance."""
-        return {"backend": self.name, "backend_version": self.version, **self.settings.as_dict(), **self.model.params()}
+    @property
+    def name(self) -> str:
+        """``void`` (pass 1) or ``void-pass2``."""
+        return "void" if self.warp is None else "void-pass2"
 
     @property
     def max_frames(self) -> int:
         """Longest shot one run takes; longer shots run in cross-faded windows (``void_ops.pipeline.windowed``)."""
         return self.settings.max_frames
 
-    def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
-        """Padding, latent length, windows and fit for a shot of this size."""
-        recipe = self.model.params()
-        return describe_clip(frames, height, width, self.settings, int(recipe["window"]), int(recipe["overlap"]))
-
-    def __call__(self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str) -> np.ndarray:
-        """Return the fill, (F, H, W, 3) in the plate's dtype."""
-        if not prompt:
-            raise InvalidInput("the void backend needs a background prompt (the scene after removal): set 'prompt'")
-        clip = prepare_clip(frames, quadmask, self.settings)
-        return finish_clip(self.model(clip, seed=seed, prompt=prompt), clip, frames.dtype)
-
-
-@dataclass
-class VoidRefiner:
-    """The ``void`` backend's pass 2: refines from noise warped along pass 1's motion."""
-
-    model: Any
-    warp: Any  # WarpSettings
-    settings: VoidSettings = field(default_factory=VoidSettings)
-    name: str = "void-pass2"
-    version: str = "1"
-
     def params(self) -> dict[str, object]:
-        """Return geometry, warp settings and the model pass's recipe, for provenance."""
-        warp = {f"warp_{key}": value for key, value in dataclasses.asdict(self.warp).items()}
+        """Return the backend's geometry (pass 2: and warp settings) and the model pass's recipe, for provenance.
+
+        Pass 1 names itself as ``backend``, pass 2 as ``refiner`` (the keys recorded since the two were apart)."""
+        role = "backend" if self.warp is None else "refiner"
+        warp = (
+            {} if self.warp is None else {f"warp_{key}": value for key, value in dataclasses.asdict(self.warp).items()}
+        )
         return {
-            "refiner": self.name,
-            "refiner_version": self.version,
+            role: self.name,
+            f"{role}_version": self.version,
             **self.settings.as_dict(),
             **warp,
             **self.model.params(),
         }
 
-    @property
-    def max_frames(self) -> int:
-        """Longest shot one run takes; longer shots run in cross-faded windows."""
-        return self.settings.max_frames
-
     def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
         """Padding, latent length, windows and fit for a shot of this size."""
         recipe = self.model.params()
-        return describe_clip(frames, height, width, self.settings, int(recipe["window"]), int(recipe["overlap"]))
+        return describe_clip(
+            frames, height, width, self.settings, int(str(recipe["window"])), int(str(recipe["overlap"]))
+        )
 
     def __call__(
-        self, frames: np.ndarray, quadmask: np.ndarray, first_pass: np.ndarray, *, seed: int, prompt: str
+        self, frames: np.ndarray, quadmask: np.ndarray, *, seed: int, prompt: str, first_pass: np.ndarray | None = None
     ) -> np.ndarray:
-        """Return the refined fill, (F, H, W, 3) in the plate's dtype, from the plate, quadmask and pass 1's fill."""
+        """Return the fill, (F, H, W, 3) in the plate's dtype, from the plate, the quadmask and (pass 2) pass 1's fill.
+
+        Raises:
+            InvalidInput: no prompt; a ``first_pass`` missing for pass 2 or given to pass 1; shapes disagree; the
+                shot is longer than ``max_frames``; or ``crop`` would cut the mask.
+        """
         if not prompt:
             raise InvalidInput("the void backend needs a background prompt (the scene after removal): set 'prompt'")
+        if (first_pass is None) != (self.warp is None):
+            wanted = "needs pass 1's fill as first_pass" if self.warp is not None else "takes no first_pass"
+            raise InvalidInput(f"{self.name} {wanted}")
         clip = prepare_clip(frames, quadmask, self.settings)
-        first, _ = fit_frames(to_unit(first_pass), self.settings.height, self.settings.width, mode=self.settings.fit)
-        first = pingpong(first, len(clip.video))
-        output = self.model(clip, seed=seed, prompt=prompt, first_pass=first, warp=self.warp)
+        first = None
+        if first_pass is not None:
+            first, _ = fit_frames(
+                to_unit(first_pass), self.settings.height, self.settings.width, mode=self.settings.fit
+            )
+            first = pingpong(first, len(clip.video))
+        output = self.model(PassInput(clip, seed, prompt, first, self.warp))
         return finish_clip(output, clip, frames.dtype)

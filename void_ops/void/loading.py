@@ -322,7 +322,7 @@ def _load_transformer(
 
     # Built on the meta device: no memory and no random init; the loaded tensors are assigned as the parameters.
     with torch.device("meta"):
-        model = CogVideoXTransformer3DModel.from_config(dict(config))
+        model: CogVideoXTransformer3DModel = CogVideoXTransformer3DModel.from_config(dict(config))
     if void_file:
         (path,) = files
         source = str(path)
@@ -349,7 +349,8 @@ def _load_transformer(
         raise ModelLoadError(
             f"{source}: {_count(len(still_meta), 'tensor', 'tensors')} left unloaded ({_listed(still_meta)})"
         )
-    return model.eval().requires_grad_(False)
+    model.eval().requires_grad_(False)
+    return model
 
 
 def _check_t5_embeddings(encoder: T5EncoderModel, folder: Path) -> None:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput, ModelLoadError
 
-__all__ = ["WarpSettings", "noise_from_flow", "optical_flow", "warped_noise", "window_noise"]
+__all__ = ["TEMPORAL_COMPRESSION", "WarpSettings", "noise_from_flow", "optical_flow", "warped_noise", "window_noise"]
 
 TEMPORAL_COMPRESSION = 4  # pixel frames per latent frame (after the first)
 _DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}  # cv2.DISOPTICAL_FLOW_PRESET_*

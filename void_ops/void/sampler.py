@@ -148,7 +148,7 @@ class VoidSampler:
         from diffusers import CogVideoXDDIMScheduler, DDIMScheduler
 
         cls = DDIMScheduler if kind == "ddim" else CogVideoXDDIMScheduler
-        return cls.from_config(self.models.scheduler_config)
+        return cls.from_config(self.models.scheduler_config)  # type: ignore[no-untyped-call]
 
     def _rotary(self, frames: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """RoPE for a window of ``frames`` latent frames on an ``height`` x ``width`` latent grid (CogVideoX 1.5)."""
@@ -174,7 +174,7 @@ class VoidSampler:
         """VAE-encode (1, 3, T, H, W) pixels with ``.mode()`` and the scaling factor → (1, T_lat, C, h, w)."""
         vae: Any
         with self._on_device(self.models.vae, resident=True) as vae:
-            latents = vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mode()
+            latents: torch.Tensor = vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mode()
         return (latents * self.models.vae_scaling_factor).permute(0, 2, 1, 3, 4)
 
     @torch.inference_mode()
@@ -211,13 +211,14 @@ class VoidSampler:
         batch = embeds.shape[0]
         hidden = torch.cat([latents, inpaint], dim=2).expand(batch, -1, -1, -1, -1).to(self.dtype)
         rope = self._rotary(latents.shape[1], latents.shape[3], latents.shape[4])
-        output = self.models.transformer(
+        output: torch.Tensor = self.models.transformer(
             hidden_states=hidden,
             encoder_hidden_states=embeds,
             timestep=timestep.expand(batch),
             image_rotary_emb=rope,
             return_dict=False,
-        )[0].float()
+        )[0]
+        output = output.float()
         if batch == 2:
             unconditional, conditional = output.chunk(2)
             return unconditional + guidance * (conditional - unconditional)
@@ -266,7 +267,7 @@ class VoidSampler:
         scheduler.set_timesteps(settings.steps, device=self.device)
         if initial_noise is None:
             initial_noise = torch.randn(shape, generator=generator, dtype=torch.float32)
-        latents = initial_noise.to(self.device, torch.float32) * scheduler.init_noise_sigma
+        latents: torch.Tensor = initial_noise.to(self.device, torch.float32) * scheduler.init_noise_sigma
         inpaint = inpaint.to(self.device, self.dtype)
         spans = window_spans(length, window=settings.window, overlap=settings.overlap)
         weights = [
@@ -300,7 +301,8 @@ class VoidSampler:
             scaled = latents.permute(0, 2, 1, 3, 4).to(self.device, self.dtype) / self.models.vae_scaling_factor
             frames = vae.decode(scaled).sample
         frames = (frames.float().clamp(-1, 1) + 1) / 2
-        return frames[0].permute(1, 2, 3, 0).cpu().numpy()
+        pixels: np.ndarray = frames[0].permute(1, 2, 3, 0).cpu().numpy()
+        return pixels
 
     @staticmethod
     def latent_shape(frames: int, height: int, width: int, channels: int) -> tuple[int, int, int, int, int]:

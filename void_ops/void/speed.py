@@ -23,7 +23,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-__all__ = ["Fp8Linear", "attention_backend", "compile_transformer", "compile_vae", "fuse_qkv", "to_fp8"]
+__all__ = [
+    "AttentionKind",
+    "Fp8Linear",
+    "attention_backend",
+    "compile_transformer",
+    "compile_vae",
+    "fuse_qkv",
+    "to_fp8",
+]
 
 AttentionKind = Literal["default", "cudnn", "flash", "efficient", "math"]
 

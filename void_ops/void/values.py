@@ -19,6 +19,8 @@ __all__ = [
     "PASS1",
     "PASS2",
     "Fit",
+    "FitMode",
+    "MaskMode",
     "PassSettings",
     "condition_from_quadmask",
     "fit_frames",
