@@ -46,7 +46,7 @@ def _decode(path: Path, width: int, height: int) -> np.ndarray:
 
 def _voidflow(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VOIDFLOW_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    command = [sys.executable, "-m", "voidflow.flows.cli", *args]
+    command = [sys.executable, "-m", "voidflow.deployments.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
 
 

@@ -29,6 +29,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, cast
 
 from voidflow.void_ops.exceptions import ConfigurationError
+from voidflow.void_ops.pipeline import Backend
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -74,7 +75,7 @@ def nightly_deployments(
     work_pool: str = WORK_POOL,
     previous_edit: str | None = None,
     sidecar: str | None = None,
-    backend: str = "cleanplate",
+    backend: Backend = "cleanplate",
     image: str | None = None,
     models_dir: str | None = None,
 ) -> list[RunnerDeployment]:

@@ -12,18 +12,30 @@ from voidflow.void_ops import media
 from voidflow.void_ops.cutdiff import UNCHANGED, diff_shots
 from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput
 from voidflow.void_ops.intake import Edit, Selection, plan_shots, read_edit
+from voidflow.void_ops.masking.vlm import VlmMode
+from voidflow.void_ops.media import ExrCompression
+from voidflow.void_ops.pipeline import Backend, OutputFormat
 from voidflow.void_ops.shots import MediaSource, Shot
 from voidflow.void_ops.sidecar import load_sidecar
-from voidflow.void_ops.stages import STAGE_ORDER, forced_stages
+from voidflow.void_ops.stages import STAGE_ORDER, Stage, forced_stages
 
 if TYPE_CHECKING:
+    from voidflow.infra.paths import PathMap
     from voidflow.void_ops.masking.sam2_video import Sam2Settings
     from voidflow.void_ops.void.backend import VoidConfig
 
-__all__ = ["BACKENDS", "STAGE_ORDER", "BatchRequest", "MaskOptions", "VoidOptions", "forced_stages", "plan"]
-
-#: Inpainting backends a batch can name (built in ``tasks.backends``).
-BACKENDS = ("cleanplate", "void", "passthrough")
+__all__ = [
+    "BASE_FOLDER",
+    "PASS1_FILE",
+    "PASS2_FILE",
+    "SAM2_FILE",
+    "STAGE_ORDER",
+    "BatchRequest",
+    "MaskOptions",
+    "VoidOptions",
+    "forced_stages",
+    "plan",
+]
 
 #: Where ``voidflow models fetch`` puts the weights, relative to the models folder.
 BASE_FOLDER = "CogVideoX-Fun-V1.5-5b-InP"
@@ -114,7 +126,7 @@ class MaskOptions(BaseModel):
     sam2_max_side: int = Field(default=1024, ge=16)
     sam2_image_size: int | None = None
     sam2_threshold: float = 0.0
-    vlm: Literal["auto", "replay", "off"] = "auto"
+    vlm: VlmMode = "auto"
     vlm_model: str = "gemini-2.5-pro"
     vlm_base_url: str | None = None
     gate: bool = False
@@ -151,10 +163,10 @@ class BatchRequest(BaseModel):
     sidecar: Path | None = None
     track: str | None = None
     select_all: bool = False
-    backend: str = Field(default="cleanplate", pattern="^(" + "|".join(BACKENDS) + ")$")
-    output: Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff"] = "prores"
+    backend: Backend = "cleanplate"  # built in ``tasks.backends``
+    output: OutputFormat = "prores"
     first_frame: int = Field(default=1001, ge=0)  # a sequence delivery's first file number (the show's)
-    exr_compression: Literal["piz", "zip", "zips", "dwaa", "dwab", "none"] = "piz"
+    exr_compression: ExrCompression = "piz"
     plate_colourspace: str | None = Field(default=None, min_length=1)  # every plate's, unless its sidecar says
     ocio: str | None = Field(default=None, min_length=1)  # the show's OCIO config; None: OCIO's ACES studio config
     handles: int = Field(default=8, ge=0)
@@ -169,7 +181,7 @@ class BatchRequest(BaseModel):
     conform_qc_failed: bool = False
     shot_timeout_s: float = Field(default=4 * 3600.0, gt=0)  # one shot, all its stages; past it the shot fails
     only_shots: tuple[str, ...] | None = None
-    force_from: Literal["mask", "pass1", "pass2", "deliver", "conform"] | None = None
+    force_from: Stage | None = None
     parent_batch: str | None = None
 
 
@@ -177,11 +189,8 @@ def _frame_count(source: MediaSource) -> int:
     return media.probe(source).frames
 
 
-def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest) -> list[Shot]:
+def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest, mapping: PathMap) -> list[Shot]:
     from voidflow.infra.paths import map_path
-    from voidflow.infra.settings import Settings
-
-    mapping = Settings.from_env().path_map  # VOIDFLOW_PATH_MAP: where this host mounts the shared storage
 
     def resolve(path: str) -> str:
         return map_path(path, mapping) if mapping else path
@@ -198,30 +207,41 @@ def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest) -> 
     )
 
 
-def plan(request: BatchRequest) -> tuple[Edit, list[Shot]]:
+def plan(
+    request: BatchRequest,
+    *,
+    allowed_roots: tuple[str, ...] = (),
+    path_map: PathMap = (),
+) -> tuple[Edit, list[Shot]]:
     """Read the edit and sidecar and plan the shots. Cheap; no Prefect or Ray.
 
     With ``previous_edit`` (a nightly run after an edit changed), shots ``diff_shots`` finds unchanged are skipped
     and conform uses their newest delivered versions. With ``only_shots`` (a rerun), every other shot is skipped
     with the reason "not in this rerun".
 
+    Args:
+        request: the batch's parameters.
+        allowed_roots: the only folders the edit, sidecar and output folder may lie in (``Settings.allowed_roots``,
+            read by the entry point); empty: anywhere.
+        path_map: where this host mounts the shared storage (``Settings.path_map``): prefixes rewritten in the
+            media and matte paths the edit and sidecar name; empty: paths as written.
+
     Raises:
         EditUnreadable, SidecarInvalid, InvalidInput: the edit, sidecar or selection is unusable, or
             ``only_shots`` names a shot the edit does not have.
-        PathNotAllowed: the edit, sidecar or output folder lies outside ``VOIDFLOW_ALLOWED_ROOTS``.
+        PathNotAllowed: the edit, sidecar or output folder lies outside ``allowed_roots``.
     """
     from voidflow.infra.paths import ensure_allowed
-    from voidflow.infra.settings import Settings
 
-    roots = Settings.from_env().allowed_roots
-    ensure_allowed(request.edit, roots, what="edit")
-    ensure_allowed(request.out_dir, roots, what="output folder")
+    ensure_allowed(request.edit, allowed_roots, what="edit")
+    ensure_allowed(request.out_dir, allowed_roots, what="output folder")
     if request.sidecar is not None:
-        ensure_allowed(request.sidecar, roots, what="sidecar")
+        ensure_allowed(request.sidecar, allowed_roots, what="sidecar")
     edit = read_edit(request.edit, edl_rate=request.edl_rate)
-    shots = _plan_edit(edit, request.sidecar, request)
+    shots = _plan_edit(edit, request.sidecar, request, path_map)
     if request.previous_edit is not None:
-        old = _plan_edit(read_edit(request.previous_edit, edl_rate=request.edl_rate), request.previous_sidecar, request)
+        previous = read_edit(request.previous_edit, edl_rate=request.edl_rate)
+        old = _plan_edit(previous, request.previous_sidecar, request, path_map)
         unchanged = {change.shot for change in diff_shots(old, shots) if not change.needs_work}
         note = f"{UNCHANGED} ({request.previous_edit.name})"
         shots = [

@@ -10,7 +10,6 @@ from prefect import task
 
 from voidflow.infra.database import Batch, ShotRow, StageRun
 from voidflow.infra.paths import ensure_allowed
-from voidflow.infra.settings import Settings
 from voidflow.tasks.ledger import Ledger
 from voidflow.void_ops.conform import conform, write_edit
 from voidflow.void_ops.cutdiff import UNCHANGED
@@ -97,18 +96,23 @@ def conform_batch(
     batch_id: str,
     out: Path,
     *,
+    allowed_roots: tuple[str, ...] = (),
+    db_timeout_s: float = 30.0,
     edit_path: Path | None = None,
     include_qc_failed: bool = False,
     mode: Literal["reference", "track"] = "reference",
 ) -> Path:
     """Write the batch's edit with every delivered shot conformed in, as ``out`` (format by suffix).
 
+    ``allowed_roots`` are the only folders ``out`` may lie in (``Settings.allowed_roots``, read by the entry point
+    that calls this; empty: anywhere).
+
     Raises:
         ConformError: the edit changed since the batch planned it, or a delivery does not fit its clip.
-        PathNotAllowed: ``out`` lies outside ``VOIDFLOW_ALLOWED_ROOTS``.
+        PathNotAllowed: ``out`` lies outside ``allowed_roots``.
     """
-    ensure_allowed(out, Settings.from_env().allowed_roots, what="conformed edit")
-    ledger = Ledger(db_url)
+    ensure_allowed(out, allowed_roots, what="conformed edit")
+    ledger = Ledger(db_url, db_timeout_s=db_timeout_s)
     batch = load_batch(ledger, batch_id)
     edit = read_edit(Path(edit_path or batch.edit_path), edl_rate=batch.params.get("edl_rate"))
     if edit.sha256 != batch.edit_sha256:
@@ -140,9 +144,9 @@ def _card(ledger: Ledger, shot: ShotRow) -> ShotCard:
 
 
 @task(name="report", persist_result=False)
-def report_batch(db_url: str, batch_id: str, out: Path) -> Path:
+def report_batch(db_url: str, batch_id: str, out: Path, *, db_timeout_s: float = 30.0) -> Path:
     """Write the batch's HTML report (states, timings, QC, contact sheets) to ``out``."""
-    ledger = Ledger(db_url)
+    ledger = Ledger(db_url, db_timeout_s=db_timeout_s)
     batch = load_batch(ledger, batch_id)
     counts: dict[str, int] = {}
     for shot in batch.shots:
@@ -204,7 +208,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
 
 
 @task(name="notify", persist_result=False)
-def notify_batch(db_url: str, batch_id: str, webhook: str | None = None) -> str:
+def notify_batch(db_url: str, batch_id: str, webhook: str | None = None, *, db_timeout_s: float = 30.0) -> str:
     """Publish the batch summary as a Prefect Markdown artifact and, when a webhook is set, POST it as JSON
     (``{"text": …, "summary": …}``, which Slack-compatible hooks accept). A webhook that fails is logged, never
     fails the batch. Returns the Markdown."""
@@ -215,7 +219,7 @@ def notify_batch(db_url: str, batch_id: str, webhook: str | None = None) -> str:
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact
 
-    summary = summarize(Ledger(db_url), batch_id)
+    summary = summarize(Ledger(db_url, db_timeout_s=db_timeout_s), batch_id)
     text = summary_markdown(summary)
     create_markdown_artifact(text, key="voidflow-batch-summary", description=f"batch {batch_id}")
     if webhook:

@@ -24,7 +24,7 @@ def first_finished(futures: Sequence[Any]) -> Any:
 
 
 def submission_window() -> int:
-    """How many shot tasks the flow keeps handed to Ray: two per CPU of the cluster.
+    """How many shot tasks the scheduler keeps handed to Ray: two per CPU of the cluster.
 
     Each running shot holds its plate in memory; the window bounds that on edits of hundreds of shots, while
     keeping enough shots prepared on the CPUs to feed every GPU.

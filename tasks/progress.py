@@ -1,7 +1,7 @@
 """The batch's live numbers: shots done, running, failed and queued, and how busy the GPUs are.
 
-The flow prints ``Progress.line()`` to the terminal whenever a shot finishes (and the Prefect UI shows the same line
-on the batch's progress artifact).
+The shot scheduler (``tasks.scheduler``) prints ``Progress.line()`` whenever a shot finishes, and the Prefect UI
+shows the same line on the batch's progress artifact.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from tests.conftest import timeline_files
 def voidflow(*args: str, home: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL")}
     env |= {"VOIDFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect")}
-    command = [sys.executable, "-m", "voidflow.flows.cli", *args]
+    command = [sys.executable, "-m", "voidflow.deployments.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
 
 

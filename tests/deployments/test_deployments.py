@@ -112,7 +112,7 @@ def test_image_is_a_job_variable() -> None:
         ({"sidecar": "notes/sidecar.yaml"}, "sidecar 'notes/sidecar.yaml': must be an absolute path"),
         ({"cron": "0 2 * *"}, "nightly schedule '0 2 \\* \\*' in 'Europe/London': .*Invalid cron"),
         ({"timezone": "Mars/Olympus"}, "nightly schedule .* in 'Mars/Olympus': .*Invalid timezone"),
-        ({"backend": "magic"}, "deployment parameter backend: String should match pattern"),
+        ({"backend": "magic"}, "deployment parameter backend: Input should be 'cleanplate', 'void' or 'passthrough'"),
         ({"backend": "void"}, "models_dir: required with backend 'void'"),
     ],
 )

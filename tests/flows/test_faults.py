@@ -77,7 +77,7 @@ def _voidflow(
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL")}
     env |= {"VOIDFLOW_HOME": str(home), "PREFECT_HOME": str(home / "prefect"), **(more_env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "voidflow.flows.cli", *args],
+        [sys.executable, "-m", "voidflow.deployments.cli", *args],
         env=env,
         text=True,
         stdout=subprocess.PIPE,
@@ -182,6 +182,7 @@ def test_an_edit_of_5000_clips_plans(tmp_path: Path) -> None:
 def test_allowed_roots_confine_reads_and_writes(small_demo, db_url: str, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Issue 8: media outside VOIDFLOW_ALLOWED_ROOTS fails its shot; an output folder outside refuses the batch."""
     from voidflow.flows.params import plan
+    from voidflow.infra.settings import Settings
     from voidflow.void_ops.exceptions import PathNotAllowed
 
     show = tmp_path / "show"
@@ -195,7 +196,7 @@ def test_allowed_roots_confine_reads_and_writes(small_demo, db_url: str, tmp_pat
     monkeypatch.setenv("VOIDFLOW_ALLOWED_ROOTS", f"{show}:{tmp_path / 'out'}")
     outside = BatchRequest(edit=edit, sidecar=show / "demo_sidecar.yaml", out_dir=tmp_path / "elsewhere", db_url=db_url)
     with pytest.raises(PathNotAllowed, match=r"^output folder .*elsewhere: outside the allowed roots \("):
-        plan(outside)
+        plan(outside, allowed_roots=Settings.from_env().allowed_roots)  # as an entry point reads them
     result = run_batch(outside.model_copy(update={"out_dir": tmp_path / "out"}))
     assert result.failed == ("sh010",) and set(result.done) == {"sh020", "sh030"}
     (batch,) = Ledger(db_url).batches(result.batch_id)

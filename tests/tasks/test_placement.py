@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from voidflow.flows.batch import scheduling_order
 from voidflow.tasks.placement import Dispatcher, GpuQueue, Grant, Refusal, Request
 from voidflow.tasks.progress import Progress, busy_fraction
+from voidflow.tasks.scheduler import scheduling_order
 from voidflow.void_ops.shots import ShotInstructions
 
 

@@ -1,185 +1,30 @@
-"""``voidflow``: the command line. It binds arguments to flows and reads the ledger; it does no work of its own.
+"""The ``voidflow`` commands: one handler per command, each binding its arguments to flows, tasks and the ledger.
 
-Exit codes: 0 success; 1 the batch ran but some shots failed (the rest completed); 2 the edit, sidecar, settings
-or database is unusable (nothing ran); 3 an internal error (traceback in ``$VOIDFLOW_HOME/logs/``).
+A handler takes the parsed arguments and the settings ``deployments.cli.main`` read once, and returns the exit code
+(0 success, 1 some shots failed); an unusable input raises a ``VoidflowError``, which ``main`` prints as one line
+(exit 2). Each imports what it needs when it runs, so ``voidflow plan`` starts without Prefect or Ray.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-import traceback
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voidflow.infra.settings import Settings
 from voidflow.void_ops.exceptions import InvalidInput, VoidflowError
 
-_OUTPUTS = ("prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff")
+if TYPE_CHECKING:
+    from voidflow.tasks.ledger import Ledger
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "Command"]
 
-
-def _mask_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gate", action="store_true", help="stop after masks until shots are approved")
-    parser.add_argument(
-        "--vlm",
-        choices=("auto", "replay", "off"),
-        default="auto",
-        help="the mask VLM: auto (stored answers, then the API when a key is set), replay, off",
-    )
-    parser.add_argument("--sam2-checkpoint", type=Path, help="SAM2 checkpoint (default: $VOIDFLOW_MODELS/sam2/...)")
-
-
-def _selection_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("edit", type=Path, help=".otio, .otioz, .otiod, .edl, .xml (FCP7), .fcpxml or .aaf")
-    parser.add_argument("--sidecar", type=Path, help="per-shot instructions (.yaml, .json or .csv)")
-    parser.add_argument("--track", help="process every clip of this video track")
-    parser.add_argument("--all", dest="select_all", action="store_true", help="process every clip of every track")
-    parser.add_argument("--handles", type=int, default=8, help="frames beyond each end of the cut (default 8)")
-    parser.add_argument("--edl-rate", type=float, help="timecode rate of an EDL (default: 24, or 29.97 for DF)")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voidflow", description="AI object removal over the shots of an edit.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    plan = commands.add_parser("plan", help="list the shots an edit would give, without running anything")
-    _selection_arguments(plan)
-    plan.add_argument("--json", action="store_true", help='print {"shots": [...]} as JSON')
-    _colour_arguments(plan)
-
-    run = commands.add_parser("run", help="run a batch over an edit")
-    _selection_arguments(run)
-    run.add_argument("--out", type=Path, default=Path("voidflow-out"), help="output folder (default voidflow-out)")
-    run.add_argument(
-        "--backend", default="cleanplate", help="inpainting backend: cleanplate (default), void or passthrough"
-    )
-    run.add_argument("--output", choices=_OUTPUTS, default="prores", help="delivery format (default prores)")
-    run.add_argument("--first-frame", type=int, default=1001, help="a sequence delivery's first frame number (1001)")
-    run.add_argument(
-        "--exr-compression", choices=("piz", "zip", "zips", "dwaa", "dwab", "none"), default="piz", help="EXR (piz)"
-    )
-    _colour_arguments(run)
-    run.add_argument("--seed", type=int, default=0, help="batch seed (a shot's own seed wins)")
-    run.add_argument("--pass2", action="store_true", help="void backend: also run VOID's pass 2 (refinement)")
-    run.add_argument("--models", type=Path, help="void backend: models folder (default $VOIDFLOW_MODELS)")
-    run.add_argument("--compile", action="store_true", help="void backend: compile the models (fast after ~2 min)")
-    run.add_argument("--gpu-memory", type=float, help="void backend: GB a GPU may use (default: the card's memory)")
-    run.add_argument(
-        "--gpu-timeout", type=float, default=3600.0, help="void backend: seconds one model call may take (3600)"
-    )
-    run.add_argument("--shot-timeout", type=float, default=4 * 3600.0, help="seconds one shot may take (14400)")
-    _mask_arguments(run)
-    run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
-
-    diff = commands.add_parser("diff", help="what changed per shot between two edits")
-    diff.add_argument("old", type=Path)
-    diff.add_argument("new", type=Path)
-    diff.add_argument("--old-sidecar", type=Path)
-    diff.add_argument("--sidecar", type=Path, help="the new edit's sidecar")
-    diff.add_argument("--edl-rate", type=float)
-    diff.add_argument("--json", action="store_true")
-
-    conform = commands.add_parser("conform", help="write an edit with a batch's results conformed in")
-    conform.add_argument("edit", type=Path)
-    conform.add_argument("--batch", required=True, help="batch ID (see voidflow status)")
-    conform.add_argument("-o", "--out", type=Path, required=True, help="output edit: .otio, .otioz, .edl or .xml")
-    conform.add_argument("--include-qc-failed", action="store_true", help="conform versions that failed QC too")
-    conform.add_argument(
-        "--as-track",
-        action="store_true",
-        help="put the versions on a new track above the cut instead of switching clips' media",
-    )
-
-    status = commands.add_parser("status", help="batches, newest first, with their shots")
-    status.add_argument("--batch", help="only this batch")
-    status.add_argument("--json", action="store_true")
-
-    demo = commands.add_parser("demo", help="make a synthetic shoot and run the whole batch on it")
-    demo.add_argument("--out", type=Path, default=Path("demo-out"))
-    demo.add_argument("--gate", action="store_true", help="stop after masks until shots are approved")
-
-    for verb, meaning in (("approve", "let shots' masks through to inpainting"), ("reject", "stop shots' masks")):
-        review = commands.add_parser(verb, help=meaning + " (review gate)")
-        review.add_argument("shots", nargs="+")
-        review.add_argument("--batch", help="the batch (default: the newest one holding the shot)")
-        review.add_argument("--by", help="who decides (default: the current user)")
-        review.add_argument("--note", default="", help="why (shown in the report and history)")
-
-    rerun = commands.add_parser("rerun", help="rerun shots of an earlier batch as a new batch (nothing is overwritten)")
-    rerun.add_argument("--batch", help="the batch to rerun (default: the newest batch holding --shot)")
-    rerun.add_argument("--failed", action="store_true", help="every shot that failed or did not finish")
-    rerun.add_argument("--shot", action="append", default=[], help="this shot (repeatable)")
-    rerun.add_argument(
-        "--from",
-        dest="force_from",
-        choices=("mask", "pass1", "pass2", "deliver", "conform"),
-        help="run this stage and every later one even where they are cached",
-    )
-    rerun.add_argument("--dry-run", action="store_true", help="print the plan, with a reason per stage, and stop")
-    rerun.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
-    rerun.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
-
-    resume = commands.add_parser("resume", help="finish the unfinished shots of a batch (rerun --failed)")
-    resume.add_argument("batch")
-    resume.add_argument("--dry-run", action="store_true")
-    resume.add_argument("--ray-address")
-
-    history = commands.add_parser("history", help="every version and stage run of a shot, across batches")
-    history.add_argument("shot")
-    history.add_argument("--json", action="store_true")
-
-    export = commands.add_parser("export", help="write a batch's stage runs as Parquet (one row per stage run)")
-    export.add_argument("--batch", required=True)
-    export.add_argument("-o", "--out", type=Path, required=True, help="a .parquet file")
-
-    for verb, meaning in (
-        ("deploy", "register the nightly and rerun deployments with the Prefect server"),
-        ("serve", "run the nightly and rerun deployments from this process (no work pool)"),
-    ):
-        deployment = commands.add_parser(verb, help=meaning)
-        deployment.add_argument("edit", type=Path)
-        deployment.add_argument("--out", type=Path, required=True, help="output folder as the workers see it")
-        deployment.add_argument("--sidecar", type=Path)
-        deployment.add_argument("--previous-edit", type=Path, help="last night's edit: run only the changed shots")
-        deployment.add_argument("--backend", default="cleanplate")
-        deployment.add_argument("--models", type=Path, help="models folder as the workers see it (void backend)")
-        deployment.add_argument("--cron", default="0 2 * * *")
-        deployment.add_argument("--timezone", default="Europe/London")
-        deployment.add_argument("--db-url", help="the ledger as the workers reach it (default: VOIDFLOW_DB_URL)")
-        if verb == "deploy":
-            deployment.add_argument("--pool", default="voidflow-process", help="work pool")
-            deployment.add_argument("--image", help="container image (docker/kubernetes pools)")
-            deployment.add_argument("--dry-run", action="store_true", help="print the deployments and stop")
-
-    models = commands.add_parser("models", help="fetch or verify model weights")
-    models.add_argument("action", choices=("fetch", "verify"))
-    models.add_argument("--models", type=Path, help="models folder (default $VOIDFLOW_MODELS)")
-    models.add_argument("--offline", action="store_true", help="only from the local Hugging Face cache")
-    models.add_argument("--cache-dir", type=Path, help="Hugging Face cache folder")
-
-    config = commands.add_parser("config", help="show the effective settings (secrets masked)")
-    config.add_argument("action", choices=("show",))
-    config.add_argument("--json", action="store_true")
-
-    db = commands.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=("upgrade",))
-    return parser
-
-
-def _colour_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument(
-        "--plate-colourspace",
-        help="every plate's OCIO colour space (default: each plate's sidecar colourspace, else inferred from the file)",
-    )
-    command.add_argument(
-        "--ocio", help="the show's OCIO config (default $OCIO, else OCIO's built-in ACES studio config)"
-    )
+#: A command's handler: the parsed arguments and the settings in, the exit code out.
+Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> Any:
@@ -228,11 +73,23 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
         raise InvalidInput(f"--{field.replace('_', '-')}: {first['msg']} (got {first.get('input')!r})") from None
 
 
-def _plan(args: argparse.Namespace, settings: Settings) -> int:
+def _ledger(settings: Settings) -> Ledger:
+    """The ledger of ``settings``, its writes waiting ``db_timeout_s`` for another process's lock."""
+    from voidflow.tasks.ledger import Ledger
+
+    return Ledger(settings.db_url, db_timeout_s=settings.db_timeout_s)
+
+
+def _planned(request: Any, settings: Settings) -> list[Any]:
+    """The request's shots, planned as on this host: its path map and allowed roots (``flows.params.plan``)."""
     from voidflow.flows.params import plan
 
+    return plan(request, allowed_roots=settings.allowed_roots, path_map=settings.path_map)[1]
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> int:
     request = _request(args, settings)
-    _, shots = plan(request)
+    shots = _planned(request, settings)
     colours = {shot.name: _plate_colour(shot, request) for shot in shots if shot.status == "ready"}
     if args.json:
         documents = [{**shot.to_json(), **({"colour": colours[shot.name]} if shot.name in colours else {})}
@@ -263,15 +120,15 @@ def _plate_colour(shot: Any, request: Any) -> dict[str, object]:
 
 def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:
     from voidflow.flows.batch import run_batch
-    from voidflow.flows.params import plan
     from voidflow.infra.cluster import orchestration
     from voidflow.infra.database import ensure_schema
-    from voidflow.tasks.ledger import Ledger
     from voidflow.void_ops import media
 
     ensure_schema(settings.db_url)
-    Ledger(settings.db_url).check_writable()
-    _, shots = plan(request)  # fail fast, before Prefect and Ray start, on an unusable edit, sidecar or ledger
+    _ledger(settings).check_writable()
+    shots = _planned(
+        request, settings
+    )  # fail fast, before Prefect and Ray start, on an unusable edit, sidecar or ledger
     media.ensure_writable_folder(request.out_dir)  # only once the request is good: a refusal writes nothing
     ready = sum(shot.status == "ready" for shot in shots)
     print(f"voidflow: {ready} of {len(shots)} shots to process; starting Prefect and Ray ...", flush=True)
@@ -317,6 +174,7 @@ def _conform(args: argparse.Namespace, settings: Settings) -> int:
         settings.db_url,
         args.batch,
         args.out.absolute(),
+        allowed_roots=settings.allowed_roots,
         edit_path=args.edit.absolute(),
         include_qc_failed=args.include_qc_failed,
         mode="track" if args.as_track else "reference",
@@ -327,10 +185,9 @@ def _conform(args: argparse.Namespace, settings: Settings) -> int:
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.infra.database import ensure_schema
-    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
-    batches = Ledger(settings.db_url).batches(args.batch)
+    batches = _ledger(settings).batches(args.batch)
     document = {"batches": [_batch_json(batch) for batch in batches]}
     if args.json:
         print(json.dumps(document, indent=2))
@@ -410,14 +267,20 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
 def _rerun(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.flows.rerun import prepare_rerun
     from voidflow.infra.database import ensure_schema
-    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
     if not args.failed and not args.shot:
         raise InvalidInput("say which shots to rerun: --failed, or --shot NAME")
-    batch_id = args.batch or _newest_batch_with(Ledger(settings.db_url), args.shot[0])
+    batch_id = args.batch or _newest_batch_with(_ledger(settings), args.shot[0])
     request, plans = prepare_rerun(
-        settings.db_url, batch_id, failed=args.failed, shots=args.shot, force_from=args.force_from
+        settings.db_url,
+        batch_id,
+        failed=args.failed,
+        shots=args.shot,
+        force_from=args.force_from,
+        allowed_roots=settings.allowed_roots,
+        path_map=settings.path_map,
+        db_timeout_s=settings.db_timeout_s,
     )
     if request is None:
         print(f"batch {batch_id[:8]}: nothing to rerun (every shot finished)")
@@ -444,10 +307,9 @@ def _newest_batch_with(ledger: Any, shot: str) -> str:
 def _resume(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.infra.database import ensure_schema
     from voidflow.tasks.batch import load_batch
-    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
-    ledger = Ledger(settings.db_url)
+    ledger = _ledger(settings)
     batch = load_batch(ledger, args.batch)
     if batch.state == "running" and not args.dry_run:
         ledger.interrupt(batch.id)
@@ -468,10 +330,9 @@ def _resume(args: argparse.Namespace, settings: Settings) -> int:
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.infra.database import ensure_schema
-    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
-    rows, versions = Ledger(settings.db_url).history(args.shot)
+    rows, versions = _ledger(settings).history(args.shot)
     if not rows:
         raise InvalidInput(f"no batch has a shot named '{args.shot}'")
     document = {
@@ -514,10 +375,9 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.infra.database import ensure_schema
     from voidflow.tasks.batch import load_batch
     from voidflow.tasks.export import write_parquet
-    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
-    batch = load_batch(Ledger(settings.db_url), args.batch)
+    batch = load_batch(_ledger(settings), args.batch)
     written, count = write_parquet(batch, args.out.absolute())
     print(f"wrote {count} stage runs of batch {batch.id[:8]} to {written}")
     return 0
@@ -525,10 +385,9 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
 
 def _review(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.infra.database import ensure_schema
-    from voidflow.tasks.ledger import Ledger
 
     ensure_schema(settings.db_url)
-    ledger = Ledger(settings.db_url)
+    ledger = _ledger(settings)
     decision = "approved" if args.command == "approve" else "rejected"
     for shot in args.shots:
         batch = args.batch or _newest_batch_with(ledger, shot)
@@ -538,14 +397,14 @@ def _review(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _diff(args: argparse.Namespace, settings: Settings) -> int:
-    from voidflow.flows.params import BatchRequest, plan
+    from voidflow.flows.params import BatchRequest
     from voidflow.void_ops.cutdiff import diff_shots
 
     def shots(edit: Path, sidecar: Path | None) -> list[Any]:
         request = BatchRequest(
             edit=edit, sidecar=sidecar, out_dir=Path("."), db_url="", edl_rate=args.edl_rate, select_all=True
         )
-        return plan(request)[1]
+        return _planned(request, settings)
 
     changes = diff_shots(shots(args.old, args.old_sidecar), shots(args.new, args.sidecar))
     if args.json:
@@ -622,7 +481,8 @@ def _config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-_COMMANDS = {
+#: The handler of each command, by the name typed after ``voidflow``.
+COMMANDS: dict[str, Command] = {
     "plan": _plan,
     "run": _run,
     "conform": _conform,
@@ -641,27 +501,3 @@ _COMMANDS = {
     "approve": _review,
     "reject": _review,
 }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``voidflow`` command line; return the exit code."""
-    args = _parser().parse_args(argv)
-    settings = Settings.from_env()
-    try:
-        return _COMMANDS[args.command](args, settings)
-    except VoidflowError as error:
-        print(f"voidflow: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("voidflow: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:
-        log = settings.home / "logs" / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(traceback.format_exc(), encoding="utf-8")
-        print(f"voidflow: internal error: {type(error).__name__}: {error} (traceback in {log})", file=sys.stderr)
-        return 3
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The batch's shot scheduler: every ready shot through ``process_shot`` on Ray, and what became of each.
+
+``ShotScheduler.run`` keeps a bounded window of shots handed to Ray (``futures.submission_window``) and gathers them
+as they finish (``futures.first_finished``; never ``ray.get`` in a loop). For each finished shot it decides:
+
+- the task completed: the shot is done, or waiting at the review gate when it delivered no version;
+- its worker died (killed, out of memory, node lost; Prefect calls the state ``Crashed``): its running stages are
+  marked lost in the ledger, so a late report from that worker changes nothing, and the shot runs again, up to
+  ``LOST_WORKER_RETRIES`` times (Prefect's own retries cover errors, not lost workers);
+- it ran past the batch's shot timeout (``TimedOut``): failed, not retried;
+- otherwise it failed with its error.
+
+A shot that died or was stopped gives back the GPU leases it held. Each finished shot prints one line with the
+batch's numbers (``progress.Progress``), which the batch's Prefect progress artifact shows too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from uuid import UUID
+
+from prefect.artifacts import create_progress_artifact
+from prefect_ray.context import remote_options
+
+from voidflow.tasks.futures import first_finished, submission_window
+from voidflow.tasks.ledger import Ledger
+from voidflow.tasks.progress import Progress, busy_fraction
+from voidflow.tasks.shots import ShotJob, process_shot
+from voidflow.tasks.void_actors import forget_shot, gpu_stats
+from voidflow.void_ops.shots import Shot
+
+__all__ = ["LOST_WORKER_RETRIES", "Outcome", "ShotScheduler", "Tally", "scheduling_order"]
+
+#: How many times a shot whose worker died is run again (Prefect's retries cover errors; this covers lost workers).
+LOST_WORKER_RETRIES = 2
+
+#: A finished shot's outcome: delivered, failed, or stopped at the review gate.
+Outcome = Literal["done", "failed", "waiting"]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What became of the scheduled shots: names by outcome, each in the order the shots were given (edit order)."""
+
+    done: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
+    waiting: tuple[str, ...] = ()  # stopped at the review gate, masks awaiting approval
+
+
+@dataclass(frozen=True, slots=True)
+class _Submission:
+    """A shot handed to Ray: its actor slot, and how many times its worker was lost before."""
+
+    shot: Shot
+    slot: int
+    lost: int = 0
+
+
+def scheduling_order(shots: Sequence[Shot]) -> list[Shot]:
+    """Shots in the order they start: higher sidecar priority first, then the longest first (so the long tail of a
+    night is short shots filling the GPUs, not one long shot running alone)."""
+    return sorted(shots, key=lambda shot: (-shot.instructions.priority, -shot.frames))
+
+
+class ShotScheduler:
+    """Runs a batch's ready shots on Ray and tallies them; see the module docstring for what it decides.
+
+    Made before the batch's workers start, so the progress artifact and the batch's clock (elapsed time and GPU
+    busy share in the progress line) count their loading too.
+    """
+
+    def __init__(self, shots: Sequence[Shot], *, ledger: Ledger, batch_id: str, shot_timeout_s: float) -> None:
+        """Open the batch's progress artifact at 0 %.
+
+        Args:
+            shots: the ready shots, in edit order (the tally keeps it).
+            ledger: where lost and timed-out shots are recorded.
+            batch_id: the batch the shots belong to.
+            shot_timeout_s: seconds one shot may take, all its stages; past it the shot fails, not retried.
+        """
+        self._shots = tuple(shots)
+        self._ledger = ledger
+        self._batch_id = batch_id
+        self._timeout_s = shot_timeout_s
+        artifact = create_progress_artifact(0.0, key="voidflow-batch-progress", description=f"batch {batch_id}")
+        assert isinstance(artifact, UUID)  # sync context: the artifact id, not a coroutine
+        self._artifact = artifact
+        self._progress = Progress(total=len(self._shots))
+
+    def run(self, job: ShotJob) -> Tally:
+        """Run every shot through ``process_shot`` with ``job`` (which names the batch's workers); return the tally.
+
+        A failed shot never stops the others: this returns once every shot has a final outcome.
+        """
+        task = process_shot.with_options(timeout_seconds=self._timeout_s)
+        queue = deque(_Submission(shot, slot) for slot, shot in enumerate(scheduling_order(self._shots)))
+        window = submission_window()  # shots handed to Ray at once: bounded memory on edits of hundreds of shots
+        pending: dict[Any, _Submission] = {}
+        outcomes: dict[str, Outcome] = {}
+
+        def submit(entry: _Submission) -> None:
+            with remote_options(num_cpus=1, max_retries=0):  # Prefect owns retries; Ray's would stack on them
+                pending[task.submit(entry.shot, job, entry.slot, entry.lost * 10)] = entry
+
+        while queue or pending:
+            while queue and len(pending) < window:
+                submit(queue.popleft())
+            future = first_finished(list(pending))
+            entry = pending.pop(future)
+            name, state = entry.shot.name, future.state
+            if (state.is_crashed() or state.name == "TimedOut") and job.gpus is not None:
+                forget_shot(job.gpus, name)  # its task died or was stopped holding GPU leases
+            if state.is_crashed() and entry.lost < LOST_WORKER_RETRIES:
+                self._ledger.mark_lost(self._batch_id, name, state.message or "worker lost")
+                print(f"{name}: worker lost ({state.message}); running it again")
+                submit(dataclasses.replace(entry, lost=entry.lost + 1))
+                continue
+            outcomes[name], note = self._settle(name, future)
+            self._show(name, note, outcomes, running=len(pending), job=job)
+        named = self._named
+        return Tally(named(outcomes, "done"), named(outcomes, "failed"), named(outcomes, "waiting"))
+
+    def _settle(self, name: str, future: Any) -> tuple[Outcome, str]:
+        """The final outcome of a finished shot task, and its note for the progress line; records lost stages."""
+        state = future.state
+        if state.is_completed():
+            outcome = future.result()
+            if outcome.version is None:
+                return "waiting", outcome.qc
+            reused = f", cached: {' '.join(outcome.cached)}" if outcome.cached else ""
+            return "done", f"{outcome.version} in {outcome.seconds:.1f}s{reused}"
+        reason = state.message or "worker lost"
+        if state.name == "TimedOut":  # Prefect stopped the shot at the shot timeout: not retried
+            reason = f"shot '{name}': ran past its {self._timeout_s:g} s shot timeout (not retried)"
+            self._ledger.mark_lost(self._batch_id, name, reason, cause="ShotTimedOut")
+        elif state.is_crashed():  # its worker was lost once too often
+            self._ledger.mark_lost(self._batch_id, name, reason)
+        return "failed", f"FAILED: {reason}"
+
+    def _show(self, name: str, note: str, outcomes: dict[str, Outcome], *, running: int, job: ShotJob) -> None:
+        """Print the shot's line with the batch's numbers, and publish them on the progress artifact."""
+        progress = self._progress
+        counts = list(outcomes.values())
+        progress.done, progress.failed = counts.count("done"), counts.count("failed")
+        progress.waiting, progress.running = counts.count("waiting"), running
+        if job.gpus is not None:
+            progress.gpu_busy = busy_fraction(gpu_stats(job.gpus), progress.started, time.monotonic())
+        print(f"{name}: {note}  [{progress.line()}]")
+        progress.publish(self._artifact)
+
+    def _named(self, outcomes: dict[str, Outcome], outcome: Outcome) -> tuple[str, ...]:
+        """The names of the shots with ``outcome``, in the order they were given."""
+        return tuple(shot.name for shot in self._shots if outcomes.get(shot.name) == outcome)
