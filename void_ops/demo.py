@@ -44,7 +44,7 @@ def _floor(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     coarse = rng.random((height // 40 + 2, width // 40 + 2, 3)).astype(np.float32)  # 40 px blotches
     texture = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     fine = cv2.GaussianBlur(rng.random((height, width)).astype(np.float32), (0, 0), 1.2)[..., None]
-    base = np.array([150, 140, 120], np.float32) + 40 * (texture - 0.5) + 30 * (fine - 0.5)
+    base: np.ndarray = np.array([150, 140, 120], np.float32) + 40 * (texture - 0.5) + 30 * (fine - 0.5)
     rows, cols = np.mgrid[0:height, 0:width]
     tile = max(width // 8, 8)
     base[(rows % (tile * 9 // 16) < 3) | (cols % tile < 3)] *= 0.7  # floor tiles

@@ -70,7 +70,8 @@ class PlateView:
         if not self.view.scene_referred:
             return frames
         restored = self.view.from_model(np.clip(frames.astype(np.float32), 0.0, 1.0))
-        return np.minimum(restored, np.float32(max(float(plate.max()), 0.0))).astype(np.float32)
+        capped: np.ndarray = np.minimum(restored, np.float32(max(float(plate.max()), 0.0)))
+        return capped.astype(np.float32)
 
 
 def plate_view(shot: Shot, settings: ColourSettings) -> PlateView:

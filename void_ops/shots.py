@@ -24,9 +24,11 @@ __all__ = [
     "Delivery",
     "MediaKind",
     "MediaSource",
+    "NameSource",
     "PointPrompt",
     "Shot",
     "ShotInstructions",
+    "ShotStatus",
     "rate_fraction",
 ]
 

@@ -162,7 +162,8 @@ def union(masks: Mapping[int, np.ndarray]) -> np.ndarray:
     shapes = {mask.shape for mask in masks.values()}
     if len(shapes) != 1:
         raise InvalidInput(f"masks to union differ in shape: {sorted(shapes)}")
-    return np.logical_or.reduce(list(masks.values()))
+    union: np.ndarray = np.logical_or.reduce(list(masks.values()))
+    return union
 
 
 def _check_mask(name: str, mask: np.ndarray) -> None:
