@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "voidflow needs $(PYTHON) (Python 3.11) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple) $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e '.[ml,dev]'
+	$(BIN)/pip install --quiet -e '.[ml,dev,aaf]'
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation sam2==1.1.0
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 'expected the CPU build of torch 2.13.0, got ' + torch.__version__)"
 	touch $(STAMP)
