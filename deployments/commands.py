@@ -88,14 +88,21 @@ def _planned(request: Any, settings: Settings) -> list[Any]:
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> int:
+    from voidflow.flows.params import plan
+
     request = _request(args, settings)
-    shots = _planned(request, settings)
+    edit, shots = plan(request, allowed_roots=settings.allowed_roots, path_map=settings.path_map)
     colours = {shot.name: _plate_colour(shot, request) for shot in shots if shot.status == "ready"}
+    about = {"path": str(edit.path), "rate": edit.rate, "rate_evidence": edit.rate_evidence, "warnings": edit.warnings}
     if args.json:
         documents = [{**shot.to_json(), **({"colour": colours[shot.name]} if shot.name in colours else {})}
                      for shot in shots]  # fmt: skip
-        print(json.dumps({"shots": documents}, indent=2))
+        print(json.dumps({"edit": about, "shots": documents}, indent=2))
         return 0
+    rate = f"{edit.rate:.3f}".rstrip("0").rstrip(".")
+    print(f"edit {edit.path.name} at {rate} fps" + (f": {edit.rate_evidence}" if edit.rate_evidence else ""))
+    for warning in edit.warnings:
+        print(f"  note: {warning}")
     for shot in shots:
         state = "ready  " if shot.status == "ready" else "skipped"
         first, last = shot.source_start, shot.source_start + shot.duration - 1

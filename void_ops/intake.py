@@ -32,6 +32,8 @@ from urllib.parse import unquote, urlparse
 
 import opentimelineio as otio
 
+from voidflow.void_ops import media
+from voidflow.void_ops.edl_rate import EdlRate, check_edl_rate, infer_edl_rate
 from voidflow.void_ops.exceptions import EditUnreadable, InvalidInput, MediaInvalid, SidecarInvalid
 from voidflow.void_ops.hashing import sha256_path
 from voidflow.void_ops.shots import MediaSource, NameSource, Shot, ShotInstructions
@@ -72,7 +74,8 @@ class Edit:
         timeline: the OTIO timeline; treat it as read-only (``conform`` works on a copy).
         rate: the timeline's frame rate (record frames are counted at it).
         sha256: hash of the edit file's bytes.
-        warnings: what intake had to assume, e.g. the rate of an EDL.
+        warnings: what intake had to assume, e.g. an EDL rate that several standard rates fit.
+        rate_evidence: why the edit is read at ``rate`` (for an EDL: given, or inferred and from what).
     """
 
     path: Path
@@ -80,6 +83,7 @@ class Edit:
     rate: float
     sha256: str
     warnings: tuple[str, ...] = ()
+    rate_evidence: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +103,14 @@ def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
 
     Args:
         path: ``.otio``, ``.otioz``, ``.otiod``, ``.edl``, ``.xml`` (FCP7), ``.fcpxml`` or ``.aaf``.
-        edl_rate: timecode rate of an EDL (EDLs do not say). None: 30000/1001 when the EDL declares
-            ``FCM: DROP FRAME``, else 24; the choice is recorded in ``Edit.warnings``.
+        edl_rate: timecode rate of an EDL (EDLs do not say). None: inferred from the EDL itself
+            (``void_ops.edl_rate``: the media it names, drop-frame marks, the largest frame field); the evidence is
+            ``Edit.rate_evidence``, and an ambiguous choice is also one of ``Edit.warnings``.
 
     Raises:
         EditUnreadable: the file is missing, of an unsupported type, needs an adapter that is not installed, or
-            does not parse; the message names the file and the cause in one line.
+            does not parse; or an EDL's timecodes fit no rate, or not the given one; the message names the file
+            and the cause in one line.
     """
     path = Path(path).expanduser().absolute()
     suffix = path.suffix.lower()
@@ -118,8 +124,11 @@ def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
         raise EditUnreadable(f"{path}: the OTIO adapter '{adapter}' is not installed (pip install {package})")
     warnings: list[str] = []
     options: dict[str, Any] = {}
+    evidence = ""
     if suffix == ".edl":
-        options["rate"] = edl_rate or _guess_edl_rate(path, warnings)
+        choice = _edl_rate(path, edl_rate)
+        options["rate"], evidence = choice.rate, choice.evidence
+        warnings += [choice.evidence] if choice.ambiguous else []
     try:
         try:
             result = otio.adapters.read_from_file(str(path), adapter_name=adapter, **options)
@@ -142,16 +151,26 @@ def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
         timeline = timelines[0] if len(timelines) == 1 else None
     if timeline is None:
         raise EditUnreadable(f"{path}: expected one timeline, got {type(result).__name__}")
-    return Edit(path, timeline, timeline_rate(timeline, options.get("rate")), sha256_path(path), tuple(warnings))
+    rate = timeline_rate(timeline, options.get("rate"))
+    return Edit(path, timeline, rate, sha256_path(path), tuple(warnings), evidence)
 
 
-def _guess_edl_rate(path: Path, warnings: list[str]) -> float:
-    head = path.read_text(encoding="utf-8", errors="replace")[:4096].upper()
-    if re.search(r"^FCM:\s*DROP FRAME", head, re.MULTILINE):
-        warnings.append("EDL rate not given; FCM: DROP FRAME read as 30000/1001")
-        return 30000 / 1001
-    warnings.append("EDL rate not given; read at 24 fps")
-    return 24.0
+def _edl_rate(path: Path, given: float | None) -> EdlRate:
+    """The rate an EDL is read at: ``given`` (checked against its timecodes), else inferred from the EDL and the
+    media its comments name beside it."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if given:
+        check_edl_rate(text, given, name=str(path))
+        return EdlRate(given, f"EDL rate {given:g} fps: given (--edl-rate)")
+
+    def media_rate(named: str) -> float | None:
+        candidate = Path(named) if Path(named).is_absolute() else path.parent / named
+        try:
+            return float(media.probe(candidate).rate) if candidate.is_file() else None
+        except (MediaInvalid, OSError):
+            return None  # unreadable media is no evidence; planning reports it per shot
+
+    return infer_edl_rate(text, name=str(path), media_rate=media_rate)
 
 
 def timeline_rate(timeline: otio.schema.Timeline, given: float | None = None) -> float:

@@ -146,3 +146,38 @@ def test_plate_the_media_layer_cannot_read_is_skipped_at_plan_time(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     [shot] = json.loads(result.stdout)["shots"]
     assert shot["status"] == "skipped" and "plate.mov: unreadable or not media" in shot["reason"], shot
+
+
+PAL_EDL = """TITLE: pal reel
+FCM: NON-DROP FRAME
+
+001  A001C003 V     C        01:00:00:00 01:00:01:24 10:00:00:00 10:00:01:24
+* FROM CLIP NAME: A001C003
+002  A001C004 V     C        01:00:05:10 01:00:06:00 10:00:01:24 10:00:02:14
+* FROM CLIP NAME: A001C004
+"""
+
+
+def test_a_25_fps_edl_plans_without_edl_rate_and_says_why(tmp_path: Path) -> None:
+    edl = tmp_path / "pal.edl"
+    edl.write_text(PAL_EDL)
+    result = voidflow("plan", str(edl), "--all", "--json", home=tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["edit"]["rate"] == 25.0
+    assert plan["edit"]["rate_evidence"] == "EDL rate 25 fps: frame fields run to 24 (01:00:01:24)"
+    assert [shot["duration"] for shot in plan["shots"]] == [49, 15]  # counted at 25 fps: 1 s 24 fr, 15 fr
+    text = voidflow("plan", str(edl), "--all", home=tmp_path / "home")
+    assert (
+        text.stdout.splitlines()[0] == "edit pal.edl at 25 fps: EDL rate 25 fps: frame fields run to 24 (01:00:01:24)"
+    )
+
+
+def test_an_edl_rate_its_timecodes_contradict_is_refused_in_one_line(tmp_path: Path) -> None:
+    edl = tmp_path / "pal.edl"
+    edl.write_text(PAL_EDL)
+    result = voidflow("plan", str(edl), "--edl-rate", "24", home=tmp_path / "home")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr == (
+        f"voidflow: error: {edl}: timecode 01:00:01:24 has frame 24, beyond what --edl-rate 24 allows (frames 0-23)\n"
+    )
