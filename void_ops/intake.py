@@ -129,6 +129,8 @@ def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
         choice = _edl_rate(path, edl_rate)
         options["rate"], evidence = choice.rate, choice.evidence
         warnings += [choice.evidence] if choice.ambiguous else []
+    if suffix == ".otiod":
+        options["absolute_media_reference_paths"] = True  # the bundle's media/, wherever the bundle was moved
     try:
         try:
             result = otio.adapters.read_from_file(str(path), adapter_name=adapter, **options)
@@ -149,10 +151,27 @@ def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
     if timeline is None and isinstance(result, otio.schema.SerializableCollection):
         timelines = list(result.find_children(descended_from_type=otio.schema.Timeline, shallow_search=True))
         timeline = timelines[0] if len(timelines) == 1 else None
+    if timeline is None and isinstance(result, otio.schema.SerializableCollection):
+        names = [item.name for item in result.find_children(descended_from_type=otio.schema.Timeline)]
+        held = f"{len(names)} timelines ({', '.join(repr(name) for name in names)})" if names else "no timeline"
+        raise EditUnreadable(f"{path}: the file holds {held}; export the one sequence or project to process")
     if timeline is None:
         raise EditUnreadable(f"{path}: expected one timeline, got {type(result).__name__}")
+    if suffix == ".otioz":
+        warnings.append(_inside_the_zip(timeline, path))
     rate = timeline_rate(timeline, options.get("rate"))
     return Edit(path, timeline, rate, sha256_path(path), tuple(warnings), evidence)
+
+
+def _inside_the_zip(timeline: otio.schema.Timeline, bundle: Path) -> str:
+    """Point the relative media of an ``.otioz`` at the bundle itself (so a shot's reason names it), and say why
+    they cannot be read in place."""
+    for clip in timeline.find_clips():
+        ref = clip.media_reference
+        relative = isinstance(ref, otio.schema.ExternalReference) and not urlparse(ref.target_url).scheme
+        if relative and not Path(ref.target_url).is_absolute():
+            ref.target_url = (bundle / ref.target_url).as_uri()
+    return f"{bundle.name}: media inside an .otioz are not read in place; unzip it to a folder (an .otiod) to process"
 
 
 def _edl_rate(path: Path, given: float | None) -> EdlRate:
