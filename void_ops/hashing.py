@@ -76,13 +76,21 @@ def content_hash(parts: Iterable[str]) -> str:
     return digest.hexdigest()
 
 
-def range_hash(source: MediaSource, first: int, count: int, *, file_hash: Callable[[Path], str] = sha256_file) -> str:
+def range_hash(
+    source: MediaSource,
+    first: int,
+    count: int,
+    *,
+    file_hash: Callable[[Path], str] = sha256_file,
+    allow_gaps: bool = False,
+) -> str:
     """Content hash of frames [first, first + count) of a clip's media (0-based indices into the media).
 
     A movie combines its whole file's hash with the range (any byte may affect any frame); a sequence combines the
     hashes of the files of the range, in order. ``file_hash`` hashes one file (the ledger passes its memo).
 
     Example: frames 2..4 of ``sh010.%04d.exr`` starting at file 1001 hash files 1003, 1004 and 1005.
+    With ``allow_gaps`` a missing or empty file stands as its name (so the hash changes when it appears).
 
     Raises:
         MediaInvalid: the movie, or a file of the sequence in the range, is missing (named).
@@ -91,7 +99,7 @@ def range_hash(source: MediaSource, first: int, count: int, *, file_hash: Callab
     if source.kind == "movie":
         return content_hash([file_hash(Path(source.path)), f"{first}+{count}"])
     files = [source.file_for_index(index) for index in range(first, first + count)]
-    missing = next((file for file in files if not file.is_file()), None)
-    if missing is not None:
-        raise MediaInvalid(f"{source.path}: frame {missing.name} missing ({missing})")
-    return content_hash([file_hash(file) for file in files])
+    absent = [file for file in files if not file.is_file() or file.stat().st_size == 0]
+    if absent and not allow_gaps:
+        raise MediaInvalid(f"{source.path}: frame {absent[0].name} missing ({absent[0]})")
+    return content_hash([f"gap:{file.name}" if file in absent else file_hash(file) for file in files])

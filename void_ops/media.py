@@ -43,6 +43,7 @@ __all__ = [
     "MOVIE_CODECS",
     "SEQUENCE_FORMATS",
     "ExrCompression",
+    "GapPolicy",
     "MediaInfo",
     "MovieCodec",
     "SequenceFormat",
@@ -52,6 +53,7 @@ __all__ = [
     "read_frames",
     "read_mask",
     "read_matte",
+    "sequence_gaps",
     "sha256_file",
     "sha256_source",
     "timecode_from_bcd",
@@ -61,6 +63,9 @@ __all__ = [
     "write_sequence",
 ]
 
+#: What reading does with a missing or empty file of a sequence: refuse (``skip`` the shot at plan time), or stand
+#: in the nearest earlier frame (``hold``; the first later one at the head) or ``black`` (zeros).
+GapPolicy = Literal["skip", "hold", "black"]
 MovieCodec = Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "h264", "ffv1"]
 SequenceFormat = Literal["png", "exr", "dpx", "tiff"]
 _TIMECODE = re.compile(r"(\d\d):(\d\d):(\d\d)[:;](\d\d)")
@@ -190,13 +195,16 @@ def probe(source: MediaSource) -> MediaInfo:
     )
 
 
-def read_frames(source: MediaSource, first_index: int, count: int) -> np.ndarray:
+def read_frames(source: MediaSource, first_index: int, count: int, *, gaps: GapPolicy = "skip") -> np.ndarray:
     """Decode ``count`` frames from media index ``first_index`` on, as RGB.
 
     Args:
         source: a movie or an image sequence.
         first_index: media index of the first frame (0-based; sequences: file ``first_number + first_index``).
         count: number of frames, at least 1.
+        gaps: a sequence's missing or empty files (``sequence_gaps``): refused (``skip``), or stood in for by the
+            nearest earlier frame of the range (``hold``) or by black (``black``). A range with no frame at all is
+            refused whatever the policy.
 
     Returns:
         Array of shape ``(count, H, W, 3)``: uint8 for 8-bit RGB media (PNG, FFV1 RGB), uint16 (full 0..65535
@@ -213,9 +221,41 @@ def read_frames(source: MediaSource, first_index: int, count: int) -> np.ndarray
         info = _movie.probe(path)
         rgb8 = _bit_depth(info.pix_fmt) == 8 and not info.pix_fmt.startswith(("yuv", "nv", "gray"))
         return _movie.decode(path, first_index, count, "rgb24" if rgb8 else "rgb48le")
-    _check_sequence_files(source, first_index, count)
-    frames = [_rgb(_images.read(source.file_for_index(i))[1]) for i in range(first_index, first_index + count)]
+    indices = range(first_index, first_index + count)
+    missing = set(sequence_gaps(source, first_index, count))
+    if gaps == "skip" or len(missing) == count:
+        _check_sequence_files(source, first_index, count)
+    read = {
+        i: _rgb(_images.read(source.file_for_index(i))[1]) for i in indices if source.first_number + i not in missing
+    }
+    present = sorted(read)
+    frames = []
+    for index in indices:
+        if index in read:
+            frames.append(read[index])
+            continue
+        nearest = max((i for i in present if i < index), default=present[0])
+        frames.append(read[nearest] if gaps == "hold" else np.zeros_like(read[nearest]))
     return _stack(frames, source)
+
+
+def sequence_gaps(source: MediaSource, first_index: int, count: int) -> tuple[int, ...]:
+    """File numbers of a sequence range that are missing or empty (zero bytes), in order; () for movies.
+
+    Example: ``sh010.%04d.exr`` from file 1001, frames 0..9, with 1004 absent and 1007 empty → ``(1004, 1007)``.
+    """
+    if source.kind == "movie":
+        return ()
+    found = []
+    for index in range(first_index, first_index + count):
+        path = source.file_for_index(index)
+        try:
+            empty = path.stat().st_size == 0
+        except OSError:
+            empty = True
+        if empty:
+            found.append(source.first_number + index)
+    return tuple(found)
 
 
 def read_matte(source: MediaSource, first_index: int, count: int) -> np.ndarray:
@@ -540,12 +580,14 @@ def _check_range_args(source: MediaSource, first_index: int, count: int) -> None
 
 
 def _check_sequence_files(source: MediaSource, first_index: int, count: int) -> None:
-    for index in range(first_index, first_index + count):
-        if not source.file_for_index(index).is_file():
-            raise MediaInvalid(
-                f"{source.path}: frame {source.first_number + index} missing ({source.file_for_index(index)}); "
-                f"asked for frames {first_index}..{first_index + count - 1} ({count})"
-            )
+    gaps = sequence_gaps(source, first_index, count)
+    if gaps:
+        index = gaps[0] - source.first_number
+        what = "missing" if not source.file_for_index(index).is_file() else "empty (0 bytes)"
+        raise MediaInvalid(
+            f"{source.path}: frame {gaps[0]} {what} ({source.file_for_index(index)}); "
+            f"asked for frames {first_index}..{first_index + count - 1} ({count})"
+        )
 
 
 def ensure_writable_folder(folder: Path, *, what: str = "output folder") -> None:

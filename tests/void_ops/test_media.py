@@ -16,6 +16,7 @@ from voidflow.void_ops.media import (
     read_frames,
     read_mask,
     read_matte,
+    sequence_gaps,
     sha256_file,
     sha256_source,
     write_mask,
@@ -389,3 +390,49 @@ def test_atomic_write_renames_on_success_and_leaves_nothing_on_failure(tmp_path:
     with atomic_write(target, temporary=tmp_path / "report.html.partial") as temporary:
         temporary.write_text("two")
     assert target.read_text() == "two" and sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+# --- sequences with gaps ------------------------------------------------------------------------------------------
+
+
+def _counter_sequence(folder: Path) -> MediaSource:
+    """Ten PNG frames 1001..1010 whose every pixel holds the frame's position (0..9) times 20; 1004 is deleted and
+    1007 is left empty (0 bytes), as a render farm leaves them."""
+    frames = np.stack([np.full((8, 12, 3), 20 * index, np.uint8) for index in range(10)])
+    source = write_sequence(frames, folder / "plate" / "plate.%04d.png", Fraction(24), first_number=1001)
+    (folder / "plate" / "plate.1004.png").unlink()
+    (folder / "plate" / "plate.1007.png").write_bytes(b"")
+    return source
+
+
+def test_sequence_gaps_name_missing_and_empty_files(tmp_path: Path) -> None:
+    source = _counter_sequence(tmp_path)
+    assert sequence_gaps(source, 0, 10) == (1004, 1007)
+    assert sequence_gaps(source, 4, 2) == ()
+    with pytest.raises(MediaInvalid, match=r"frame 1004 missing .*plate\.1004\.png"):
+        read_frames(source, 0, 10)
+    with pytest.raises(MediaInvalid, match=r"frame 1007 empty \(0 bytes\)"):
+        read_frames(source, 4, 6)
+
+
+def test_gaps_are_held_or_black_on_request(tmp_path: Path) -> None:
+    source = _counter_sequence(tmp_path)
+    held = read_frames(source, 0, 10, gaps="hold")
+    assert [int(frame[0, 0, 0]) // 20 for frame in held] == [0, 1, 2, 2, 4, 5, 5, 7, 8, 9]
+    black = read_frames(source, 0, 10, gaps="black")
+    assert [int(frame.max()) // 20 for frame in black] == [0, 1, 2, 0, 4, 5, 0, 7, 8, 9]
+    head = read_frames(source, 3, 3, gaps="hold")  # a gap at the head holds the first later frame
+    assert [int(frame[0, 0, 0]) // 20 for frame in head] == [4, 4, 5]
+    with pytest.raises(MediaInvalid, match="frame 1004 missing"):
+        read_frames(source, 3, 1, gaps="hold")  # nothing to stand in from
+
+
+def test_a_gap_keys_the_range_until_the_frame_appears(tmp_path: Path) -> None:
+    from voidflow.void_ops.hashing import range_hash
+
+    source = _counter_sequence(tmp_path)
+    with pytest.raises(MediaInvalid, match="plate.1004.png missing"):
+        range_hash(source, 0, 10)
+    with_gaps = range_hash(source, 0, 10, allow_gaps=True)
+    (tmp_path / "plate" / "plate.1004.png").write_bytes((tmp_path / "plate" / "plate.1003.png").read_bytes())
+    assert range_hash(source, 0, 10, allow_gaps=True) != with_gaps  # the re-rendered frame reruns the shot
