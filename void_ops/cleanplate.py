@@ -54,6 +54,11 @@ class CleanPlate:
         """No limit: the median draws on every frame of the shot, so a shot is never split into windows."""
         return None
 
+    @property
+    def min_frames(self) -> int:
+        """No floor: any run costs what its frames cost."""
+        return 1
+
     def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
         """Nothing shot-specific: every frame is processed at plate size."""
         return {}

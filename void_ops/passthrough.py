@@ -22,9 +22,11 @@ class Passthrough:
 
     Attributes:
         max_frames: longest run it takes: None, every shot in one piece (there is nothing to window).
+        min_frames: shortest run it costs (1: no floor); with ``max_frames`` it lets tests window like VOID.
     """
 
     max_frames: int | None = None
+    min_frames: int = 1
     name: str = "passthrough"
     version: str = "1"
 

@@ -123,6 +123,12 @@ class Inpainter(Protocol):
         None: no limit, every shot in one call."""
         ...
 
+    @property
+    def min_frames(self) -> int:
+        """Shortest run a call costs (a shorter one is padded up to it; VOID: 85): a shot's last window is never
+        shorter. 1: no floor."""
+        ...
+
     def params(self) -> dict[str, object]: ...
 
     def describe(self, frames: int, height: int, width: int) -> dict[str, object]:
@@ -325,12 +331,17 @@ def _store_fill(shot: Shot, fill: np.ndarray, plate: np.ndarray, work: Path, ste
 WINDOW_OVERLAP = 16
 
 
-def frame_windows(frames: int, longest: int | None, overlap: int = WINDOW_OVERLAP) -> list[tuple[int, int]]:
-    """Split ``frames`` into windows [start, stop) of at most ``longest`` frames sharing ``overlap`` frames.
+def frame_windows(
+    frames: int, longest: int | None, overlap: int = WINDOW_OVERLAP, *, shortest: int = 1
+) -> list[tuple[int, int]]:
+    """Split ``frames`` into windows [start, stop) of at most ``longest`` frames, stepping by ``longest - overlap``.
 
-    One window when the shot fits (or ``longest`` is None); otherwise as few full-length windows as share at least
-    ``overlap`` frames, spread evenly from the first frame to the last. Example: ``frame_windows(300, 197)`` →
-    [(0, 197), (103, 300)]; ``frame_windows(44, 29)`` → [(0, 29), (8, 37), (15, 44)].
+    One window when the shot fits (or ``longest`` is None). Otherwise full windows follow each other by the step,
+    so neighbours share ``overlap`` frames, and the last window covers only what is left (plus its overlap), but
+    never fewer than ``shortest`` frames (a backend pads shorter runs up to that cost anyway, so the window reaches
+    further back instead). An N-frame shot costs ceil((N - overlap) / (longest - overlap)) windows, the last one short.
+    Examples: ``frame_windows(198, 197, shortest=85)`` → [(0, 197), (113, 198)]; ``frame_windows(400, 197)`` →
+    [(0, 197), (181, 378), (362, 400)].
 
     Raises:
         InvalidInput: ``overlap`` does not leave room for progress (``longest <= overlap``).
@@ -339,18 +350,29 @@ def frame_windows(frames: int, longest: int | None, overlap: int = WINDOW_OVERLA
         return [(0, frames)]
     if longest <= overlap:
         raise InvalidInput(f"a window of {longest} frames cannot overlap its neighbour by {overlap}")
-    count = -(-(frames - overlap) // (longest - overlap))  # ceil: windows needed for at least `overlap` shared
-    starts = [round(index * (frames - longest) / (count - 1)) for index in range(count)]
-    return [(start, start + longest) for start in starts]
+    step, spans, start = longest - overlap, [], 0
+    while start + longest < frames:
+        spans.append((start, start + longest))
+        start += step
+    last = min(max(frames - start, shortest), longest)
+    return [*spans, (frames - last, frames)]
 
 
-def windowed(frames: int, longest: int | None, run: Callable[[int, int], np.ndarray]) -> np.ndarray:
+def windowed(
+    frames: int,
+    longest: int | None,
+    run: Callable[[int, int], np.ndarray],
+    *,
+    shortest: int = 1,
+    overlap: int = WINDOW_OVERLAP,
+) -> np.ndarray:
     """Run ``run(start, stop)`` over ``frame_windows`` and cross-fade the results where windows overlap.
 
-    ``run`` returns (stop - start, H, W, 3) frames; the blend weights ramp linearly across each shared stretch
-    and sum to one, and each result keeps its dtype (integers are rounded).
+    ``run`` returns (stop - start, H, W, 3) frames. Each cross-fade spans exactly ``overlap`` frames, the last ones
+    the earlier window computed (a short last window that reaches further back gives way before them); the blend
+    weights ramp linearly across it and sum to one, and each result keeps its dtype (integers are rounded).
     """
-    spans = frame_windows(frames, longest)
+    spans = frame_windows(frames, longest, overlap, shortest=shortest)
     if len(spans) == 1:
         return run(0, frames)
     total: np.ndarray | None = None
@@ -360,13 +382,15 @@ def windowed(frames: int, longest: int | None, run: Callable[[int, int], np.ndar
         part = run(start, stop)
         dtype = part.dtype
         weight = np.ones(stop - start, np.float32)
-        if index > 0:  # fade in across what this window shares with the previous one
-            shared = spans[index - 1][1] - start
-            weight[:shared] = np.minimum(weight[:shared], np.linspace(0, 1, shared + 2, dtype=np.float32)[1:-1])
-        if index < len(spans) - 1:  # fade out across what it shares with the next one
-            shared = stop - spans[index + 1][0]
-            ramp = np.linspace(1, 0, shared + 2, dtype=np.float32)[1:-1]
-            weight[-shared:] = np.minimum(weight[-shared:], ramp)
+        if index > 0:  # nothing before the fade; fade in across the last `overlap` frames of the previous window
+            fade_end = spans[index - 1][1]
+            fade = min(overlap, fade_end - start)
+            weight[: fade_end - fade - start] = 0
+            weight[fade_end - fade - start : fade_end - start] = np.linspace(0, 1, fade + 2, dtype=np.float32)[1:-1]
+        if index < len(spans) - 1:  # fade out across the last `overlap` frames of this window
+            fade = min(overlap, stop - spans[index + 1][0])
+            ramp = np.linspace(1, 0, fade + 2, dtype=np.float32)[1:-1]
+            weight[-fade:] = np.minimum(weight[-fade:], ramp)
         if total is None:
             total = np.zeros((frames, *part.shape[1:]), np.float32)
         total[start:stop] += part.astype(np.float32) * weight[:, None, None, None]
@@ -414,7 +438,7 @@ def inpaint(
         window = None if first is None else first[start:stop]
         return backend(seen[start:stop], quadmask[start:stop], seed=seed, prompt=prompt, first_pass=window)
 
-    fill = windowed(len(plate), backend.max_frames, run_window)
+    fill = windowed(len(plate), backend.max_frames, run_window, shortest=backend.min_frames)
     fill = _resize_width(fill, plate.shape[2], cv2.INTER_AREA)  # back to the plate's geometry (resqueezed)
     return _store_fill(shot, view.from_model(fill, plate), plate, work, stem, label)
 

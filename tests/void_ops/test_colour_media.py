@@ -560,6 +560,7 @@ class _SeesShapes:
     name: str = "sees-shapes"
     version: str = "1"
     max_frames: int | None = None
+    min_frames: int = 1
 
     def params(self) -> dict[str, object]:
         return {}

@@ -91,19 +91,31 @@ def test_window_table(latent: int, spans: list[tuple[int, int]]) -> None:
 def test_long_shots_run_in_cross_faded_windows() -> None:
     from voidflow.void_ops.pipeline import frame_windows, windowed
 
-    assert frame_windows(300, 197) == [(0, 197), (103, 300)]
-    assert frame_windows(44, 29) == [(0, 29), (8, 37), (15, 44)]
+    # Full windows step by max - overlap; the last covers what is left, but never less than the shortest run.
+    assert frame_windows(197, 197, shortest=85) == [(0, 197)]
+    assert frame_windows(198, 197, shortest=85) == [(0, 197), (113, 198)]
+    assert frame_windows(300, 197, shortest=85) == [(0, 197), (181, 300)]
+    assert frame_windows(378, 197, shortest=85) == [(0, 197), (181, 378)]
+    assert frame_windows(400, 197, shortest=85) == [(0, 197), (181, 378), (315, 400)]
+    assert frame_windows(400, 197) == [(0, 197), (181, 378), (362, 400)]
     assert frame_windows(20, 29) == [(0, 20)]
+    for frames in range(198, 700, 7):  # cost: ceil((N - overlap) / (max - overlap)) windows, and every frame covered
+        spans = frame_windows(frames, 197, shortest=85)
+        assert len(spans) == -(-(frames - 16) // 181) and spans[0][0] == 0 and spans[-1][1] == frames
+        assert all(a[1] - b[0] >= 16 for a, b in zip(spans, spans[1:], strict=False))
     calls: list[tuple[int, int]] = []
 
     def backend(start: int, stop: int) -> np.ndarray:
         calls.append((start, stop))
         return np.full((stop - start, 2, 2, 3), 100 + start, np.uint16)
 
-    out = windowed(44, 29, backend)
-    assert calls == [(0, 29), (8, 37), (15, 44)] and out.shape == (44, 2, 2, 3) and out.dtype == np.uint16
-    assert out[0, 0, 0, 0] == 100 and out[-1, 0, 0, 0] == 115  # ends come from one window each
-    assert np.all(np.diff(out[:, 0, 0, 0].astype(int)) >= 0)  # the overlaps fade from one window to the next
+    out = windowed(60, 29, backend, shortest=20, overlap=6)
+    assert calls == [(0, 29), (23, 52), (40, 60)] and out.shape == (60, 2, 2, 3) and out.dtype == np.uint16
+    values = out[:, 0, 0, 0].astype(int).tolist()
+    assert values[:23] == [100] * 23 and values[-8:] == [140] * 8  # ends come from one window each
+    assert values[29:46] == [123] * 17  # the short last window gives way until the last 6 frames window 2 made
+    assert 123 < values[47] < 140 and values[52:] == [140] * 8  # one 6-frame fade per join, nothing more
+    assert np.all(np.diff(values) >= 0)
     with pytest.raises(InvalidInput):
         frame_windows(100, 16)
 
@@ -297,9 +309,11 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
     runs = pass1["gpu_runs"]
     assert len(runs) == 3 and {run["gpu"] for run in runs} == {f"voidflow-{result.batch_id[:8]}-gpu0"}
     assert all(run["recipe"]["name"] == "configured" and run["seconds"] > 0 for run in runs)
-    # 44 frames (handles included) are longer than the 29-frame run: three cross-faded shot windows of 29 frames,
-    # each 8 latent frames in multidiffusion windows of 4 overlapping by 2, letterboxed.
-    assert pass1["input_frames"] == 44 and pass1["shot_windows"] == [[0, 29], [8, 37], [15, 44]]
+    # 44 frames (handles included) are longer than the 29-frame run: cross-faded shot windows stepping by 29 - 16,
+    # the last one only as long as what is left (18 frames, padded to 21); the full ones are 8 latent frames in
+    # multidiffusion windows of 4 overlapping by 2, letterboxed.
+    assert pass1["input_frames"] == 44 and pass1["shot_windows"] == [[0, 29], [13, 42], [26, 44]]
+    assert pass1["padded_frames_by_window"] == [29, 29, 21]
     assert (pass1["padded_frames"], pass1["latent_frames"]) == (29, 8)
     assert pass1["windows"] == [[0, 4], [2, 6], [4, 8]]
     assert pass1["fit"]["mode"] == "letterbox" and pass1["fit"]["width"] == 96

@@ -152,13 +152,16 @@ def describe_clip(
     from voidflow.void_ops.pipeline import frame_windows
     from voidflow.void_ops.void.values import window_spans
 
-    shot_windows = frame_windows(frames, settings.max_frames)
+    shot_windows = frame_windows(frames, settings.max_frames, shortest=settings.min_frames)
     longest = max(stop - start for start, stop in shot_windows)
     length = padded_length(longest, min_length=settings.min_frames, max_length=settings.max_frames)
+    runs = [padded_length(stop - start, min_length=settings.min_frames, max_length=settings.max_frames)
+            for start, stop in shot_windows]  # fmt: skip
     _, fit = fit_frames(np.zeros((1, height, width), np.uint8), settings.height, settings.width, mode=settings.fit)
     return {
         "input_frames": frames,
         "shot_windows": [list(span) for span in shot_windows],
+        "padded_frames_by_window": runs,
         "padded_frames": length,
         "latent_frames": latent_frames(length),
         "windows": [list(span) for span in window_spans(latent_frames(length), window=window, overlap=overlap)],
@@ -461,6 +464,11 @@ class VoidPass:
     def max_frames(self) -> int:
         """Longest shot one run takes; longer shots run in cross-faded windows (``void_ops.pipeline.windowed``)."""
         return self.settings.max_frames
+
+    @property
+    def min_frames(self) -> int:
+        """Shortest run VOID costs: shorter clips are padded up to it, so a shot's last window is never shorter."""
+        return self.settings.min_frames
 
     def params(self) -> dict[str, object]:
         """Return the backend's geometry (pass 2: and warp settings) and the model pass's recipe, for provenance.
