@@ -18,7 +18,7 @@ from voidflow.void_ops.exceptions import ConfigurationError
 from voidflow.void_ops.masking._vlm_settings import VlmMode
 from voidflow.void_ops.masking.masker import SegmentMasker
 from voidflow.void_ops.masking.vlm import GeminiVlm, StoredFirstVlm, Vlm, VlmExchange, VlmSettings, make_client
-from voidflow.void_ops.mattes import MatteMasker
+from voidflow.void_ops.mattes import MatteMasker, QuadmaskMasker
 from voidflow.void_ops.passthrough import Passthrough
 from voidflow.void_ops.pipeline import Backend, Inpainter, Masker
 from voidflow.void_ops.shots import Shot
@@ -57,12 +57,14 @@ def make_backend(
 def make_masker(
     shot: Shot, *, sam2_actor: str | None = None, sam2_max_side: int = 1024, vlm: Vlm | None = None
 ) -> Masker:
-    """Build the masker for ``shot``: its matte when it has one, else SAM2 on the named actor (with the VLM when
-    one is given).
+    """Build the masker for ``shot``: its own quadmask when it has one; else its matte (with its affected matte and
+    ring); else SAM2 on the named actor (with the VLM when one is given).
 
     Raises:
-        ConfigurationError: the shot has no matte and the batch started no SAM2 model.
+        ConfigurationError: the shot has no quadmask or matte and the batch started no SAM2 model.
     """
+    if shot.instructions.quadmask:
+        return QuadmaskMasker()
     if shot.instructions.matte:
         return MatteMasker()
     if sam2_actor is None:
@@ -73,8 +75,8 @@ def make_masker(
 
 
 def needs_segmenter(shot: Shot) -> bool:
-    """Whether the shot's mask comes from SAM2 (it has no matte)."""
-    return not shot.instructions.matte
+    """Whether the shot's mask comes from SAM2 (it has neither a quadmask nor a matte)."""
+    return not (shot.instructions.quadmask or shot.instructions.matte)
 
 
 def make_vlm(

@@ -37,7 +37,7 @@ from voidflow.void_ops.keys import stage_key
 from voidflow.void_ops.masking._vlm_settings import VlmMode
 from voidflow.void_ops.masking.sam2_video import Sam2Settings
 from voidflow.void_ops.masking.vlm import Vlm, VlmExchange, VlmSettings
-from voidflow.void_ops.mattes import matte_source
+from voidflow.void_ops.mattes import mask_sources
 from voidflow.void_ops.pipeline import Backend, DeliverySpec, Masker, QcReport, StageFile
 from voidflow.void_ops.plates import ColourSettings, PlateView, plate_view
 from voidflow.void_ops.shots import PLATE_ALPHA, Shot
@@ -101,22 +101,22 @@ def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
 
 
 def mask_inputs(ledger: Ledger, shot: Shot) -> dict[str, str]:
-    """Content hashes the mask stage depends on: the plate range and, when the shot has one, its matte.
+    """Content hashes the mask stage depends on: the plate range and each mask file the shot names (``quadmask``,
+    ``matte``, ``affected_matte``; a movie hashes whole, a sequence its files in the plate range), keyed by field.
 
     Raises:
-        MatteInvalid: the matte or one of its frames is missing.
+        MatteInvalid: a mask file or one of its frames is missing (the message names the shot and the field).
         MediaInvalid: a plate frame is missing.
         OSError: a file cannot be read.
     """
     assert shot.media is not None
     first = shot.media.index_of(shot.first)
     inputs = {"plate": ledger.range_hash(shot.media, first, shot.frames)}
-    if shot.instructions.matte:
-        matte = matte_source(shot.instructions.matte, shot.media)
+    for name, source in mask_sources(shot).items():
         try:
-            inputs["matte"] = ledger.range_hash(matte, first, shot.frames)
+            inputs[name] = ledger.range_hash(source, first, shot.frames)
         except MediaInvalid as error:
-            raise MatteInvalid(f"shot '{shot.name}': matte unusable: {error}") from None
+            raise MatteInvalid(f"shot '{shot.name}': {name} unusable: {error}") from None
     return inputs
 
 
@@ -269,7 +269,7 @@ class _Parts:
     masker: Masker
     models: dict[str, ActorModel]  # the GPU pool's passes by stage name; empty off the pool
     view: PlateView
-    inputs: dict[str, str]  # the mask stage's content hashes: the plate range and, when there is one, the matte
+    inputs: dict[str, str]  # the mask stage's content hashes: the plate range and each mask file, by field
 
     @property
     def plate(self) -> str:
@@ -279,12 +279,14 @@ class _Parts:
 
 def _parts(context: _Shot, slot: int) -> _Parts:
     """Check the shot's files are allowed, build its masker and GPU models (``slot`` picks the actors), and read
-    its plate's colour and content hashes; a plate or matte that cannot be read fails the mask stage."""
+    its plate's colour and content hashes; a plate or mask file that cannot be read fails the mask stage."""
     job, shot, ledger = context.job, context.shot, context.ledger
     assert shot.media is not None
     ensure_allowed(shot.media.path, job.allowed_roots, what=f"shot '{shot.name}': media")
-    if shot.instructions.matte and shot.instructions.matte != PLATE_ALPHA:
-        ensure_allowed(shot.instructions.matte, job.allowed_roots, what=f"shot '{shot.name}': matte")
+    given = shot.instructions
+    for name, path in (("matte", given.matte), ("affected_matte", given.affected_matte), ("quadmask", given.quadmask)):
+        if path and path != PLATE_ALPHA:
+            ensure_allowed(path, job.allowed_roots, what=f"shot '{shot.name}': {name}")
     masker = make_masker(
         shot,
         sam2_actor=job.sam2_actors[slot % len(job.sam2_actors)] if job.sam2_actors else None,

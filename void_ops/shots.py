@@ -23,9 +23,13 @@ __all__ = [
     "BoxPrompt",
     "Delivery",
     "MediaKind",
+    "MediaProbe",
     "MediaSource",
+    "MissingFrames",
     "NameSource",
     "PointPrompt",
+    "Retime",
+    "RetimeKind",
     "Shot",
     "ShotInstructions",
     "ShotStatus",
@@ -38,8 +42,15 @@ PLATE_ALPHA = "plate-alpha"
 MediaKind = Literal["movie", "sequence"]
 ShotStatus = Literal["ready", "skipped"]
 NameSource = Literal["metadata", "marker", "clip"]
+#: A clip's constant-speed time effect: ``speed`` (forward at any rate), ``reverse`` or ``freeze`` (one frame held).
+RetimeKind = Literal["speed", "reverse", "freeze"]
+#: What to do with missing or empty frames of an image-sequence plate: skip the shot, hold the previous frame, or
+#: fill with black (``ShotInstructions.missing_frames``).
+MissingFrames = Literal["skip", "hold", "black"]
 
 _NTSC_RATES = {24000: 1001, 30000: 1001, 48000: 1001, 60000: 1001}
+#: Slack for float time scalars such as 1/3 written as 0.3333333333333333 (3 record frames must reach frame 1).
+_FRAME_EPSILON = 1e-6
 
 
 def rate_fraction(rate: float) -> Fraction:
@@ -91,6 +102,78 @@ class MediaSource:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaProbe:
+    """What planning reads from the media file itself (one probe per clip, at plan time).
+
+    Attributes:
+        frames: frames the media holds (a sequence: consecutive files from its first number).
+        timecode: the media's own start timecode (a movie's tag, a sequence's first ``smpte:TimeCode``) as
+            ``HH:MM:SS:FF`` (``;`` before the frames for drop frame), or None when it carries none.
+    """
+
+    frames: int
+    timecode: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retime:
+    """A clip's linear time warp or freeze frame, resolved to the source frames the timeline shows.
+
+    OTIO semantics (``LinearTimeWarp.time_scalar``): the effect does not change how long the clip lasts on the
+    timeline (``record_frames``, its ``source_range`` duration); it plays the media at ``scalar`` source frames per
+    record frame from the ``source_range`` start. Record frame ``i`` shows media time ``start + i * scalar``
+    (rounded down, as Avid renders it); a freeze frame holds ``start``. For a reverse (negative ``scalar``) the
+    ``source_range`` start is the *lowest* frame of the segment, played from its end backwards: the convention the
+    AAF adapter writes (Avid's source clip under its Motion Control effect) and Avid renders.
+
+    The clip consumes the source segment ``[start, start + |scalar| * record_frames)`` (one frame for a freeze):
+    ``source_first``..``source_last``, both inclusive. That segment, not only the frames sampled from it, is what
+    voidflow pulls, so an NLE that blends neighbouring frames finds them in the new media too.
+
+    Attributes:
+        kind: ``speed``, ``reverse`` or ``freeze``.
+        scalar: OTIO's ``time_scalar``: 2.0 double speed, 0.5 half speed, -1.0 reverse, 0.0 freeze.
+        record_frames: frames the clip occupies on the timeline (counted at the media rate).
+        source_first: first media time of the segment (its lowest frame).
+        source_last: last media time of the segment (inclusive).
+    """
+
+    kind: RetimeKind
+    scalar: float
+    record_frames: int
+    source_first: int
+    source_last: int
+
+    @property
+    def source_frames(self) -> int:
+        """Frames of the source segment: ``source_last - source_first + 1``."""
+        return self.source_last - self.source_first + 1
+
+    def frame_at(self, record_frame: int) -> int:
+        """The media time the timeline shows at ``record_frame`` (0-based from the clip's first record frame)."""
+        if self.kind == "freeze":
+            return self.source_first
+        step = abs(self.scalar)
+        # A reverse plays its segment from the top: record frame 0 shows the frame just below its exclusive end.
+        offset = record_frame * step if self.kind == "speed" else step * (self.record_frames - record_frame - 1)
+        return self.source_first + math.floor(offset + _FRAME_EPSILON)
+
+    def shown(self) -> tuple[int, ...]:
+        """The media time shown at each record frame of the clip, in timeline order."""
+        return tuple(self.frame_at(index) for index in range(self.record_frames))
+
+    def to_json(self) -> dict[str, object]:
+        """The retime as ``voidflow plan --json`` prints it."""
+        return {
+            "kind": self.kind,
+            "scalar": self.scalar,
+            "record_frames": self.record_frames,
+            "source_first": self.source_first,
+            "source_last": self.source_last,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class PointPrompt:
     """A click on the object to remove, in plate pixels, on a shot frame."""
 
@@ -123,6 +206,12 @@ class ShotInstructions:
         matte: path of an existing matte (white or alpha = object): a movie, or an image sequence as a printf
             pattern (``/roto/sh010.%04d.png``); indexed like the plate (matte index k is plate index k).
         affected_ring: width in plate pixels of the "affected" (127) ring grown around the object; 0 for none.
+        affected_matte: path of a roto of the *affected* region (shadow, reflection, what falls), same forms as
+            ``matte``: it becomes the 127 class, 63 where it overlaps the object; needs ``matte``.
+        quadmask: path of a finished VOID quadmask (0 remove, 63 overlap, 127 affected, 255 keep), a movie or a
+            printf sequence indexed like the plate; used as is, instead of any matte or segmentation.
+        missing_frames: what to do with missing or empty frames of an image-sequence plate: ``skip`` the shot,
+            ``hold`` the previous frame, or fill with ``black``.
         seed: the shot's seed, or None to use the batch seed.
         pass2: run VOID's pass 2 on this shot (True/False), or None to follow the batch.
         priority: scheduling order: higher runs first; equal priorities run the longest shot first.
@@ -136,6 +225,9 @@ class ShotInstructions:
     boxes: tuple[BoxPrompt, ...] = ()
     matte: str | None = None
     affected_ring: int = 0
+    affected_matte: str | None = None
+    quadmask: str | None = None
+    missing_frames: MissingFrames = "skip"
     seed: int | None = None
     pass2: bool | None = None
     priority: int = 0
@@ -154,13 +246,17 @@ class Shot:
         name_source: where ``name`` came from: clip ``metadata``, a ``marker``, or the ``clip`` name.
         media: the clip's media, or None when the edit has no usable reference.
         rate: media frame rate.
-        source_start: first frame of the media the edit shows (media time, frames at ``rate``).
-        duration: frames the edit shows, without handles.
+        source_start: first frame of the media the edit shows (media time, frames at ``rate``); for a retimed
+            clip, the first frame of the source segment it consumes (``retime.source_first``).
+        duration: source frames the edit shows, without handles: the cut's length, or for a retimed clip the
+            length of its source segment (twice the cut for 2x, one frame for a freeze).
         handles: (head, tail) frames beyond the cut, clipped to the media's available range.
         record_start: where the clip starts on the timeline, in frames at the timeline's rate from its start.
         status: ``"ready"`` when it will be processed, else ``"skipped"``.
-        reason: why it is skipped ("" when ready); also carries warnings for ready shots.
+        reason: why it is skipped ("" when ready).
         instructions: what to remove and how.
+        retime: the clip's time warp or freeze frame resolved to source frames, or None for a clip at speed.
+        warnings: what planning had to choose for this shot (e.g. the edit's range over the file's timecode).
     """
 
     name: str
@@ -177,6 +273,8 @@ class Shot:
     status: ShotStatus
     reason: str = ""
     instructions: ShotInstructions = field(default_factory=ShotInstructions)
+    retime: Retime | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def first(self) -> int:
@@ -201,9 +299,12 @@ class Shot:
             "source_start": self.source_start,
             "duration": self.duration,
             "handles": list(self.handles),
+            "pulled": [self.first, self.first + self.frames - 1],
             "record_start": self.record_start,
+            "retime": self.retime.to_json() if self.retime else None,
             "status": self.status,
             "reason": self.reason,
+            "warnings": list(self.warnings),
         }
 
 

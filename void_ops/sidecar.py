@@ -8,15 +8,33 @@ A YAML or JSON sidecar is keyed by shot name::
         prompt: A wooden floor in an empty room.
         matte: roto/sh010.%04d.png      # relative to the sidecar's folder; a movie or a sequence; or plate-alpha
         affected_ring: 24               # grow a 24 px "affected" ring around the object
+        affected_matte: roto/sh010_shadow.%04d.png   # a roto of the affected region (127; 63 where it meets the matte)
         points: [{frame: 0, x: 320, y: 200}]
         boxes: [{frame: 0, box: [280, 160, 360, 240]}]
         seed: 7
         pass2: true                     # run VOID's pass 2 on this shot (default: the batch's --pass2)
         priority: 10                    # higher runs first; equal priorities run longest shot first (default 0)
         colourspace: ACEScg             # the plate's OCIO colour space (default: the batch's, else inferred)
+        missing_frames: hold            # missing or empty frames of an image-sequence plate: skip, hold or black
+      sh020:
+        quadmask: masks/sh020_quadmask.mov   # a finished VOID quadmask (0/63/127/255): no matte, SAM2 or VLM
 
-A CSV sidecar has a ``shot`` column and any of ``remove, prompt, matte, affected_ring, seed, pass2, priority, points,
-boxes``; ``points`` and ``boxes`` hold the same lists as JSON text. Empty cells mean "not set".
+Mask fields (paths relative to the sidecar's folder; a movie, or a sequence as a printf pattern or ``####``; all
+indexed like the plate: file index k covers plate index k):
+
+- ``matte``: the object (white or alpha), or ``plate-alpha``.
+- ``affected_matte``: the affected region (white or alpha, same forms as ``matte``); needs ``matte``. The affected
+  class is the union of this roto and the ``affected_ring`` grown around the object; the ring never covers the
+  object, so 63 (overlap) comes only from this roto.
+- ``quadmask``: a finished quadmask, used alone (with ``matte``, ``affected_matte`` or ``affected_ring`` it is
+  refused). Its first channel is read and quantised by VOID's value ranges, so a lossy movie still reads right.
+
+``missing_frames`` says what to do with missing or empty frames of an image-sequence plate: ``skip`` the shot
+(default), ``hold`` the previous frame, or fill with ``black``.
+
+A CSV sidecar has a ``shot`` column and any of ``remove, prompt, matte, affected_ring, affected_matte, quadmask,
+missing_frames, seed, pass2, priority, colourspace, points, boxes``; ``points`` and ``boxes`` hold the same lists as
+JSON text. Empty cells mean "not set".
 
 The same entry schema validates ``clip.metadata["voidflow"]`` and ``marker.metadata["voidflow"]`` in the edit.
 """
@@ -27,7 +45,7 @@ import csv
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -38,7 +56,8 @@ from voidflow.void_ops.shots import PLATE_ALPHA, BoxPrompt, PointPrompt, ShotIns
 __all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "validate_entry"]
 
 _CSV_COLUMNS = (
-    "shot", "remove", "prompt", "matte", "affected_ring", "seed", "pass2", "priority", "colourspace", "points", "boxes",
+    "shot", "remove", "prompt", "matte", "affected_ring", "affected_matte", "quadmask", "missing_frames", "seed",
+    "pass2", "priority", "colourspace", "points", "boxes",
 )  # fmt: skip
 
 
@@ -73,6 +92,9 @@ class ShotEntry(BaseModel):
     prompt: str = ""
     matte: str | None = None
     affected_ring: int = Field(default=0, ge=0, le=4096)
+    affected_matte: str | None = Field(default=None, min_length=1)
+    quadmask: str | None = Field(default=None, min_length=1)
+    missing_frames: Literal["skip", "hold", "black"] = "skip"
     seed: int | None = Field(default=None, ge=0, lt=2**63)
     pass2: bool | None = None
     priority: int = Field(default=0, ge=-1000, le=1000)
@@ -94,6 +116,20 @@ def _describe(error: ValidationError) -> str:
     return f"field '{where}': {first['msg']} (got {first.get('input')!r})"
 
 
+def _mask_conflict(entry: ShotEntry) -> str | None:
+    """Why the entry's mask fields cannot go together ("field '<name>': <cause>"), or None when they can."""
+    if entry.quadmask is not None:
+        if entry.quadmask == PLATE_ALPHA:
+            return f"field 'quadmask': {PLATE_ALPHA} is a matte, not a quadmask (use 'matte: {PLATE_ALPHA}')"
+        given = [name for name in ("matte", "affected_matte") if getattr(entry, name)]
+        given += ["affected_ring"] if entry.affected_ring else []
+        if given:
+            return f"field 'quadmask': a quadmask already holds every class; drop {', '.join(given)}"
+    if entry.affected_matte and not entry.matte:
+        return "field 'affected_matte': needs 'matte' (or 'matte: plate-alpha') for the object"
+    return None
+
+
 def validate_entry(data: object, *, where: str) -> ShotEntry:
     """Validate one shot entry.
 
@@ -102,28 +138,43 @@ def validate_entry(data: object, *, where: str) -> ShotEntry:
         where: the place to name in an error, e.g. ``"cut.yaml: shot 'sh010'"``.
 
     Raises:
-        SidecarInvalid: the entry breaks the schema; the message names ``where``, the field and the value.
+        SidecarInvalid: the entry breaks the schema, or names mask fields that cannot go together (``quadmask``
+            with any other mask field; ``affected_matte`` without ``matte``); the message names ``where``, the
+            field and the value or cause.
     """
     try:
-        return ShotEntry.model_validate(data)
+        entry = ShotEntry.model_validate(data)
     except ValidationError as error:
         raise SidecarInvalid(f"{where}: {_describe(error)}") from None
+    conflict = _mask_conflict(entry)
+    if conflict is not None:
+        raise SidecarInvalid(f"{where}: {conflict}")
+    return entry
+
+
+def _mask_path(path: str | None, base: Path) -> str | None:
+    """A mask field's path: ``####`` becomes ``%04d``; a relative path is resolved against ``base``."""
+    if not path:
+        return None
+    path = path.replace("####", "%04d")
+    if path == PLATE_ALPHA or Path(path).is_absolute():
+        return path
+    return str((base / path).resolve())
 
 
 def entry_to_instructions(entry: ShotEntry, *, base: Path) -> ShotInstructions:
-    """Turn a validated entry into instructions; a relative matte path is resolved against ``base``."""
-    matte = None
-    if entry.matte:
-        matte = entry.matte.replace("####", "%04d")
-        if matte != PLATE_ALPHA and not Path(matte).is_absolute():
-            matte = str((base / matte).resolve())
+    """Turn a validated entry into instructions; relative mask paths (``matte``, ``affected_matte``, ``quadmask``)
+    are resolved against ``base``."""
     return ShotInstructions(
         remove=entry.remove,
         prompt=entry.prompt,
         points=tuple(PointPrompt(p.frame, p.x, p.y, p.positive) for p in entry.points),
         boxes=tuple(BoxPrompt(b.frame, *b.box) for b in entry.boxes),
-        matte=matte,
+        matte=_mask_path(entry.matte, base),
         affected_ring=entry.affected_ring,
+        affected_matte=_mask_path(entry.affected_matte, base),
+        quadmask=_mask_path(entry.quadmask, base),
+        missing_frames=entry.missing_frames,
         seed=entry.seed,
         pass2=entry.pass2,
         priority=entry.priority,
@@ -170,7 +221,7 @@ def load_sidecar(path: Path) -> dict[str, ShotInstructions]:
         path: a ``.yaml``/``.yml``, ``.json`` or ``.csv`` file.
 
     Returns:
-        Instructions by shot name. Matte paths are absolute.
+        Instructions by shot name. Mask paths (``matte``, ``affected_matte``, ``quadmask``) are absolute.
 
     Raises:
         SidecarInvalid: the file is missing, unparsable, or an entry breaks the schema (the message names the

@@ -80,3 +80,58 @@ def test_unparsable_and_misshapen_files(tmp_path: Path) -> None:
         load_sidecar(tmp_path / "none.yaml")
     with pytest.raises(SidecarInvalid, match="unsupported sidecar type '.txt'"):
         load_sidecar(tmp_path / "notes.txt")
+
+
+def test_mask_fields_and_missing_frames_in_yaml_and_csv(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "shots:\n"
+        "  sh010: {matte: roto/o.####.png, affected_matte: roto/shadow.mov, affected_ring: 4, missing_frames: hold}\n"
+        "  sh020: {quadmask: masks/q.%04d.png, missing_frames: black}\n"
+        "  sh030: {matte: plate-alpha, affected_matte: plate-alpha}\n"
+    )
+    (tmp_path / "a.csv").write_text(
+        "shot,matte,affected_matte,quadmask,missing_frames\n"
+        "sh010,roto/o.####.png,roto/shadow.mov,,hold\n"
+        "sh020,,,masks/q.%04d.png,black\n"
+        "sh030,plate-alpha,plate-alpha,,\n"
+    )
+    for name in ("a.yaml", "a.csv"):
+        entries = load_sidecar(tmp_path / name)
+        first, second, third = entries["sh010"], entries["sh020"], entries["sh030"]
+        assert (first.matte, first.affected_matte, first.quadmask, first.missing_frames) == (
+            str(tmp_path / "roto/o.%04d.png"),
+            str(tmp_path / "roto/shadow.mov"),
+            None,
+            "hold",
+        )
+        assert (second.matte, second.quadmask, second.missing_frames) == (
+            None,
+            str(tmp_path / "masks/q.%04d.png"),
+            "black",
+        )
+        assert (third.matte, third.affected_matte, third.missing_frames) == ("plate-alpha", "plate-alpha", "skip")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            {"quadmask": "q.mov", "affected_matte": "a.mov", "matte": "m.mov"},
+            "field 'quadmask': a quadmask already holds every class; drop matte, affected_matte",
+        ),
+        (
+            {"quadmask": "q.mov", "affected_ring": 8},
+            "field 'quadmask': a quadmask already holds every class; drop affected_ring",
+        ),
+        ({"quadmask": "plate-alpha"}, "field 'quadmask': plate-alpha is a matte, not a quadmask"),
+        ({"affected_matte": "a.mov"}, "field 'affected_matte': needs 'matte' (or 'matte: plate-alpha') for the object"),
+        ({"missing_frames": "repeat"}, "field 'missing_frames': Input should be 'skip', 'hold' or 'black'"),
+    ],
+)
+def test_mask_fields_that_cannot_go_together(tmp_path: Path, entry: dict[str, object], message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(json.dumps({"shots": {"sh010": entry}}))
+    with pytest.raises(SidecarInvalid) as caught:
+        load_sidecar(path)
+    assert str(caught.value).startswith(f"{path}: shot 'sh010': {message}")
+    assert "\n" not in str(caught.value)
