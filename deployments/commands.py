@@ -108,7 +108,11 @@ def _plan(args: argparse.Namespace, settings: Settings) -> int:
         first, last = shot.source_start, shot.source_start + shot.duration - 1
         colour = colours.get(shot.name, {})
         space = f"[{colour.get('name') or 'colour: ' + str(colour.get('error'))}] " if colour else ""
-        print(f"{state} {shot.name:<28} {shot.track:<10} {first}-{last} ({shot.duration} fr) {space}{shot.reason}")
+        retime = f"{shot.retime.kind} x{shot.retime.scalar:g} " if shot.retime else ""
+        span = f"{first}-{last} ({shot.duration} fr)"
+        print(f"{state} {shot.name:<28} {shot.track:<10} {span} {retime}{space}{shot.reason}")
+        for warning in shot.warnings:
+            print(f"  note: {warning}")
     return 0
 
 

@@ -15,7 +15,7 @@ from voidflow.void_ops.intake import Edit, Selection, plan_shots, read_edit
 from voidflow.void_ops.masking.vlm import VlmMode
 from voidflow.void_ops.media import ExrCompression
 from voidflow.void_ops.pipeline import Backend, OutputFormat
-from voidflow.void_ops.shots import MediaSource, Shot
+from voidflow.void_ops.shots import MediaProbe, MediaSource, Shot
 from voidflow.void_ops.sidecar import load_sidecar
 from voidflow.void_ops.stages import STAGE_ORDER, Stage, forced_stages
 
@@ -185,8 +185,10 @@ class BatchRequest(BaseModel):
     parent_batch: str | None = None
 
 
-def _frame_count(source: MediaSource) -> int:
-    return media.probe(source).frames
+def _probe_media(source: MediaSource) -> MediaProbe:
+    """What planning needs from the media file: its length and its own start timecode (one probe per clip)."""
+    info = media.probe(source)
+    return MediaProbe(frames=info.frames, timecode=info.timecode)
 
 
 def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest, mapping: PathMap) -> list[Shot]:
@@ -198,12 +200,17 @@ def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest, map
     sidecar = load_sidecar(sidecar_path) if sidecar_path else None
     if sidecar and mapping:
         sidecar = {
-            name: dataclasses.replace(entry, matte=resolve(entry.matte) if entry.matte else None)
+            name: dataclasses.replace(
+                entry,
+                matte=resolve(entry.matte) if entry.matte else None,
+                affected_matte=resolve(entry.affected_matte) if entry.affected_matte else None,
+                quadmask=resolve(entry.quadmask) if entry.quadmask else None,
+            )
             for name, entry in sidecar.items()
         }
     selection = Selection(track=request.track, everything=request.select_all)
     return plan_shots(
-        edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=_frame_count, resolve=resolve
+        edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=_probe_media, resolve=resolve
     )
 
 

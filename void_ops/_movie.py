@@ -11,7 +11,7 @@ import contextlib
 import errno
 import functools
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -92,6 +92,11 @@ def _code(table: dict[int, str], name: str | None) -> int:
     raise InvalidInput(f"colour tag {name!r} is not one of {sorted(table.values())}")
 
 
+def _timecode_tag(metadata: Mapping[str, str]) -> str | None:
+    """A stream's or container's start timecode tag: ``timecode`` in QuickTime/MP4, ``TIMECODE`` in Matroska."""
+    return next((value for key, value in metadata.items() if key.lower() == "timecode" and value), None)
+
+
 def probe(path: Path) -> MovieProbe:
     """Probe a movie, cached per process by path, size and modification time (a shot reads a plate many times)."""
     try:
@@ -113,10 +118,10 @@ def _probe_cached(name: str, size: int, mtime_ns: int) -> MovieProbe:
         frames = int(stream.frames or 0)
         if frames <= 0:  # Matroska stores no count: count the packets (no decoding)
             frames = sum(1 for packet in container.demux(stream) if packet.size)
-        timecode = stream.metadata.get("timecode") or container.metadata.get("timecode")
+        timecode = _timecode_tag(stream.metadata) or _timecode_tag(container.metadata)
         if timecode is None:
             for other in container.streams:
-                timecode = other.metadata.get("timecode") or timecode
+                timecode = _timecode_tag(other.metadata) or timecode
         tags = ColourTags(
             primaries=_name(_PRIMARIES, context.color_primaries),
             transfer=_name(_TRANSFERS, context.color_trc),

@@ -5,6 +5,10 @@ the clip (found by the same naming policy that planned it) gains a media referen
 ``voidflow_<version>`` and that key becomes active; the plate stays under its own key, so editorial can switch
 back. The delivered media starts at the plate range's first media time, so the clip's ``source_range`` is left
 exactly as it was. The clip's ``voidflow`` metadata records the shot name and version; nothing else changes.
+
+A retimed clip keeps its effects (``LinearTimeWarp``, ``FreezeFrame``) and its ``source_range``: the NLE applies
+the retime to the new media as it did to the plate, so the new reference's available range must cover the whole
+source segment the retime consumes (``intake.clip_retime``), which is what the shot pulled and delivered.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import opentimelineio as otio
 
 from voidflow.void_ops.exceptions import ConformError, InvalidInput
 from voidflow.void_ops.files import atomic_write
-from voidflow.void_ops.intake import ADAPTERS, Edit, named_clips, timeline_rate
+from voidflow.void_ops.intake import ADAPTERS, Edit, clip_retime, named_clips, timeline_rate
 from voidflow.void_ops.shots import Delivery, MediaSource
 
 __all__ = ["WRITERS", "conform", "write_edit"]
@@ -80,9 +84,7 @@ def conform(
     for name, delivery in deliveries.items():
         clip = clips[name]
         media = delivery.media
-        shown = clip.visible_range()
-        first = round(shown.start_time.value_rescaled_to(media.rate))
-        last = first + round(shown.duration.value_rescaled_to(media.rate))
+        first, last = _shown_span(clip, media.rate)
         if media.frames is None or first < media.start or last > media.start + media.frames:
             raise ConformError(
                 f"shot '{name}': {delivery.version} covers media frames {media.start}-"
@@ -104,6 +106,23 @@ def conform(
     return timeline
 
 
+def _shown_span(clip: otio.schema.Clip, rate: float) -> tuple[int, int]:
+    """Media times [first, end) the clip reads at ``rate``: its visible range, or a retime's whole source segment.
+
+    Raises:
+        ConformError: the clip's time effect cannot be mapped to frames (such a shot is never delivered).
+    """
+    try:
+        retime = clip_retime(clip, rate)
+    except InvalidInput as error:
+        raise ConformError(f"clip '{clip.name}': {error}") from None
+    if retime is not None:
+        return retime.source_first, retime.source_last + 1
+    shown = clip.visible_range()
+    first = round(shown.start_time.value_rescaled_to(rate))
+    return first, first + round(shown.duration.value_rescaled_to(rate))
+
+
 def _version_track(clips: Mapping[str, otio.schema.Clip], deliveries: Mapping[str, Delivery]) -> otio.schema.Track:
     """A video track holding each delivered version at its clip's record position, gaps between."""
     track = otio.schema.Track(name="voidflow", kind=otio.schema.TrackKind.Video)
@@ -118,14 +137,17 @@ def _version_track(clips: Mapping[str, otio.schema.Clip], deliveries: Mapping[st
         if start > position:
             track.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(duration=start - position)))
         delivery = deliveries[name]
-        track.append(
-            otio.schema.Clip(
-                name=f"{name}_voidclean_{delivery.version}",
-                media_reference=_reference(delivery.media, delivery),
-                source_range=clips[name].source_range,
-                metadata={"voidflow": {"shot": name, "version": delivery.version}},
-            )
+        version = otio.schema.Clip(
+            name=f"{name}_voidclean_{delivery.version}",
+            media_reference=_reference(delivery.media, delivery),
+            source_range=clips[name].source_range,
+            metadata={"voidflow": {"shot": name, "version": delivery.version}},
         )
+        # The retime travels with the version, so it plays the same frames as the clip below it.
+        version.effects.extend(
+            effect.deepcopy() for effect in clips[name].effects if isinstance(effect, otio.schema.LinearTimeWarp)
+        )
+        track.append(version)
         cursor = start + record.duration
     return track
 

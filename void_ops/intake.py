@@ -13,15 +13,27 @@ so ``ZZ100_501 (LAY3)`` becomes ``ZZ100_501_LAY3`` and a second ``clip1`` become
 Which clips are processed (``Selection``): all clips of one named video track, or (the default) clips that carry a
 marker, ``voidflow`` metadata, or a sidecar entry. Every clip of every video track is planned either way; those not
 processed come back ``skipped`` with the reason, and so do clips that cannot be processed (missing media, time
-warps, generators, clips inside nested stacks, ranges beyond the media).
+effects with no constant speed, generators, clips inside nested stacks, ranges beyond the media).
 
 Ranges: ``source_start``/``duration`` are the clip's ``visible_range()`` (frames shown, including those a
 transition borrows) rescaled to the media rate; handles are clipped to the media's ``available_range``, or to the
 probed length of the media file when the edit gives none.
+
+Retimes: a clip with one ``LinearTimeWarp`` (any scalar, reverse included) or ``FreezeFrame`` pulls the source
+segment it consumes (``clip_retime``, ``shots.Retime``): twice the cut for 2x, one frame for a freeze, handles
+around it at the source rate. Any other time effect (a speed ramp, a vendor time remap with no scalar) skips the
+shot, named.
+
+Source timecode: where the edit gives the media no ``available_range`` (EDL ``* FROM CLIP`` references, some XML
+and AAF), the media's own start timecode, read by ``probe``, is media time of its first frame, so source timecode
+01:00:10:00 in a movie starting at 01:00:00:00 is its frame 240 at 24 fps; a sequence without one starts at its
+first frame number. Where the edit gives a range and the file's timecode disagrees, the edit's range is used (the
+clip's ``source_range`` counts in it) and the shot says so in ``warnings``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -36,13 +48,14 @@ from voidflow.void_ops import media
 from voidflow.void_ops.edl_rate import EdlRate, check_edl_rate, infer_edl_rate
 from voidflow.void_ops.exceptions import EditUnreadable, InvalidInput, MediaInvalid, SidecarInvalid
 from voidflow.void_ops.hashing import sha256_path
-from voidflow.void_ops.shots import MediaSource, NameSource, Shot, ShotInstructions
+from voidflow.void_ops.shots import MediaProbe, MediaSource, NameSource, Retime, Shot, ShotInstructions
 from voidflow.void_ops.sidecar import entry_to_instructions, validate_entry
 
 __all__ = [
     "ADAPTERS",
     "Edit",
     "Selection",
+    "clip_retime",
     "named_clips",
     "plan_shots",
     "read_edit",
@@ -63,6 +76,10 @@ ADAPTERS: Mapping[str, tuple[str, str]] = {
 }
 _MEDIA_SUFFIXES = {".mov", ".mp4", ".mxf", ".avi", ".mkv", ".exr", ".dpx", ".png", ".tif", ".tiff", ".jpg", ".r3d"}
 _NAMESPACE = "voidflow"
+#: Effect names that mean a change of timing, however a vendor spells it (FCP7's "Time Remap", Avid's "Motion
+#: Control", "timewarp", "speed", "retime", "freeze").
+_TIME_WORDS = re.compile(r"time\s*(warp|remap)|speed|retime|freeze|motion control", re.IGNORECASE)
+_FRAME_EPSILON = 1e-6  # float scalars such as 0.3333333333333333 must still consume whole frames
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +202,8 @@ def _edl_rate(path: Path, given: float | None) -> EdlRate:
     def media_rate(named: str) -> float | None:
         candidate = Path(named) if Path(named).is_absolute() else path.parent / named
         try:
-            return float(media.probe(candidate).rate) if candidate.is_file() else None
+            movie = MediaSource(str(candidate), "movie", 24.0)  # the file's own rate is what is read
+            return float(media.probe(movie).rate) if candidate.is_file() else None
         except (MediaInvalid, OSError):
             return None  # unreadable media is no evidence; planning reports it per shot
 
@@ -257,6 +275,7 @@ def _media_source(
             return None, f"media is not a local file: {ref.target_url_base}"
         rate = float(ref.rate)
         pattern = resolve(str(base / f"{ref.name_prefix}%0{ref.frame_zero_padding}d{ref.name_suffix}"))
+        start = start if available is not None else ref.start_frame  # no range: frame numbers are media time
         return MediaSource(pattern, "sequence", rate, start, frames, first_number=ref.start_frame), ""
     if isinstance(ref, otio.schema.GeneratorReference):
         return None, f"generator clip ({ref.generator_kind or 'unknown kind'}) has no media"
@@ -296,12 +315,63 @@ def _first_marker_namespace(clip: otio.schema.Clip) -> dict[str, Any]:
     return {}
 
 
-def _time_warps(clip: otio.schema.Clip) -> list[str]:
-    return [
-        effect.effect_name or type(effect).__name__
-        for effect in clip.effects
-        if isinstance(effect, otio.schema.TimeEffect) or "timewarp" in (effect.effect_name or "").lower()
-    ]
+def _is_time_effect(effect: otio.schema.Effect) -> bool:
+    """True for an OTIO time effect, or any effect whose name or vendor metadata says it changes timing."""
+    if isinstance(effect, otio.schema.TimeEffect):
+        return True
+    aaf = effect.metadata.get("AAF")
+    operation = aaf.get("Operation") if isinstance(aaf, Mapping) else None
+    if isinstance(operation, Mapping) and operation.get("IsTimeWarp"):
+        return True
+    fcp = effect.metadata.get("fcp_xml")
+    effect_id = fcp.get("effectid") if isinstance(fcp, Mapping) else None
+    words = " ".join(str(part) for part in (effect.name, effect.effect_name, effect_id) if part)
+    return bool(_TIME_WORDS.search(words))
+
+
+def _effect_label(effect: otio.schema.Effect) -> str:
+    names = [name for name in (effect.name, effect.effect_name) if name]
+    label = " / ".join(dict.fromkeys(names)) or "unnamed"
+    return f"'{label}' ({type(effect).__name__})"
+
+
+def clip_retime(clip: otio.schema.Clip, rate: float) -> Retime | None:
+    """Resolve the clip's time warp to the source segment it consumes, counted at ``rate`` (the media's).
+
+    Uses the clip's ``source_range`` (``trimmed_range``): its start is the segment's first frame and its duration
+    the frames the clip lasts on the timeline (OTIO: a time effect does not change an item's duration). See
+    ``shots.Retime`` for which frame each record frame shows.
+
+    Returns:
+        The retime, or None when the clip has no time effect.
+
+    Raises:
+        InvalidInput: the clip's timing cannot be mapped to frames: a time effect with no constant speed (a speed
+            ramp, a vendor time remap given only as metadata), more than one time effect, or a scalar that is not a
+            finite number; the message names the effect.
+    """
+    effects = [effect for effect in clip.effects if _is_time_effect(effect)]
+    if not effects:
+        return None
+    if len(effects) > 1:
+        labels = ", ".join(_effect_label(effect) for effect in effects)
+        raise InvalidInput(f"{len(effects)} time effects on one clip ({labels}) are not supported; nest or render them")
+    (effect,) = effects
+    if not isinstance(effect, otio.schema.LinearTimeWarp):
+        raise InvalidInput(
+            f"time effect {_effect_label(effect)} has no constant speed (a speed ramp or a vendor time remap), so "
+            "the source frames it shows are unknown; render it in the NLE, or use a constant speed or freeze frame"
+        )
+    scalar = 0.0 if isinstance(effect, otio.schema.FreezeFrame) else float(effect.time_scalar)
+    if not math.isfinite(scalar):
+        raise InvalidInput(f"time effect {_effect_label(effect)} has time_scalar {scalar}, not a finite number")
+    trimmed = clip.trimmed_range()
+    start = round(trimmed.start_time.value_rescaled_to(rate))
+    record = round(trimmed.duration.value_rescaled_to(rate))
+    if scalar == 0:
+        return Retime("freeze", 0.0, record, start, start)
+    consumed = max(math.ceil(abs(scalar) * record - _FRAME_EPSILON), 0)
+    return Retime("speed" if scalar > 0 else "reverse", scalar, record, start, start + consumed - 1)
 
 
 def _walk_video_clips(
@@ -332,7 +402,7 @@ def plan_shots(
     selection: Selection = Selection(),
     handles: int = 8,
     sidecar: Mapping[str, ShotInstructions] | None = None,
-    probe: Callable[[MediaSource], int] | None = None,
+    probe: Callable[[MediaSource], MediaProbe] | None = None,
     resolve: Callable[[str], str] = str,
 ) -> list[Shot]:
     """Plan one shot per clip of the edit's video tracks.
@@ -342,10 +412,11 @@ def plan_shots(
         selection: which clips to process.
         handles: frames wanted beyond each end of the cut (clipped to the media).
         sidecar: instructions by shot name; an entry selects its shot and overrides the edit's own metadata.
-        probe: returns the frame count of existing media (e.g. ``lambda m: media.probe(m).frames``), raising
-            ``MediaInvalid`` when the media cannot be read (the shot is then skipped with that reason); the count
-            is used where the edit does not give the media's length. None: no check, and such media keeps
-            unclipped handles.
+        probe: returns the frame count and start timecode of existing media (``MediaProbe``), raising
+            ``MediaInvalid`` when the media cannot be read (the shot is then skipped with that reason); where the
+            edit gives no ``available_range`` they place the media (its timecode is its first frame's media time).
+            None: no check, such media starts at 0 (a sequence at its first frame number) and keeps unclipped
+            handles.
         resolve: maps a media path written in the edit to the path on this host (shared storage mounted
             elsewhere); identity by default.
 
@@ -437,33 +508,32 @@ def _plan_one(
     index: int,
     handles: int,
     instructions: ShotInstructions,
-    probe: Callable[[MediaSource], int] | None,
+    probe: Callable[[MediaSource], MediaProbe] | None,
     resolve: Callable[[str], str],
 ) -> Shot:
     visible = clip.visible_range()
-    media, media_problem = _media_source(clip, edit.path.parent, float(visible.start_time.rate), resolve)
+    media, reason = _media_source(clip, edit.path.parent, float(visible.start_time.rate), resolve)
     rate = media.rate if media else float(visible.start_time.rate)
     source_start = round(visible.start_time.value_rescaled_to(rate))
     duration = round(visible.duration.value_rescaled_to(rate))
     record_start = round(top_level.range_in_parent().start_time.value_rescaled_to(edit.rate))
-    reason = media_problem
+    warnings: list[str] = []
+    try:  # before any media check: a skipped shot still shows the frames it would pull
+        retime = clip_retime(clip, rate)
+    except InvalidInput as error:
+        retime, reason = None, str(error)
+    if retime is not None:
+        source_start, duration = retime.source_first, retime.source_frames
+        if visible != clip.trimmed_range():
+            warnings.append("a transition overlaps this retimed clip: its frames come from the handles")
     head = tail = handles
     if media is not None:
-        if not _media_exists(media, media.index_of(source_start)):
-            reason = f"media not found: {media.file_for_index(max(media.index_of(source_start), 0))}"
-        elif probe is not None:  # also when the edit gives the length: a plate the media layer cannot read skips
-            try:
-                counted = probe(media)
-                media = media if media.frames is not None else replace(media, frames=counted)
-            except MediaInvalid as error:
-                reason = str(error)
+        placed = _place_media(media, source_start, probe)
+        media, reason, warnings = placed.media, reason or placed.problem, warnings + list(placed.warnings)
         if media.frames is not None:
             first, end = media.index_of(source_start), media.index_of(source_start + duration)
             if (first < 0 or end > media.frames) and not reason:
-                reason = (
-                    f"source range {source_start}-{source_start + duration - 1} lies outside the media's "
-                    f"available range {media.start}-{media.start + media.frames - 1}"
-                )
+                reason = _outside(media, source_start, duration, placed.origin)
             head, tail = min(handles, max(first, 0)), min(handles, max(media.frames - end, 0))
     _, name_source = shot_name_sources(clip)
     return Shot(
@@ -481,7 +551,79 @@ def _plan_one(
         status="ready",
         reason=reason,
         instructions=instructions,
+        retime=retime,
+        warnings=tuple(warnings),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """The clip's media placed in media time: ``problem`` says why it cannot be used ("" when it can), ``origin``
+    where its range came from, ``warnings`` what was chosen."""
+
+    media: MediaSource
+    problem: str = ""
+    origin: str = "the edit's available range"
+    warnings: tuple[str, ...] = ()
+
+
+def _place_media(media: MediaSource, source_start: int, probe: Callable[[MediaSource], MediaProbe] | None) -> _Placed:
+    """Check the media exists and can be read, and place it in media time: the edit's available range, else the
+    file's own start timecode (a sequence without one: its first frame number; a movie without one: 0)."""
+    from_edit = media.frames is not None
+    index = media.index_of(source_start) if from_edit else 0  # no range yet: the first file must exist
+    if not _media_exists(media, index):
+        return _Placed(media, f"media not found: {media.file_for_index(max(index, 0))}")
+    if probe is None:
+        return _Placed(media, origin="the edit's available range" if from_edit else "no range known")
+    try:  # also when the edit gives the range: a plate the media layer cannot read skips
+        found = probe(media)
+    except MediaInvalid as error:
+        return _Placed(media, str(error))
+    own_start = _timecode_frames(found.timecode, media.rate)
+    if not from_edit:
+        if own_start is None:
+            origin = (
+                "its frame numbers, no timecode" if media.kind == "sequence" else "frame 0, the file has no timecode"
+            )
+            return _Placed(replace(media, frames=found.frames), origin=origin)
+        return _Placed(replace(media, start=own_start, frames=found.frames), origin="the file's own timecode")
+    if own_start is not None and own_start != media.start:
+        warning = (
+            f"the edit's available range starts at {_timecode(media.start, media.rate)} but the file's own timecode "
+            f"is {found.timecode}; the edit's range is used (the clip's source range counts in it)"
+        )
+        return _Placed(media, warnings=(warning,))
+    return _Placed(media)
+
+
+def _outside(media: MediaSource, source_start: int, duration: int, origin: str) -> str:
+    """Why the shot's source range does not fit its media, both ranges named in frames and timecode."""
+    last, media_last = source_start + duration - 1, media.start + (media.frames or 0) - 1
+    return (
+        f"source range {source_start}-{last} ({_timecode(source_start, media.rate)}-{_timecode(last, media.rate)}) "
+        f"lies outside the media's available range {media.start}-{media_last} "
+        f"({_timecode(media.start, media.rate)}-{_timecode(media_last, media.rate)}, from {origin})"
+    )
+
+
+def _timecode_frames(timecode: str | None, rate: float) -> int | None:
+    """Media time of a start timecode at ``rate`` (``;`` counts drop frame), or None for none or an unreadable
+    one."""
+    if not timecode:
+        return None
+    try:
+        return round(float(otio.opentime.from_timecode(timecode, rate).value))
+    except (ValueError, TypeError):
+        return None
+
+
+def _timecode(frame: int, rate: float) -> str:
+    """``HH:MM:SS:FF`` of a media time (drop frame at 29.97 and 59.94), or the frame number where none exists."""
+    try:
+        return str(otio.opentime.to_timecode(otio.opentime.RationalTime(frame, rate), rate))
+    except (ValueError, TypeError):
+        return str(frame)
 
 
 def _skip_reason(clip: otio.schema.Clip, nested: bool, shot: Shot) -> str:
@@ -489,9 +631,6 @@ def _skip_reason(clip: otio.schema.Clip, nested: bool, shot: Shot) -> str:
         return "clip is disabled in the edit"
     if nested:
         return "clip is inside a nested stack or track; flatten the edit to process it"
-    warps = _time_warps(clip)
-    if warps:
-        return f"time warp ({', '.join(warps)}) is not supported: the clip would read the wrong source frames"
     if shot.duration <= 0:
         return "zero-length clip"
     return shot.reason

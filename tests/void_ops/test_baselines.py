@@ -42,7 +42,7 @@ def _conformed(path: Path, mode: str) -> str:
     shots = [
         shot
         for shot in plan_shots(edit, selection=Selection(everything=True))
-        if shot.duration > 0 and "nested" not in shot.reason and "time warp" not in shot.reason
+        if shot.duration > 0 and "nested" not in shot.reason and "time effect" not in shot.reason
     ]
     deliveries = {shot.name: _delivery(shot, sequence=index % 2 == 1) for index, shot in enumerate(shots)}
     timeline = conform(edit, deliveries, mode=mode)  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ def _delivery(shot: Shot, folder: Path, *, sequence: bool = False) -> Delivery:
 
 def _first_conformable(path: Path) -> Shot:
     shots = plan_shots(read_edit(path), selection=Selection(everything=True))
-    return next(s for s in shots if s.duration > 0 and "nested" not in s.reason and "time warp" not in s.reason)
+    return next(s for s in shots if s.duration > 0 and "nested" not in s.reason and "time effect" not in s.reason)
 
 
 @pytest.mark.parametrize("path", timeline_files(), ids=lambda p: p.name)

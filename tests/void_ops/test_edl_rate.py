@@ -95,3 +95,24 @@ def test_a_given_rate_the_timecodes_contradict_is_refused() -> None:
 def test_an_edl_without_events_is_ambiguous_not_an_error(tmp_path: Path) -> None:
     choice = infer_edl_rate("TITLE: empty\n", name="empty.edl")
     assert choice.rate == 24.0 and choice.ambiguous and "no timecodes" in choice.evidence
+
+
+def test_read_edit_takes_the_rate_of_the_media_the_edl_names(tmp_path: Path) -> None:
+    """A 12-frame EDL could be 24, 25 or 30 fps; the FFV1 movie it names beside it runs at 25, and says so."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from voidflow.void_ops.intake import read_edit
+    from voidflow.void_ops.media import probe, write_movie
+
+    movie = write_movie(np.zeros((4, 16, 16, 3), np.uint8), tmp_path / "A001C003.mkv", Fraction(25), codec="ffv1",
+                        timecode="01:00:00:00")  # fmt: skip
+    assert probe(movie).timecode == "01:00:00:00"  # Matroska keeps it as TIMECODE
+    edl = tmp_path / "reel.edl"
+    edl.write_text(
+        _edl(("01:00:00:00", "01:00:00:12", "10:00:00:00", "10:00:00:12"), comments=("* SOURCE FILE: A001C003.mkv",))
+    )
+    edit = read_edit(edl)
+    assert edit.rate == 25.0 and edit.warnings == ()
+    assert edit.rate_evidence == "EDL rate 25 fps: the media it names (A001C003.mkv) runs at that rate"

@@ -24,8 +24,13 @@ def test_every_sample_timeline_plans_with_otio_ranges(path: Path) -> None:
         clip = clips[shot.name]
         shown = clip.visible_range()
         rate = shot.rate
-        assert shot.source_start == round(shown.start_time.value_rescaled_to(rate))
-        assert shot.duration == round(shown.duration.value_rescaled_to(rate))
+        if shot.retime is None:
+            assert shot.source_start == round(shown.start_time.value_rescaled_to(rate))
+            assert shot.duration == round(shown.duration.value_rescaled_to(rate))
+        else:  # a retime pulls the source segment it consumes, from the clip's own source_range start
+            assert shot.retime.record_frames == round(clip.trimmed_range().duration.value_rescaled_to(rate))
+            assert shot.source_start == round(clip.trimmed_range().start_time.value_rescaled_to(rate))
+            assert shot.duration == shot.retime.source_frames
         assert shot.status in ("ready", "skipped")
         assert shot.status == "ready" or shot.reason
         json.dumps(shot.to_json())
@@ -49,11 +54,17 @@ def test_known_ranges_and_handles() -> None:
 
     dropframe = read_edit(TIMELINES / "edl/edl-genius/cmx3600.edl")
     assert dropframe.rate == pytest.approx(30000 / 1001)
-    assert any("DROP FRAME" in warning for warning in dropframe.warnings)
+    assert "DROP FRAME" in dropframe.rate_evidence
     shots = plan_shots(dropframe, selection=Selection(everything=True))
     assert (shots[0].source_start, shots[0].duration) == (197401, 197)  # 01:49:40;01 drop frame
-    warped = [shot for shot in shots if "time warp" in shot.reason]
-    assert len(warped) == 3  # the three M2 events
+    # The three M2 events: 59.6 fps into 29.97 (153 record frames consume 305 source frames, exactly the span of
+    # the event's source timecodes 00:02:18:05-00:02:28:10) and two at 24 fps.
+    warped = [(s.retime.scalar, s.retime.record_frames, s.source_start, s.duration) for s in shots if s.retime]
+    assert warped == [
+        (pytest.approx(59.6 / (30000 / 1001)), 153, 4145, 305),
+        (pytest.approx(24 / (30000 / 1001)), 239, 1005313, 192),
+        (pytest.approx(24 / (30000 / 1001)), 200, 110564, 161),
+    ]
 
 
 def test_nested_stacks_are_skipped_with_a_reason() -> None:
