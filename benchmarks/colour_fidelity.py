@@ -28,6 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
+
 ROOT = Path(__file__).resolve().parents[1]
 PLATE = ROOT / "tests" / "media" / "picchu_seq0100_snippet_dnx.mov"
 NLE_DECODE = "scale=in_color_matrix=bt709:in_range=tv:flags=accurate_rnd+full_chroma_int,format=rgb48le"

@@ -22,6 +22,7 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
 from voidflow.infra.database import Batch, ShotRow, StageRun, engine_for, ensure_schema
 from voidflow.tasks.backends import make_masker
 from voidflow.tasks.batch import load_batch

@@ -40,6 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
+
 CLIP_FRAMES = 12
 WIDTH, HEIGHT = 160, 90
 

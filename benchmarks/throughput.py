@@ -36,6 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
+
 #: Shot lengths (frames, without handles), cycled: short inserts to long takes, all within one 197-frame run.
 LENGTHS = (121, 45, 85, 25, 97, 61, 141, 33, 73, 49, 181, 57)
 HANDLES = 8

@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
 from voidflow.void_ops.void.loading import VoidModels, load_void_models
 from voidflow.void_ops.void.sampler import VoidSampler
 from voidflow.void_ops.void.speed import attention_backend, compile_transformer, compile_vae, fuse_qkv, to_fp8

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
 from benchmarks.void_forward import (
     FULL_TRANSFORMER,
     FULL_VAE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +90,7 @@ def test_window_table(latent: int, spans: list[tuple[int, int]]) -> None:
 
 
 def test_long_shots_run_in_cross_faded_windows() -> None:
-    from voidflow.void_ops.pipeline import frame_windows, windowed
+    from voidflow.void_ops.windows import frame_windows, windowed
 
     # Full windows step by max - overlap; the last covers what is left, but never less than the shortest run.
     assert frame_windows(197, 197, shortest=85) == [(0, 197)]
@@ -102,7 +103,7 @@ def test_long_shots_run_in_cross_faded_windows() -> None:
     for frames in range(198, 700, 7):  # cost: ceil((N - overlap) / (max - overlap)) windows, and every frame covered
         spans = frame_windows(frames, 197, shortest=85)
         assert len(spans) == -(-(frames - 16) // 181) and spans[0][0] == 0 and spans[-1][1] == frames
-        assert all(a[1] - b[0] >= 16 for a, b in zip(spans, spans[1:], strict=False))
+        assert all(a[1] - b[0] >= 16 for a, b in itertools.pairwise(spans))
     calls: list[tuple[int, int]] = []
 
     def backend(start: int, stop: int) -> np.ndarray:

@@ -149,8 +149,8 @@ def describe_clip(
     """Return the geometry VOID will use for a shot of ``frames`` x ``height`` x ``width``: the shot windows
     (for shots longer than ``max_frames``), and per run the padded length, latent frames, multidiffusion windows
     and the fit (no pixels needed)."""
-    from voidflow.void_ops.pipeline import frame_windows
     from voidflow.void_ops.void.values import window_spans
+    from voidflow.void_ops.windows import frame_windows
 
     shot_windows = frame_windows(frames, settings.max_frames, shortest=settings.min_frames)
     longest = max(stop - start for start, stop in shot_windows)
