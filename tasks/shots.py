@@ -30,9 +30,10 @@ from voidflow.infra.settings import Settings
 from voidflow.tasks.backends import make_backend, make_masker, make_vlm, needs_segmenter
 from voidflow.tasks.ledger import Ledger
 from voidflow.tasks.void_actors import ActorModel, GpuPool
-from voidflow.void_ops import pipeline
+from voidflow.void_ops import media, pipeline
 from voidflow.void_ops.composite import Blend
 from voidflow.void_ops.exceptions import MatteInvalid, MediaInvalid, StorageUnavailable, VoidflowError, is_retryable
+from voidflow.void_ops.hashing import content_hash
 from voidflow.void_ops.keys import stage_key
 from voidflow.void_ops.masking._vlm_settings import VlmMode
 from voidflow.void_ops.masking.sam2_video import Sam2Settings
@@ -111,7 +112,11 @@ def mask_inputs(ledger: Ledger, shot: Shot) -> dict[str, str]:
     """
     assert shot.media is not None
     first = shot.media.index_of(shot.first)
-    inputs = {"plate": ledger.range_hash(shot.media, first, shot.frames)}
+    policy = shot.instructions.missing_frames
+    plate = ledger.range_hash(shot.media, first, shot.frames, allow_gaps=policy != "skip")
+    # A held or black gap is part of what the stages saw: the policy keys the plate only where it applies.
+    gaps = media.sequence_gaps(shot.media, first, shot.frames) if policy != "skip" else ()
+    inputs = {"plate": content_hash([plate, f"missing_frames:{policy}"]) if gaps else plate}
     for name, source in mask_sources(shot).items():
         try:
             inputs[name] = ledger.range_hash(source, first, shot.frames)

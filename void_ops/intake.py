@@ -458,12 +458,35 @@ def plan_shots(
                 skip = f"not selected (only track '{selection.track}' is processed)"
             elif selection.track is None and not marked:
                 skip = "not selected (no marker, voidflow metadata or sidecar entry)"
+        if not skip:
+            shot, skip = _with_gaps(shot)
         if skip:
             shot = replace(shot, status="skipped", reason=skip)
         if shot.instructions.colourspace is None and track in track_colours:
             shot = replace(shot, instructions=replace(shot.instructions, colourspace=track_colours[track]))
         shots.append(shot)
     return shots
+
+
+def _with_gaps(shot: Shot) -> tuple[Shot, str]:
+    """Check a sequence plate's range for missing or empty files: the reason to skip the shot (its
+    ``missing_frames`` is ``skip``), or the shot with a warning naming the frames that will be held or black."""
+    media_source = shot.media
+    if media_source is None or media_source.kind != "sequence":
+        return shot, ""
+    gaps = media.sequence_gaps(media_source, media_source.index_of(shot.first), shot.frames)
+    if not gaps:
+        return shot, ""
+    listed = ", ".join(str(number) for number in gaps[:8]) + (f" and {len(gaps) - 8} more" if len(gaps) > 8 else "")
+    policy = shot.instructions.missing_frames
+    if policy == "skip":
+        return shot, (
+            f"frame {gaps[0]} of {media_source.path} is missing or empty ({len(gaps)} in the range: {listed}); "
+            "set missing_frames: hold or black to process the shot anyway"
+        )
+    done = "held from the frame before" if policy == "hold" else "filled with black"
+    note = f"{len(gaps)} missing or empty plate frames ({listed}) are {done} (missing_frames: {policy})"
+    return replace(shot, warnings=(*shot.warnings, note)), ""
 
 
 def _track_colourspaces(timeline: otio.schema.Timeline) -> dict[str, str]:

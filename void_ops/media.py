@@ -36,14 +36,13 @@ from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnav
 from voidflow.void_ops.files import atomic_write
 from voidflow.void_ops.frames import from_unit
 from voidflow.void_ops.hashing import content_hash, sha256_file
-from voidflow.void_ops.shots import MediaSource, rate_fraction
+from voidflow.void_ops.shots import MediaSource, MissingFrames, rate_fraction
 
 __all__ = [
     "EXR_COMPRESSIONS",
     "MOVIE_CODECS",
     "SEQUENCE_FORMATS",
     "ExrCompression",
-    "GapPolicy",
     "MediaInfo",
     "MovieCodec",
     "SequenceFormat",
@@ -63,9 +62,6 @@ __all__ = [
     "write_sequence",
 ]
 
-#: What reading does with a missing or empty file of a sequence: refuse (``skip`` the shot at plan time), or stand
-#: in the nearest earlier frame (``hold``; the first later one at the head) or ``black`` (zeros).
-GapPolicy = Literal["skip", "hold", "black"]
 MovieCodec = Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "h264", "ffv1"]
 SequenceFormat = Literal["png", "exr", "dpx", "tiff"]
 _TIMECODE = re.compile(r"(\d\d):(\d\d):(\d\d)[:;](\d\d)")
@@ -143,7 +139,7 @@ def probe(source: MediaSource) -> MediaInfo:
 
     Args:
         source: the media; for a sequence ``source.rate`` gives ``rate`` and the files from ``first_number`` on,
-            up to the first gap, give ``frames``.
+            to the last file of the pattern in its folder, give ``frames`` (gaps included: ``sequence_gaps``).
 
     Returns:
         The media's size, rate, frame count, codec, pixel format, bit depth, timecode, colour tags, pixel aspect,
@@ -171,9 +167,7 @@ def probe(source: MediaSource) -> MediaInfo:
     if not first.is_file():
         raise MediaInvalid(f"{first}: not found (first frame of the sequence)")
     image = _images.probe(first)
-    frames = 0
-    while source.file_for_index(frames).is_file():
-        frames += 1
+    frames = _sequence_span(source)
     attributes = dict(image.attributes)
     timecode = attributes.get("smpte:TimeCode")
     sample: Literal["int", "half", "float"] = "int"
@@ -195,7 +189,7 @@ def probe(source: MediaSource) -> MediaInfo:
     )
 
 
-def read_frames(source: MediaSource, first_index: int, count: int, *, gaps: GapPolicy = "skip") -> np.ndarray:
+def read_frames(source: MediaSource, first_index: int, count: int, *, gaps: MissingFrames = "skip") -> np.ndarray:
     """Decode ``count`` frames from media index ``first_index`` on, as RGB.
 
     Args:
@@ -237,6 +231,19 @@ def read_frames(source: MediaSource, first_index: int, count: int, *, gaps: GapP
         nearest = max((i for i in present if i < index), default=present[0])
         frames.append(read[nearest] if gaps == "hold" else np.zeros_like(read[nearest]))
     return _stack(frames, source)
+
+
+def _sequence_span(source: MediaSource) -> int:
+    """Frames from a sequence's first number to the highest-numbered file of its pattern in its folder."""
+    pattern = Path(source.path)
+    prefix, _, rest = pattern.name.partition("%")
+    digits, _, suffix = rest.partition("d")
+    width = int(digits or 0)
+    number = re.compile(rf"{re.escape(prefix)}(\d{{{max(width, 1)},}}){re.escape(suffix)}$")
+    found = [int(match.group(1)) for child in pattern.parent.iterdir() if (match := number.match(child.name))]
+    return max((value for value in found if value >= source.first_number), default=source.first_number) - (
+        source.first_number - 1
+    )
 
 
 def sequence_gaps(source: MediaSource, first_index: int, count: int) -> tuple[int, ...]:

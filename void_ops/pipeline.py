@@ -268,7 +268,8 @@ def plate_frames(shot: Shot) -> np.ndarray:
     """
     if shot.media is None:
         raise InvalidInput(f"shot '{shot.name}': no media to read")
-    return media.read_frames(shot.media, shot.media.index_of(shot.first), shot.frames)
+    gaps = shot.instructions.missing_frames
+    return media.read_frames(shot.media, shot.media.index_of(shot.first), shot.frames, gaps=gaps)
 
 
 def _file(kind: str, path: Path, frames: np.ndarray, rate: float | None = None) -> StageFile:

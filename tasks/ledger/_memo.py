@@ -45,14 +45,14 @@ class MemoLedger(LedgerBase):
         retry_conflicts(write, conflicts=(IntegrityError,), failure=f"could not memoise the hash of {path}")
         return digest
 
-    def range_hash(self, source: MediaSource, first: int, count: int) -> str:
+    def range_hash(self, source: MediaSource, first: int, count: int, *, allow_gaps: bool = False) -> str:
         """Content hash of frames [first, first + count) of a ``MediaSource`` (``hashing.range_hash``, with file
-        hashes memoised).
+        hashes memoised; ``allow_gaps``: a missing or empty file stands as its name).
 
         Raises:
-            MediaInvalid: a frame of a sequence is missing (named).
+            MediaInvalid: a frame of a sequence is missing (named), and gaps are not allowed.
         """
-        return hashing.range_hash(source, first, count, file_hash=self.file_hash)
+        return hashing.range_hash(source, first, count, file_hash=self.file_hash, allow_gaps=allow_gaps)
 
     def store_exchange(
         self,

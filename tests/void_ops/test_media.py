@@ -92,7 +92,7 @@ def test_missing_sequence_frame_is_named(tmp_path: Path) -> None:
     with pytest.raises(MediaInvalid, match=r"frame 1004 missing .*plate\.1004\.png"):
         read_frames(source, 0, 10)
     assert frame_numbers(read_frames(source, 4, 6)) == list(range(4, 10))
-    assert probe(source).frames == 3  # consecutive files from the first
+    assert probe(source).frames == 10  # first file to last, the gap included (sequence_gaps names it)
     with pytest.raises(MediaInvalid, match=r"frame 1011 missing"):
         read_frames(source, 5, 6)
 
