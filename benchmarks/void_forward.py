@@ -140,6 +140,21 @@ def build_transformer(config: dict[str, Any], device: torch.device, dtype: torch
     return model.to(dtype).eval().requires_grad_(False)
 
 
+def random_models(transformer: Any, vae: Any, config: dict[str, Any]) -> VoidModels:
+    """``VoidModels`` around randomly initialised modules; no text encoder (prompts come as random embeddings)."""
+    return VoidModels(
+        transformer=transformer,
+        vae=vae,
+        text_encoder=None,
+        tokenizer=None,
+        scheduler_config=SCHEDULER,
+        transformer_config=dict(config),
+        vae_scaling_factor=0.7,
+        weights=(),
+        checkpoint=None,
+    )
+
+
 def inputs(
     sampler: VoidSampler, config: dict[str, Any], frames: int, height: int, width: int, batch: int = 1
 ) -> dict[str, Any]:
@@ -197,17 +212,7 @@ def main() -> None:
     vae = vae.to(dtype).eval().requires_grad_(False)
     result["build_s"] = round(time.perf_counter() - started, 1)
     result["params_b"] = round(sum(p.numel() for p in transformer.parameters()) / 1e9, 3)
-    models = VoidModels(
-        transformer=transformer,
-        vae=vae,
-        text_encoder=None,
-        tokenizer=None,
-        scheduler_config=SCHEDULER,
-        transformer_config=dict(config),
-        vae_scaling_factor=0.7,
-        weights=(),
-        checkpoint=None,
-    )
+    models = random_models(transformer, vae, config)
     sampler = VoidSampler(models, device=device, dtype=dtype)
     cases_inputs = {name: inputs(sampler, config, frames, height, width) for name, frames in cases.items()}
     iters = 1 if smoke else 5

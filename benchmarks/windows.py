@@ -36,13 +36,12 @@ import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where 
 from benchmarks.void_forward import (
     FULL_TRANSFORMER,
     FULL_VAE,
-    SCHEDULER,
     SMOKE_TRANSFORMER,
     SMOKE_VAE,
     build_transformer,
+    random_models,
     sync,
 )
-from voidflow.void_ops.void.loading import VoidModels
 from voidflow.void_ops.void.sampler import VoidSampler
 from voidflow.void_ops.void.speed import attention_backend
 from voidflow.void_ops.void.values import PASS1, latent_frames, padded_length
@@ -84,17 +83,7 @@ def main() -> None:
     transformer = build_transformer(config, device, dtype)
     with torch.device(device):  # the sampler holds one; denoising never calls it
         vae = AutoencoderKLCogVideoX(**(SMOKE_VAE if args.smoke else FULL_VAE)).to(dtype).eval()
-    models = VoidModels(
-        transformer=transformer,
-        vae=vae,
-        text_encoder=None,
-        tokenizer=None,
-        scheduler_config=SCHEDULER,
-        transformer_config=dict(config),
-        vae_scaling_factor=0.7,
-        weights=(),
-        checkpoint=None,
-    )
+    models = random_models(transformer, vae, config)
     sampler = VoidSampler(models, device=device, dtype=dtype)
     embeds = torch.randn((1, config["max_text_seq_length"], config["text_embed_dim"]), generator=_gen(0))
     embeds = embeds.to(device, dtype)

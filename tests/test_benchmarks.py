@@ -24,3 +24,14 @@ def test_windows_benchmark_smoke(tmp_path: Path) -> None:
     assert document["plans"]["shipped"]["30"]["padded"] == [29, 21]
     assert document["plans"]["even_windows"]["30"]["padded"] == [29, 29]
     assert all(value > 0 for value in document["denoise_s_by_padded_frames"].values())
+
+
+def test_void_forward_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "forward.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/void_forward.py", "--smoke", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    document = json.loads(out.read_text())
+    assert set(document["eager_forward_s"]) == {"49", "85", "197"} and document["smoke"] is True

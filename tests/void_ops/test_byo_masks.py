@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.builders import one_shot
 from voidflow.void_ops import media
 from voidflow.void_ops.exceptions import MatteInvalid
 from voidflow.void_ops.mattes import MatteMasker, QuadmaskMasker, mask_sources, to_levels
-from voidflow.void_ops.shots import MediaSource, Shot, ShotInstructions
+from voidflow.void_ops.shots import MediaSource, Shot
 
 T, H, W = 10, 64, 96
 #: The plate: a movie whose media index k is plate index k; the shot shows indices 2..7 (6 frames with handles).
@@ -31,21 +32,7 @@ def _classes() -> np.ndarray:
 
 
 def _shot(**instructions: object) -> Shot:
-    return Shot(
-        name="sh010",
-        track="V1",
-        index=0,
-        clip_name="sh010",
-        name_source="clip",
-        media=PLATE,
-        rate=24.0,
-        source_start=FIRST + 1,
-        duration=FRAMES - 2,
-        handles=(1, 1),
-        record_start=0,
-        status="ready",
-        instructions=ShotInstructions(**instructions),  # type: ignore[arg-type]
-    )
+    return one_shot(PLATE, FRAMES, first=FIRST, **instructions)
 
 
 def _plate(width: int = W, frames: int = FRAMES) -> np.ndarray:

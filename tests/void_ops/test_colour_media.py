@@ -16,6 +16,7 @@ import numpy as np
 import OpenImageIO as oiio
 import pytest
 
+from tests.builders import one_shot
 from voidflow.void_ops import media, pipeline
 from voidflow.void_ops.cleanplate import CleanPlate
 from voidflow.void_ops.colour import load_config
@@ -361,21 +362,7 @@ def test_ten_bit_dpx_is_bit_exact(tmp_path: Path) -> None:
 
 
 def _shot(source: MediaSource, frames: int, colourspace: str | None = None) -> Shot:
-    return Shot(
-        name="sh010",
-        track="V1",
-        index=0,
-        clip_name="sh010",
-        name_source="clip",
-        media=source,
-        rate=24.0,
-        source_start=source.start + 1,
-        duration=frames - 2,
-        handles=(1, 1),
-        record_start=0,
-        status="ready",
-        instructions=ShotInstructions(colourspace=colourspace),
-    )
+    return one_shot(source, frames, colourspace=colourspace)
 
 
 @dataclass(frozen=True)

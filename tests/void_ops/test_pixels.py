@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.builders import one_shot
 from voidflow.void_ops import media
 from voidflow.void_ops.cleanplate import CleanPlate
 from voidflow.void_ops.composite import Blend, changed_outside, composite
 from voidflow.void_ops.exceptions import InvalidInput, MatteInvalid
 from voidflow.void_ops.mattes import MatteMasker
 from voidflow.void_ops.quadmask import combine, quantise, region
-from voidflow.void_ops.shots import MediaSource, Shot, ShotInstructions
+from voidflow.void_ops.shots import MediaSource, Shot
 
 
 def test_quantise_by_ranges() -> None:
@@ -33,21 +34,7 @@ def test_combine_table_and_first_frame_rule() -> None:
 
 
 def _shot(media_source: MediaSource, matte: str | None, ring: int = 0, frames: int = 6) -> Shot:
-    return Shot(
-        name="sh010",
-        track="V1",
-        index=0,
-        clip_name="sh010",
-        name_source="clip",
-        media=media_source,
-        rate=24.0,
-        source_start=1,
-        duration=frames - 2,
-        handles=(1, 1),
-        record_start=0,
-        status="ready",
-        instructions=ShotInstructions(matte=matte, affected_ring=ring),
-    )
+    return one_shot(media_source, frames, first=0, matte=matte, affected_ring=ring)
 
 
 def test_matte_masker_reads_indexed_frames_and_grows_a_ring(tmp_path: Path) -> None:
