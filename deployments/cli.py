@@ -33,7 +33,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     The settings are read here, once, and passed to the command (``Settings.from_env``).
     """
     args = _parser().parse_args(argv)
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except VoidflowError as error:  # a bad variable: one line, nothing ran
+        print(f"voidflow: error: {error}", file=sys.stderr)
+        return 2
     try:
         return COMMANDS[args.command](args, settings)
     except VoidflowError as error:

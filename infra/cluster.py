@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 from voidflow.infra.settings import Settings
+from voidflow.void_ops.exceptions import StorageUnavailable
 
 __all__ = ["orchestration", "prepare_environment"]
 
@@ -21,8 +22,15 @@ def prepare_environment(settings: Settings) -> None:
     """Set the environment Prefect and Ray read when they start. Call at the entry point, before importing them.
 
     Prefect keeps its state under ``$VOIDFLOW_HOME/prefect`` unless ``PREFECT_HOME`` is set, and sends no
-    analytics; Ray skips its token notice on a local cluster.
+    analytics; Ray skips its token notice on a local cluster. ``VOIDFLOW_HOME`` is created when it does not exist.
+
+    Raises:
+        StorageUnavailable: ``VOIDFLOW_HOME`` cannot be created.
     """
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StorageUnavailable(f"VOIDFLOW_HOME {settings.home}: cannot be created ({error.strerror})") from None
     os.environ.setdefault("PREFECT_HOME", str(settings.home / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -28,11 +28,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voidflow.infra.paths import parse_allowed_roots, parse_path_map
+from voidflow.void_ops.exceptions import ConfigurationError
 
 __all__ = ["Settings"]
+
+_N = TypeVar("_N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +83,12 @@ class Settings:
         env = os.environ if environ is None else environ
         home = Path(env.get("VOIDFLOW_HOME") or Path.home() / ".voidflow").expanduser().absolute()
         db_url = env.get("VOIDFLOW_DB_URL") or f"sqlite:///{home / 'voidflow.db'}"
-        cpus = env.get("VOIDFLOW_RAY_CPUS")
         return cls(
             home=home,
             db_url=db_url,
             prefect_api_url=env.get("PREFECT_API_URL") or None,
             ray_address=env.get("VOIDFLOW_RAY_ADDRESS") or None,
-            ray_cpus=int(cpus) if cpus else None,
+            ray_cpus=_number(env, "VOIDFLOW_RAY_CPUS", int),
             models_dir=Path(env.get("VOIDFLOW_MODELS") or home / "models").expanduser().absolute(),
             gemini_api_key=env.get("GEMINI_API_KEY") or env.get("VOIDFLOW_GEMINI_API_KEY") or None,
             gemini_secret_block=env.get("VOIDFLOW_GEMINI_SECRET_BLOCK") or None,
@@ -96,8 +98,27 @@ class Settings:
             hf_offline=(env.get("HF_HUB_OFFLINE") or "").lower() in ("1", "true", "yes"),
             webhook_url=env.get("VOIDFLOW_WEBHOOK_URL") or None,
             ocio=env.get("OCIO") or None,
-            db_timeout_s=float(env.get("VOIDFLOW_DB_TIMEOUT") or 30),
+            db_timeout_s=_number(env, "VOIDFLOW_DB_TIMEOUT", float) or 30.0,
         )
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[_N]) -> _N | None:
+    """A positive number from the environment, or None where unset.
+
+    Raises:
+        ConfigurationError: the value is not a positive ``kind`` (one line naming the variable and the value).
+    """
+    text = env.get(name) or ""
+    if not text:
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        what = "whole number" if kind is int else "number"
+        raise ConfigurationError(f"{name}={text!r}: expected a positive {what}")
+    return value
 
 
 def _mask_password(url: str) -> str:

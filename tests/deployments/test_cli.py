@@ -181,3 +181,35 @@ def test_an_edl_rate_its_timecodes_contradict_is_refused_in_one_line(tmp_path: P
     assert result.stderr == (
         f"voidflow: error: {edl}: timecode 01:00:01:24 has frame 24, beyond what --edl-rate 24 allows (frames 0-23)\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("VOIDFLOW_RAY_CPUS", "lots", "voidflow: error: VOIDFLOW_RAY_CPUS='lots': expected a positive whole number\n"),
+        ("VOIDFLOW_PATH_MAP", "/a", "voidflow: error: VOIDFLOW_PATH_MAP: entry '/a' is not FROM=TO\n"),
+        (
+            "VOIDFLOW_ALLOWED_ROOTS",
+            "shows",
+            "voidflow: error: VOIDFLOW_ALLOWED_ROOTS: 'shows' is not an absolute folder\n",
+        ),
+    ],
+)
+def test_a_bad_setting_exits_2_with_one_line(variable: str, value: str, message: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL")}
+    env |= {"VOIDFLOW_HOME": str(tmp_path / "home"), variable: value}
+    command = [sys.executable, "-m", "voidflow.deployments.cli", "plan", "cut.edl"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert (result.returncode, result.stderr) == (2, message)
+
+
+def test_a_voidflow_home_that_does_not_exist_yet_is_created(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "not" / "yet" / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL", "PREFECT_HOME")}
+    env |= {"VOIDFLOW_HOME": str(home)}
+    command = [sys.executable, "-m", "voidflow.deployments.cli", "run", str(small_demo.edit), "--sidecar",
+               str(small_demo.sidecar), "--backend", "passthrough", "--out", str(tmp_path / "out")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.returncode in (0, 1), result.stderr[-2000:]  # the batch ran (exit 1: some shot failed)
+    assert (home / "voidflow.db").is_file() and (home / "prefect").is_dir()
