@@ -384,9 +384,11 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.infra.database import ensure_schema
+    from voidflow.infra.paths import ensure_allowed
     from voidflow.tasks.batch import load_batch
     from voidflow.tasks.export import write_parquet
 
+    ensure_allowed(args.out, settings.allowed_roots, what="export")
     ensure_schema(settings.db_url)
     batch = load_batch(_ledger(settings), args.batch)
     written, count = write_parquet(batch, args.out.absolute())

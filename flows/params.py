@@ -191,8 +191,14 @@ def _probe_media(source: MediaSource) -> MediaProbe:
     return MediaProbe(frames=info.frames, timecode=info.timecode)
 
 
-def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest, mapping: PathMap) -> list[Shot]:
-    from voidflow.infra.paths import map_path
+def _plan_edit(
+    edit: Edit, sidecar_path: Path | None, request: BatchRequest, mapping: PathMap, roots: tuple[str, ...]
+) -> list[Shot]:
+    from voidflow.infra.paths import ensure_allowed, map_path
+
+    def probe(source: MediaSource) -> MediaProbe:
+        ensure_allowed(source.path, roots, what="media")  # before the file is opened
+        return _probe_media(source)
 
     def resolve(path: str) -> str:
         return map_path(path, mapping) if mapping else path
@@ -209,9 +215,7 @@ def _plan_edit(edit: Edit, sidecar_path: Path | None, request: BatchRequest, map
             for name, entry in sidecar.items()
         }
     selection = Selection(track=request.track, everything=request.select_all)
-    return plan_shots(
-        edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=_probe_media, resolve=resolve
-    )
+    return plan_shots(edit, selection=selection, handles=request.handles, sidecar=sidecar, probe=probe, resolve=resolve)
 
 
 def plan(
@@ -236,19 +240,22 @@ def plan(
     Raises:
         EditUnreadable, SidecarInvalid, InvalidInput: the edit, sidecar or selection is unusable, or
             ``only_shots`` names a shot the edit does not have.
-        PathNotAllowed: the edit, sidecar or output folder lies outside ``allowed_roots``.
+        PathNotAllowed: the edit, sidecar, previous edit or sidecar, or output folder lies outside ``allowed_roots``
+            (a shot whose media does is skipped with that reason, its media never opened).
     """
     from voidflow.infra.paths import ensure_allowed
 
     ensure_allowed(request.edit, allowed_roots, what="edit")
     ensure_allowed(request.out_dir, allowed_roots, what="output folder")
-    if request.sidecar is not None:
-        ensure_allowed(request.sidecar, allowed_roots, what="sidecar")
+    for name, given in (("sidecar", request.sidecar), ("previous edit", request.previous_edit),
+                        ("previous sidecar", request.previous_sidecar)):  # fmt: skip
+        if given is not None:
+            ensure_allowed(given, allowed_roots, what=name)
     edit = read_edit(request.edit, edl_rate=request.edl_rate)
-    shots = _plan_edit(edit, request.sidecar, request, path_map)
+    shots = _plan_edit(edit, request.sidecar, request, path_map, allowed_roots)
     if request.previous_edit is not None:
         previous = read_edit(request.previous_edit, edl_rate=request.edl_rate)
-        old = _plan_edit(previous, request.previous_sidecar, request, path_map)
+        old = _plan_edit(previous, request.previous_sidecar, request, path_map, allowed_roots)
         unchanged = {change.shot for change in diff_shots(old, shots) if not change.needs_work}
         note = f"{UNCHANGED} ({request.previous_edit.name})"
         shots = [

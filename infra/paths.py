@@ -155,7 +155,10 @@ def ensure_allowed(path: str | Path, roots: Sequence[str], *, what: str) -> None
     """
     if not roots:
         return
-    resolved = Path(path).expanduser().absolute().parent.resolve() / Path(path).name
+    given = Path(path).expanduser().absolute()
+    # A file is resolved whole (a link to a file outside leads out; ``root/..`` is the folder above); a frame
+    # pattern names no file, so its folder is.
+    resolved = given.parent.resolve() / given.name if "%" in given.name else given.resolve()
     for root in roots:
         if resolved.is_relative_to(Path(root).expanduser().resolve()):
             return

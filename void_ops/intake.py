@@ -46,7 +46,7 @@ import opentimelineio as otio
 
 from voidflow.void_ops import media
 from voidflow.void_ops.edl_rate import EdlRate, check_edl_rate, infer_edl_rate
-from voidflow.void_ops.exceptions import EditUnreadable, InvalidInput, MediaInvalid, SidecarInvalid
+from voidflow.void_ops.exceptions import EditUnreadable, InvalidInput, MediaInvalid, PathNotAllowed, SidecarInvalid
 from voidflow.void_ops.hashing import sha256_path
 from voidflow.void_ops.shots import MediaProbe, MediaSource, NameSource, Retime, Shot, ShotInstructions
 from voidflow.void_ops.sidecar import entry_to_instructions, validate_entry
@@ -601,7 +601,7 @@ def _place_media(media: MediaSource, source_start: int, probe: Callable[[MediaSo
         return _Placed(media, origin="the edit's available range" if from_edit else "no range known")
     try:  # also when the edit gives the range: a plate the media layer cannot read skips
         found = probe(media)
-    except MediaInvalid as error:
+    except (MediaInvalid, PathNotAllowed) as error:  # unreadable, or outside the allowed roots (never read)
         return _Placed(media, str(error))
     own_start = _timecode_frames(found.timecode, media.rate)
     if not from_edit:

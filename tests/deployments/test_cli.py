@@ -213,3 +213,14 @@ def test_a_voidflow_home_that_does_not_exist_yet_is_created(small_demo, tmp_path
     assert "Traceback" not in result.stderr + result.stdout
     assert result.returncode in (0, 1), result.stderr[-2000:]  # the batch ran (exit 1: some shot failed)
     assert (home / "voidflow.db").is_file() and (home / "prefect").is_dir()
+
+
+def test_export_outside_the_allowed_roots_is_refused(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "VOIDFLOW_DB_URL")}
+    env |= {"VOIDFLOW_HOME": str(tmp_path / "home"), "VOIDFLOW_ALLOWED_ROOTS": str(tmp_path / "show")}
+    out = tmp_path / "elsewhere" / "runs.parquet"
+    command = [sys.executable, "-m", "voidflow.deployments.cli", "export", "--batch", "abc", "-o", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"voidflow: error: export {out}: outside the allowed roots")
+    assert not out.parent.exists()

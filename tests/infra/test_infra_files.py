@@ -300,3 +300,28 @@ def test_bad_path_maps_fail_with_the_entry_named(text: str, message: str) -> Non
 
 def test_path_map_docstring_examples() -> None:
     assert doctest.testmod(voidflow.infra.paths).failed == 0
+
+
+# -- VOIDFLOW_ALLOWED_ROOTS ----------------------------------------------------------------------------------------
+
+
+def test_allowed_roots_hold_against_links_and_dot_dot(tmp_path: Path) -> None:
+    import pytest
+
+    from voidflow.infra.paths import ensure_allowed
+    from voidflow.void_ops.exceptions import PathNotAllowed
+
+    show, outside = tmp_path / "show", tmp_path / "outside"
+    show.mkdir()
+    outside.mkdir()
+    (outside / "plate.mov").write_bytes(b"x")
+    (show / "plate.mov").symlink_to(outside / "plate.mov")  # a file link under the root to a file outside it
+    (show / "frames").symlink_to(outside, target_is_directory=True)
+    roots = (str(show),)
+    for path in (show / "plate.mov", f"{show}/..", show / "frames" / "plate.%04d.exr", show / ".." / "outside"):
+        with pytest.raises(PathNotAllowed, match="outside the allowed roots"):
+            ensure_allowed(path, roots, what="media")
+    (show / "real.mov").write_bytes(b"x")
+    ensure_allowed(show / "real.mov", roots, what="media")
+    ensure_allowed(show / "out" / "new", roots, what="output folder")  # not there yet: its path still counts
+    ensure_allowed(show / "seq" / "plate.%04d.exr", roots, what="media")
