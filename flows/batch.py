@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from prefect_ray import RayTaskRunner
 
 from voidflow.flows.params import BatchRequest, forced_stages, plan
+from voidflow.infra.database import remember_password
 from voidflow.infra.settings import Settings
 from voidflow.tasks.backends import needs_segmenter
 from voidflow.tasks.batch import conform_batch, notify_batch, report_batch
@@ -63,6 +64,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
         The batch's ID, final state, shot names by outcome, and where the conformed edit and report went.
     """
     settings = Settings.from_env()
+    remember_password(settings.db_url)  # the request names the database without it
     edit, shots = plan(request, allowed_roots=settings.allowed_roots, path_map=settings.path_map)
     ensure_writable_folder(request.out_dir)
     ledger = Ledger(request.db_url, db_timeout_s=settings.db_timeout_s)

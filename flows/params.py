@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from voidflow.void_ops import media
 from voidflow.void_ops.cutdiff import UNCHANGED, diff_shots
@@ -159,7 +159,7 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     edit: Path
     out_dir: Path
-    db_url: str
+    db_url: str  # without its password, always (``_no_password``): the processes that connect add it back
     sidecar: Path | None = None
     track: str | None = None
     select_all: bool = False
@@ -183,6 +183,15 @@ class BatchRequest(BaseModel):
     only_shots: tuple[str, ...] | None = None
     force_from: Stage | None = None
     parent_batch: str | None = None
+
+    @field_validator("db_url")
+    @classmethod
+    def _no_password(cls, url: str) -> str:
+        """A request is a Prefect parameter (stored with every flow run and deployment): it never holds the
+        database password, which each process takes from its own ``VOIDFLOW_DB_URL`` (``remember_password``)."""
+        from voidflow.infra.database import public_url
+
+        return public_url(url) if url else url
 
 
 def _probe_media(source: MediaSource) -> MediaProbe:

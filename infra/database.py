@@ -59,7 +59,9 @@ __all__ = [
     "VlmExchangeRow",
     "engine_for",
     "ensure_schema",
+    "public_url",
     "redact_url",
+    "remember_password",
     "retry_conflicts",
     "upgrade",
     "utcnow",
@@ -257,6 +259,28 @@ class FileHash(Base):
     sha256: Mapped[str] = mapped_column(String(64))
 
 
+#: Full database URLs of this process (its own ``VOIDFLOW_DB_URL``), by their form without the password.
+_PASSWORDS: dict[str, str] = {}
+
+
+def public_url(url: str) -> str:
+    """``url`` without its password: the only form a database URL travels in (Prefect parameters, Ray arguments,
+    provenance). The process that connects puts the password back from its own settings (``remember_password``).
+
+    Example: ``postgresql+psycopg://vf:s3cret@db/voidflow`` → ``postgresql+psycopg://vf@db/voidflow``.
+    """
+    parsed = make_url(url)
+    return parsed._replace(password=None).render_as_string(hide_password=False) if parsed.password else url
+
+
+def remember_password(url: str) -> None:
+    """Let this process connect to ``url``'s database when it is named without its password (``public_url``):
+    called once at each entry point (the command line, a batch's flow run, a shot's worker) with
+    ``Settings.db_url``, so the password never leaves the environment of the process that uses it."""
+    if make_url(url).password:
+        _PASSWORDS[public_url(url)] = url
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***``."""
     return make_url(url).render_as_string(hide_password=True)
@@ -277,6 +301,7 @@ def engine_for(url: str, busy_timeout_s: float = BUSY_TIMEOUT_S) -> Engine:
     SQLite files get WAL journaling, foreign keys and a busy timeout: a write waits up to ``busy_timeout_s``
     seconds for another process's lock (``Settings.db_timeout_s``); their folder is created.
     """
+    url = _PASSWORDS.get(url, url)  # a URL that travelled without its password gets it back here
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -24,7 +24,7 @@ from typing import Any, Literal, NoReturn
 from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
 
-from voidflow.infra.database import StageRun
+from voidflow.infra.database import StageRun, remember_password
 from voidflow.infra.paths import ensure_allowed
 from voidflow.infra.settings import Settings
 from voidflow.tasks.backends import make_backend, make_masker, make_vlm, needs_segmenter
@@ -125,16 +125,16 @@ def mask_inputs(ledger: Ledger, shot: Shot) -> dict[str, str]:
     return inputs
 
 
-def _vlm(job: ShotJob, ledger: Ledger) -> Vlm | None:
-    """The shot's VLM: stored answers from the ledger, and the live API when a key is configured (read here, in
-    the worker, so it never travels as a task parameter)."""
+def _vlm(job: ShotJob, ledger: Ledger, settings: Settings) -> Vlm | None:
+    """The shot's VLM: stored answers from the ledger, and the live API when a key is configured (the worker's own
+    settings, so it never travels as a task parameter)."""
     if job.vlm_mode == "off":
         return None
     stored = [
         VlmExchange(row.kind, row.model, row.request_sha256, row.request_summary, row.response_text)
         for row in ledger.exchanges()
     ]
-    key = Settings.from_env().gemini_key() if job.vlm_mode == "auto" else None
+    key = settings.gemini_key() if job.vlm_mode == "auto" else None
     return make_vlm(job.vlm_mode, job.vlm, stored, api_key=key, base_url=job.vlm_base_url)
 
 
@@ -282,9 +282,10 @@ class _Parts:
         return self.inputs["plate"]
 
 
-def _parts(context: _Shot, slot: int) -> _Parts:
-    """Check the shot's files are allowed, build its masker and GPU models (``slot`` picks the actors), and read
-    its plate's colour and content hashes; a plate or mask file that cannot be read fails the mask stage."""
+def _parts(context: _Shot, slot: int, settings: Settings) -> _Parts:
+    """Check the shot's files are allowed, build its masker (its VLM with the worker's ``settings``) and GPU models
+    (``slot`` picks the actors), and read its plate's colour and content hashes; a plate or mask file that cannot
+    be read fails the mask stage."""
     job, shot, ledger = context.job, context.shot, context.ledger
     assert shot.media is not None
     ensure_allowed(shot.media.path, job.allowed_roots, what=f"shot '{shot.name}': media")
@@ -296,7 +297,7 @@ def _parts(context: _Shot, slot: int) -> _Parts:
         shot,
         sam2_actor=job.sam2_actors[slot % len(job.sam2_actors)] if job.sam2_actors else None,
         sam2_max_side=job.sam2.max_side if job.sam2 else 1024,
-        vlm=_vlm(job, ledger) if needs_segmenter(shot) else None,
+        vlm=_vlm(job, ledger, settings) if needs_segmenter(shot) else None,
     )
     gpus, priority = job.gpus, shot.instructions.priority
     models = (
@@ -475,11 +476,13 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
     """
     logger = get_run_logger()
     attempt = attempt_base + (current_task_run.run_count or 1)
+    settings = Settings.from_env()  # the worker's own: the Gemini key, the database password
+    remember_password(settings.db_url)
     context = _Shot(Ledger(job.db_url, db_timeout_s=job.db_timeout_s), job, shot, attempt, uuid.uuid4().hex[:8])
     started = time.monotonic()
     results: dict[Stage, _Result] = {}
     try:
-        parts = _parts(context, slot)
+        parts = _parts(context, slot, settings)
         for stage in job.stages(shot):
             result = results[stage] = context.run(_STEPS[stage](stage, context, parts, results))
             logger.info("%s: %s %s (%s)", shot.name, stage, "cached" if result.hit else "done", result.file.path.name)

@@ -79,7 +79,10 @@ def test_parameters_pass_prefects_schema_and_the_flows_own_validation() -> None:
         assert validate(deployment.parameters, _schema(deployment), raise_on_error=True) == []
         request = run_batch.validate_parameters(deployment.parameters)["request"]
         assert isinstance(request, BatchRequest)
-        assert (str(request.edit), str(request.out_dir), request.db_url, request.backend) == (EDIT, OUT, DB, "void")
+        # The deployment stores the database URL without its password: the workers' own VOIDFLOW_DB_URL holds it.
+        assert "s3cret" not in str(deployment.parameters)
+        public = "postgresql+psycopg://voidflow@db.internal:5432/voidflow"
+        assert (str(request.edit), str(request.out_dir), request.db_url, request.backend) == (EDIT, OUT, public, "void")
         assert str(request.void.models_dir) == "/shows/models"
     bad = {"request": {**nightly.parameters["request"], "backend": "magic"}}
     with pytest.raises(SchemaValidationError, match="backend"):
@@ -134,7 +137,7 @@ def test_describe_is_json_without_a_server_and_hides_the_password() -> None:
     assert nightly["work_pool"] == rerun["work_pool"] == "voidflow-process"
     assert [(s["cron"], s["timezone"]) for s in nightly["schedules"]] == [("0 2 * * *", "Europe/London")]
     assert rerun["schedules"] == []
-    assert nightly["parameters"]["request"]["db_url"] == "postgresql+psycopg://voidflow:***@db.internal:5432/voidflow"
+    assert nightly["parameters"]["request"]["db_url"] == "postgresql+psycopg://voidflow@db.internal:5432/voidflow"
     assert nightly["parameters"]["request"]["edit"] == EDIT
     assert "ep01_v011.otio" in nightly["description"]
 

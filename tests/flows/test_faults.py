@@ -316,3 +316,32 @@ def test_a_shot_past_its_time_limit_fails_and_leaves_no_stage_running(small_demo
             assert row.reason == f"shot '{row.name}': ran past its 0.5 s shot timeout (not retried)"
             assert all(run.state != "running" for run in row.stage_runs)
             assert {run.attempt for run in row.stage_runs} <= {1}
+
+
+@pytest.mark.postgres
+def test_the_database_password_never_reaches_prefect(small_demo, postgres_server: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17: the password in VOIDFLOW_DB_URL stays in the environment of the processes that connect. A batch
+    run against PostgreSQL with a planted password: the flow run's parameters, Prefect's database and every file
+    voidflow writes hold the URL without it."""
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import _fresh_postgres_database
+
+    planted = "PLANTED-db-p4ss"
+    url = make_url(_fresh_postgres_database(postgres_server)).set(password=planted)  # trust auth ignores it
+    home = tmp_path / "home"
+    run = _voidflow(
+        *("run", str(small_demo.edit), "--sidecar", str(small_demo.sidecar), "--out", str(tmp_path / "out")),
+        *("--backend", "passthrough"),
+        home=home,
+        more_env={"VOIDFLOW_DB_URL": url.render_as_string(hide_password=False)},
+    )
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output[-3000:]
+    assert planted not in output
+    leaks = [path for path in [*home.rglob("*"), *(tmp_path / "out").rglob("*")]
+             if path.is_file() and planted.encode() in path.read_bytes()]  # fmt: skip
+    assert leaks == []
+    assert (home / "prefect" / "prefect.db").is_file()  # Prefect's own database was written, and searched
+    batch = Ledger(url.render_as_string(hide_password=False)).batches(limit=1)[0]
+    assert batch.state == "done"
