@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--gpu-timeout", type=float, default=3600.0, help="void backend: seconds one model call may take (3600)"
     )
+    run.add_argument(
+        "--device",
+        choices=("auto", "cpu"),
+        default="auto",
+        help="void backend: GPUs (auto: waits --gpu-wait for a GPU group to grow from zero), or cpu (tests only)",
+    )
+    run.add_argument("--gpu-wait", type=float, default=600.0, help="void backend: seconds to wait for a GPU (600)")
     run.add_argument("--shot-timeout", type=float, default=4 * 3600.0, help="seconds one shot may take (14400)")
     _mask_arguments(run)
     run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")

@@ -58,6 +58,8 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
             "compile": getattr(args, "compile", False),
             "memory_gb": getattr(args, "gpu_memory", None),
             "gpu_timeout_s": getattr(args, "gpu_timeout", 3600.0),
+            "device": getattr(args, "device", "auto"),
+            "gpu_wait_s": getattr(args, "gpu_wait", 600.0),
         },
         "masks": {
             "gate": getattr(args, "gate", False),

@@ -29,6 +29,7 @@ from voidflow.tasks.scheduler import ShotScheduler
 from voidflow.tasks.shots import ShotJob
 from voidflow.tasks.void_actors import Pool, start_gpu_pool, start_sam2_pool, stop_gpu_pool, stop_pool
 from voidflow.void_ops.composite import Blend
+from voidflow.void_ops.exceptions import VoidflowError
 from voidflow.void_ops.intake import Edit
 from voidflow.void_ops.masking.vlm import VlmSettings
 from voidflow.void_ops.media import ensure_writable_folder
@@ -74,8 +75,12 @@ def run_batch(request: BatchRequest) -> BatchResult:
     print(f"batch {batch_id}: {len(ready)} shots to process, {len(skipped)} skipped")
 
     scheduler = ShotScheduler(ready, ledger=ledger, batch_id=batch_id, shot_timeout_s=request.shot_timeout_s)
-    with _workers(_shot_job(request, batch_id, settings), request, ready) as job:
-        tally = scheduler.run(job)
+    try:
+        with _workers(_shot_job(request, batch_id, settings), request, ready) as job:
+            tally = scheduler.run(job)
+    except VoidflowError:  # the workers could not start (no GPU, models that do not load): no shot ran
+        ledger.interrupt(batch_id)  # ``voidflow resume`` finishes it once the cause is fixed
+        raise
 
     conformed = _conform(request, batch_id, settings) if tally.done else None
     report = report_batch(request.db_url, batch_id, request.out_dir / "report.html", db_timeout_s=settings.db_timeout_s)
@@ -158,7 +163,14 @@ def _start_void(job: ShotJob, request: BatchRequest, ready: list[Shot]) -> tuple
     config = request.void.config(pass2=any(job.runs_pass2(shot) for shot in ready))
     specs = {"pass1": config.pass1, **({"pass2": config.pass2} if config.pass2 is not None else {})}
     print(f"VOID: loading {' and '.join(specs)} on every GPU")
-    pool, handles = start_gpu_pool(specs, prefix=f"voidflow-{job.batch_id[:8]}", timeout_s=request.void.gpu_timeout_s)
+    options = request.void
+    pool, handles = start_gpu_pool(
+        specs,
+        prefix=f"voidflow-{job.batch_id[:8]}",
+        timeout_s=options.gpu_timeout_s,
+        on_cpu=options.device == "cpu",
+        gpu_wait_s=options.gpu_wait_s,
+    )
     print(f"VOID: {len(pool.workers)} GPU worker(s) ready")
     return dataclasses.replace(job, void=config, gpus=pool), handles
 

@@ -69,6 +69,10 @@ class VoidOptions(BaseModel):
     compile: bool = False
     memory_gb: float | None = Field(default=None, gt=0)  # per GPU; None: the card's own memory
     gpu_timeout_s: float = Field(default=3600.0, gt=0)  # one model call, its wait in the GPU's queue included
+    # Where the VOID workers run: on GPUs ("auto" waits up to gpu_wait_s for an autoscaled GPU group to grow from
+    # zero, then refuses the batch), or on CPUs only when asked ("cpu": float32, for tests and tiny models).
+    device: Literal["auto", "cpu"] = "auto"
+    gpu_wait_s: float = Field(default=600.0, ge=0)
     flow: Literal["dis", "raft"] = "dis"
     raft_weights: Path | None = None
 

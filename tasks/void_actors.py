@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import ray
 
 from voidflow.tasks.placement import Dispatcher, Grant, Outcome, Request
 from voidflow.void_ops.exceptions import (
+    ConfigurationError,
     GpuOutOfMemory,
     ModelLoadError,
     NoDeviceFits,
@@ -106,18 +108,26 @@ class GpuPool:
 
 
 def start_gpu_pool(
-    specs: Mapping[str, ModelSpec], *, prefix: str, timeout_s: float, depth: int = 2, strikes: int = 2
+    specs: Mapping[str, ModelSpec],
+    *,
+    prefix: str,
+    timeout_s: float,
+    on_cpu: bool = False,
+    gpu_wait_s: float = 600.0,
+    depth: int = 2,
+    strikes: int = 2,
 ) -> tuple[GpuPool, tuple[Any, ...]]:
-    """Start one worker per GPU (one on the CPU without GPUs) holding ``specs``, wait for their models to load,
-    and start the batch's dispatcher over them.
+    """Start one worker per GPU holding ``specs`` (or, with ``on_cpu``, one float32 worker on the CPU), wait for
+    their models to load, and start the batch's dispatcher over them.
 
     Returns the pool for shot tasks, and the actor handles, which the caller keeps until ``stop_gpu_pool`` (Ray
     ends a named actor once no handle to it is left).
 
     Raises:
+        ConfigurationError: no GPU joined the cluster within ``gpu_wait_s`` (never a silent CPU worker).
         ModelLoadError: a worker failed to load its models (the first line of its error).
     """
-    gpus = int(ray.cluster_resources().get("GPU", 0))
+    gpus = 0 if on_cpu else _wait_for_gpus(gpu_wait_s)
     if gpus:
         alone = len(specs) == 1  # one pass per GPU leaves room to keep T5 there between prompts
         specs = {
@@ -150,6 +160,31 @@ def start_gpu_pool(
     first = described[0]
     pool = GpuPool(dispatcher_name, names, first["passes"], first["footprints"], timeout_s)
     return pool, (*workers, dispatcher)
+
+
+def _wait_for_gpus(wait_s: float, *, poll_s: float = 2.0) -> int:
+    """The cluster's GPU count, asking its autoscaler for one and waiting up to ``wait_s`` seconds where a GPU
+    group is scaled to zero.
+
+    Raises:
+        ConfigurationError: still no GPU after ``wait_s`` seconds.
+    """
+    from ray.autoscaler.sdk import request_resources
+
+    deadline = time.monotonic() + wait_s
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if not gpus and wait_s > 0:
+        request_resources(bundles=[{"GPU": 1}])  # an autoscaled GPU group grows from zero; a fixed cluster ignores it
+        print(f"VOID: no GPU in the cluster yet; waiting up to {wait_s:g} s for one to join")
+    while not gpus and time.monotonic() < deadline:
+        time.sleep(min(poll_s, max(deadline - time.monotonic(), 0.0)))
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+    if not gpus:
+        raise ConfigurationError(
+            f"the void backend found no GPU in the Ray cluster after {wait_s:g} s (is its GPU group scaled to zero "
+            "and not growing?); VOID on CPUs is for tests only: --device cpu"
+        )
+    return gpus
 
 
 def _last_error_line(error: BaseException) -> str:

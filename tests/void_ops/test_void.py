@@ -266,7 +266,7 @@ def test_a_pass_short_of_memory_falls_back_to_cheaper_recipes_and_records_them(t
 def _small_void(tiny: TinyVoid) -> dict[str, object]:
     """VoidOptions fields for the tiny models on small clips (two steps, 4-latent windows)."""
     geometry = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29, "window": 4, "overlap": 2}
-    return {"base": tiny.base, "pass1_weights": tiny.pass1, "pass1_steps": 2, **geometry}
+    return {"base": tiny.base, "pass1_weights": tiny.pass1, "pass1_steps": 2, "device": "cpu", **geometry}
 
 
 def _void_request(small_demo, db_url: str, tmp_path: Path, options: object):  # type: ignore[no-untyped-def]
@@ -350,3 +350,21 @@ def test_a_hung_gpu_call_times_out_and_quarantines_its_gpu(
     hung = [run for shot in batch.shots for run in shot.stage_runs if run.stage == "pass1" and run.state == "failed"]
     # The hung call, then its retry and the two other shots, each refused at once.
     assert sorted(run.error_class or "" for run in hung) == ["NoDeviceFits"] * 3 + ["StageTimeout"]
+
+
+def test_no_gpu_refuses_the_void_batch_instead_of_running_it_on_cpus(  # type: ignore[no-untyped-def]
+    small_demo, tiny: TinyVoid, db_url: str, tmp_path: Path, ray_cluster
+) -> None:
+    """Issue 17: on a cluster whose GPU group is at zero (this test cluster has none), the batch waits gpu_wait_s
+    for a GPU, then refuses in one line, naming --device cpu; the batch is left interrupted for ``resume``."""
+    from voidflow.flows.batch import run_batch
+    from voidflow.flows.params import VoidOptions
+    from voidflow.tasks.ledger import Ledger
+    from voidflow.void_ops.exceptions import ConfigurationError
+
+    options = VoidOptions(**{**_small_void(tiny), "device": "auto", "gpu_wait_s": 0.5})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"found no GPU in the Ray cluster after 0.5 s .*--device cpu$"):
+        run_batch(_void_request(small_demo, db_url, tmp_path, options))
+    (batch,) = Ledger(db_url).batches(limit=1)
+    assert batch.state == "interrupted"
+    assert not (tmp_path / "out" / "shots" / "sh010" / "v001").exists()
