@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "missing_or_empty"]
 
 
 @contextlib.contextmanager
@@ -35,3 +35,11 @@ def atomic_write(path: Path, *, temporary: Path | None = None) -> Iterator[Path]
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def missing_or_empty(path: Path) -> bool:
+    """True where ``path`` is not there or holds zero bytes: a frame a render farm never wrote, or left empty."""
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return True

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voidflow.void_ops.exceptions import MediaInvalid, StorageUnavailable
+from voidflow.void_ops.files import missing_or_empty
 
 if TYPE_CHECKING:
     from voidflow.void_ops.shots import MediaSource
@@ -99,7 +100,7 @@ def range_hash(
     if source.kind == "movie":
         return content_hash([file_hash(Path(source.path)), f"{first}+{count}"])
     files = [source.file_for_index(index) for index in range(first, first + count)]
-    absent = [file for file in files if not file.is_file() or file.stat().st_size == 0]
+    absent = [file for file in files if missing_or_empty(file)]
     if absent and not allow_gaps:
         raise MediaInvalid(f"{source.path}: frame {absent[0].name} missing ({absent[0]})")
     return content_hash([f"gap:{file.name}" if file in absent else file_hash(file) for file in files])

@@ -167,11 +167,13 @@ def read_edit(path: Path, *, edl_rate: float | None = None) -> Edit:
     timeline = result if isinstance(result, otio.schema.Timeline) else None
     if timeline is None and isinstance(result, otio.schema.SerializableCollection):
         timelines = list(result.find_children(descended_from_type=otio.schema.Timeline, shallow_search=True))
-        timeline = timelines[0] if len(timelines) == 1 else None
-    if timeline is None and isinstance(result, otio.schema.SerializableCollection):
-        names = [item.name for item in result.find_children(descended_from_type=otio.schema.Timeline)]
-        held = f"{len(names)} timelines ({', '.join(repr(name) for name in names)})" if names else "no timeline"
-        raise EditUnreadable(f"{path}: the file holds {held}; export the one sequence or project to process")
+        if len(timelines) != 1:  # name every timeline it holds, nested collections included
+            found = list(result.find_children(descended_from_type=otio.schema.Timeline))
+            held = (
+                f"{len(found)} timelines ({', '.join(repr(item.name) for item in found)})" if found else "no timeline"
+            )
+            raise EditUnreadable(f"{path}: the file holds {held}; export the one sequence or project to process")
+        (timeline,) = timelines
     if timeline is None:
         raise EditUnreadable(f"{path}: expected one timeline, got {type(result).__name__}")
     if suffix == ".otioz":

@@ -33,7 +33,7 @@ import numpy as np
 from voidflow.void_ops import _images, _movie
 from voidflow.void_ops.colour import ColourTags, video_tags_for
 from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
-from voidflow.void_ops.files import atomic_write
+from voidflow.void_ops.files import atomic_write, missing_or_empty
 from voidflow.void_ops.frames import from_unit
 from voidflow.void_ops.hashing import content_hash, sha256_file
 from voidflow.void_ops.shots import MediaSource, MissingFrames, rate_fraction
@@ -216,9 +216,10 @@ def read_frames(source: MediaSource, first_index: int, count: int, *, gaps: Miss
         rgb8 = _bit_depth(info.pix_fmt) == 8 and not info.pix_fmt.startswith(("yuv", "nv", "gray"))
         return _movie.decode(path, first_index, count, "rgb24" if rgb8 else "rgb48le")
     indices = range(first_index, first_index + count)
-    missing = set(sequence_gaps(source, first_index, count))
-    if gaps == "skip" or len(missing) == count:
-        _check_sequence_files(source, first_index, count)
+    found = sequence_gaps(source, first_index, count)
+    if gaps == "skip" or len(found) == count:
+        _refuse_gaps(source, first_index, count, found)
+    missing = set(found)
     read = {
         i: _rgb(_images.read(source.file_for_index(i))[1]) for i in indices if source.first_number + i not in missing
     }
@@ -253,16 +254,8 @@ def sequence_gaps(source: MediaSource, first_index: int, count: int) -> tuple[in
     """
     if source.kind == "movie":
         return ()
-    found = []
-    for index in range(first_index, first_index + count):
-        path = source.file_for_index(index)
-        try:
-            empty = path.stat().st_size == 0
-        except OSError:
-            empty = True
-        if empty:
-            found.append(source.first_number + index)
-    return tuple(found)
+    indices = range(first_index, first_index + count)
+    return tuple(source.first_number + i for i in indices if missing_or_empty(source.file_for_index(i)))
 
 
 def read_matte(source: MediaSource, first_index: int, count: int) -> np.ndarray:
@@ -587,7 +580,11 @@ def _check_range_args(source: MediaSource, first_index: int, count: int) -> None
 
 
 def _check_sequence_files(source: MediaSource, first_index: int, count: int) -> None:
-    gaps = sequence_gaps(source, first_index, count)
+    _refuse_gaps(source, first_index, count, sequence_gaps(source, first_index, count))
+
+
+def _refuse_gaps(source: MediaSource, first_index: int, count: int, gaps: tuple[int, ...]) -> None:
+    """Raise ``MediaInvalid`` naming the first of a range's ``gaps`` (``sequence_gaps``), if there is one."""
     if gaps:
         index = gaps[0] - source.first_number
         what = "missing" if not source.file_for_index(index).is_file() else "empty (0 bytes)"
