@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,17 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from voidflow.infra.database import BUSY_TIMEOUT_S, Batch, ShotRow, StageRun, engine_for, redact_url
 from voidflow.void_ops.exceptions import StaleAttempt, StorageUnavailable
 
-__all__ = ["LedgerBase", "code_version"]
+__all__ = ["LedgerBase", "code_version", "failure"]
+
+
+def failure(error: BaseException) -> dict[str, str]:
+    """What a failed run records about its error: the class, the message (at most 2,000 characters; the class name
+    when it has none) and the traceback (12 frames). Call it inside the ``except`` block."""
+    return {
+        "error_class": type(error).__name__,
+        "error_message": (str(error) or type(error).__name__)[:2000],
+        "traceback": traceback.format_exc(limit=12),
+    }
 
 
 def code_version() -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from voidflow.infra.database import Artifact, StageRun, utcnow
-from voidflow.tasks.ledger._base import LedgerBase
+from voidflow.tasks.ledger._base import LedgerBase, failure
 from voidflow.void_ops.pipeline import StageFile
 from voidflow.void_ops.stages import StageState
 
@@ -87,13 +86,7 @@ class StageLedger(LedgerBase):
         try:
             yield handle
         except BaseException as error:
-            self._finish(
-                handle,
-                state="failed",
-                error_class=type(error).__name__,
-                error_message=(str(error) or type(error).__name__)[:2000],
-                traceback=traceback.format_exc(limit=12),
-            )
+            self._finish(handle, state="failed", **failure(error))
             raise
         self._finish(handle, state="done")
 
