@@ -3,7 +3,7 @@
 Seeds an SQLite ledger (or ``--db-url``) with 50 batches x 50 shots x 4 stages, the newest batch holding 10 failed
 shots, then times what ``voidflow rerun --batch ID --failed --dry-run`` does after start-up: load the batch, pick
 the failed shots, and plan every stage (the mask key is recomputed from the plate and matte content). Prints one
-JSON object as its last line.
+JSON object as its last line; ``--smoke`` seeds 5 batches instead of 50 (the test suite runs it).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from voidflow.void_ops.shots import MediaSource, Shot, ShotInstructions
 BATCHES, SHOTS, STAGES, FAILED = 50, 50, ("mask", "pass1", "pass2", "deliver"), 10
 
 
-def seed(url: str, folder: Path) -> tuple[str, dict[str, Shot]]:
-    """Fill the ledger; return the newest batch's ID and its shots as planned."""
+def seed(url: str, folder: Path, batches: int = BATCHES) -> tuple[str, dict[str, Shot]]:
+    """Fill the ledger with ``batches`` batches; return the newest batch's ID and its shots as planned."""
     frames = np.zeros((12, 32, 48, 3), np.uint8)
-    plate = media.write_movie(frames, folder / "plate.mov", Fraction(24), codec="ffv1")
+    plate = media.write_movie(frames, folder / "plate.mkv", Fraction(24), codec="ffv1")
     matte = media.write_sequence(frames, folder / "roto" / "roto.%04d.png", Fraction(24), first_number=1001)
     source = MediaSource(plate.path, "movie", 24.0, 0, 12)
     shots = {
@@ -69,14 +69,14 @@ def seed(url: str, folder: Path) -> tuple[str, dict[str, Shot]]:
     )
     newest = ""
     with engine_for(url).begin() as connection:
-        for b in range(BATCHES):
+        for b in range(batches):
             newest = uuid.uuid4().hex
             connection.execute(
                 insert(Batch),
                 [
                     {
                         "id": newest,
-                        "state": "failed" if b == BATCHES - 1 else "done",
+                        "state": "failed" if b == batches - 1 else "done",
                         "kind": "run",
                         "edit_id": edit,
                         "edit_path": str(folder / "cut.otio"),
@@ -106,7 +106,7 @@ def seed(url: str, folder: Path) -> tuple[str, dict[str, Shot]]:
                             "head": 2,
                             "tail": 2,
                             "record_start": 12 * i,
-                            "state": "failed" if b == BATCHES - 1 and i < FAILED else "done",
+                            "state": "failed" if b == batches - 1 and i < FAILED else "done",
                             "reason": "",
                             "version": "v001",
                         }
@@ -119,7 +119,7 @@ def seed(url: str, folder: Path) -> tuple[str, dict[str, Shot]]:
             runs = []
             for i, shot_id in enumerate(rows):
                 for stage in STAGES:
-                    failed = b == BATCHES - 1 and i < FAILED and stage == "pass1"
+                    failed = b == batches - 1 and i < FAILED and stage == "pass1"
                     runs.append(
                         {
                             "shot_id": shot_id,
@@ -142,12 +142,15 @@ def seed(url: str, folder: Path) -> tuple[str, dict[str, Shot]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db-url", help="ledger to seed (default: a fresh SQLite file)")
+    parser.add_argument("--smoke", action="store_true", help="5 batches instead of 50 (checks the script)")
+    parser.add_argument("--out", type=Path, help="write the JSON result here too")
     args = parser.parse_args()
+    batches = 5 if args.smoke else BATCHES
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         url = args.db_url or f"sqlite:///{folder / 'ledger.db'}"
         ensure_schema(url)
-        batch_id, shots = seed(url, folder)
+        batch_id, shots = seed(url, folder, batches)
         ledger = Ledger(url)
         began = time.perf_counter()
         batch = load_batch(ledger, batch_id)
@@ -155,13 +158,15 @@ def main() -> None:
         plans = plan_rerun(ledger, rows, shots=shots, pass2=True)
         seconds = time.perf_counter() - began
         result = {
-            "stage_runs": BATCHES * SHOTS * len(STAGES),
+            "stage_runs": batches * SHOTS * len(STAGES),
             "rerun_shots": len(plans),
             "plan_s": round(seconds, 3),
             "target_s": 1.0,
             "database": url.split(":", 1)[0],
             "first_plan": plans[0].as_dict(),
         }
+        if args.out is not None:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result))
 
 

@@ -14,7 +14,8 @@ shot takes the demo sidecar's instructions. Everything is written under one temp
 Ray's session folder, the ledger, the outputs) and removed at the end.
 
 Run ``.venv/bin/python benchmarks/orchestration.py [--shots N] [--out FILE]`` (target: ``overhead_s_per_shot`` at
-most 0.5 on a 2-core machine). Prints one JSON object as its last line (``--out`` also writes it to FILE):
+most 0.5 on a 2-core machine; ``--smoke`` runs 3 shots, for the test suite). Prints one JSON object as its last
+line (``--out`` also writes it to FILE):
 
 - ``overhead_s_per_shot``, ``shots``, ``done``, ``failed``, ``wall_s``, ``cpus`` (Ray's), ``card`` ("cpu");
 - ``cpu_s_per_shot``: CPU seconds per shot of this process and all it started during the flow; wall time on a
@@ -157,7 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--shots", type=int, default=200, help="shots in the edit (default 200)")
     parser.add_argument("--out", type=Path, help="also write the JSON object to this file")
+    parser.add_argument("--smoke", action="store_true", help="3 shots (checks the script)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.shots = 3
     if args.shots < 1:
         parser.error(f"--shots must be at least 1, got {args.shots}")
 

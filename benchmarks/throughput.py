@@ -2,23 +2,32 @@
 
 What runs: a full-size VOID (CogVideoX-Fun 5B transformer with 48 input channels, its VAE, a T5-XXL encoder, random
 bf16 weights written in the real on-disk layout; the base transformer's own weights, which a run from a VOID
-checkpoint never reads, are left out) and a 1920x1080 ProRes 422 HQ plate with its roto matte; an edit of ``--shots``
-clips of mixed lengths (25 to 181 frames plus 8-frame handles, each with its own background prompt); then
-``flows.batch.run_batch`` with the ``void`` backend and the product's defaults (pass 1, 30 steps, letterbox,
-uncompiled), a temporary Prefect server, a local Ray using every visible GPU, and an SQLite ledger. Nothing is
-mocked; the FLOPs are those of the trained model.
+checkpoint never reads, are left out; pass 2 runs from the same file: the same FLOPs) and a 1920x1080 ProRes 422 HQ
+plate with its roto matte; an edit of ``--shots`` clips of mixed lengths (25 to 181 frames plus 8-frame handles, so
+the longest is a full 197-frame run of three multidiffusion windows; each with its own background prompt), VOID's
+pass 2 on every third shot (``--pass2-every``, through the sidecar); then ``flows.batch.run_batch`` with the
+``void`` backend and the product's defaults (30 and 50 steps, letterbox, the compiled fast path on CUDA), a
+temporary Prefect server, a local Ray using every visible GPU, and an SQLite ledger. Nothing is mocked; the FLOPs
+are those of the trained model. The compile cache starts empty (``--compile-cache DIR`` to start from a warm one),
+and so do Inductor's and Triton's own caches, so the numbers include the compiling a fresh node pays.
 
-Measured (from the ledger: every pass-1 call records its GPU worker and when it started and finished):
+Measured (from the ledger: every pass-1 and pass-2 call records its GPU worker, when it started and finished, and
+the GPU time of its kernels):
 
-- ``busy_fraction``: the share of the GPUs' time spent inside VOID calls (VAE encode, denoising, decode) from the
-  end of warm-up (each GPU's first call: CUDA and cuDNN start-up) to the end of the last call, summed over GPUs;
-- ``busy_fraction_flow``: the same share over the whole flow after warm-up (conform and report included);
-- ``shots_per_hour``: shots delivered / flow wall time; ``shots_per_hour_after_warmup``: shots whose call began
-  after warm-up / (last call end - end of warm-up);
-- per shot: frames, GPU, call seconds.
+- ``occupancy_fraction``: the share of the GPUs' time held by VOID calls (the worker busy with a call: VAE encode,
+  T5, denoising, decode, and the host work between them) from the end of warm-up (each GPU's first call: CUDA
+  start-up and the first compile) to the end of the last call, summed over GPUs; ``occupancy_fraction_flow``: the
+  same share over the whole flow after warm-up (conform and report included);
+- ``kernel_busy_fraction``: over the same span, the share the GPUs spent working inside those calls (each call's
+  ``kernel_s``: CUDA events around its device phases, spread evenly over the call);
+- ``shots_per_hour``: shots delivered / flow wall time; ``shots_per_hour_after_warmup``: shots all of whose calls
+  began after warm-up / (last call end - end of warm-up);
+- per shot: frames, padded runs, GPU, each pass's call seconds, kernel seconds, compile-cache states, pass 2's
+  noise time on the CPU before its lease.
 
-Run on a CUDA machine: ``python benchmarks/throughput.py --out benchmarks/results/throughput_h100_x1.json``.
-``--smoke`` runs the same code on a CPU with the tiny model and a small plate (the tests use it).
+Run on a CUDA machine: ``python benchmarks/throughput.py --out benchmarks/results/throughput_h100_x1.json``
+(12 shots; ``--shots N`` takes the first N of the same mix, for a shorter run). ``--smoke`` runs the same code on a
+CPU with the tiny model and a small plate (the tests use it).
 """
 
 from __future__ import annotations
@@ -38,9 +47,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
 
-#: Shot lengths (frames, without handles), cycled: short inserts to long takes, all within one 197-frame run.
+#: Shot lengths (frames, without handles), cycled: short inserts to long takes, all within one 197-frame run (181 +
+#: two 8-frame handles), so every multidiffusion window shape a 197-frame run meets is exercised.
 LENGTHS = (121, 45, 85, 25, 97, 61, 141, 33, 73, 49, 181, 57)
 HANDLES = 8
+PASS2_EVERY = 3  # pass 2 on every third shot (the 3rd, 6th, ...)
 T5_XXL = {
     "vocab_size": 32128,
     "d_model": 4096,
@@ -52,9 +63,10 @@ T5_XXL = {
 }
 
 
-def make_edit(folder: Path, lengths: list[int], width: int, height: int) -> tuple[Path, Path]:
+def make_edit(folder: Path, lengths: list[int], width: int, height: int, *, pass2_every: int = 0) -> tuple[Path, Path]:
     """Write the demo shoot at ``width`` x ``height`` and an edit with one clip per length (each from its own start
-    frame, with its own background prompt) and its sidecar; return both."""
+    frame, with its own background prompt) and its sidecar, which asks for pass 2 on every ``pass2_every``-th shot
+    (0: none); return both."""
     import opentimelineio as otio
     import yaml
 
@@ -80,6 +92,8 @@ def make_edit(folder: Path, lengths: list[int], width: int, height: int) -> tupl
         clip.metadata["voidflow"] = {"shot": name}
         track.append(clip)
         entries[name] = {**entry, "prompt": f"An empty wooden floor in a quiet room, take {index + 1}."}
+        if pass2_every and (index + 1) % pass2_every == 0:
+            entries[name]["pass2"] = True
     edit = shoot.edit.with_name("throughput_cut.otio")
     otio.adapters.write_to_file(otio.schema.Timeline(name="throughput benchmark", tracks=[track]), str(edit))
     sidecar = shoot.sidecar.with_name("throughput_sidecar.yaml")
@@ -99,6 +113,8 @@ def build_models(folder: Path, *, smoke: bool) -> Any:
 
 def _build_models(folder: Path, *, smoke: bool) -> Any:
     """Write the VOID: full size on the GPU (random weights), or the tiny one for ``--smoke``."""
+    import torch
+
     from benchmarks.void_forward import FULL_TRANSFORMER, FULL_VAE
     from voidflow.void_ops.void.tiny import VoidLayout, build_tiny_void, build_void_folder
 
@@ -106,7 +122,9 @@ def _build_models(folder: Path, *, smoke: bool) -> Any:
         return build_tiny_void(folder)
     base = {**FULL_TRANSFORMER, "in_channels": 2 * 16 + 1}  # the base's 2C+1 for FULL_VAE's 16 latent channels
     layout = VoidLayout(base, dict(FULL_VAE), T5_XXL)
-    return build_void_folder(folder, layout, device="cuda", base_weights=False, passes=(1,))
+    return build_void_folder(
+        folder, layout, device="cuda", base_weights=False, passes=(1,), text_encoder_dtype=torch.bfloat16
+    )
 
 
 def epoch(moment: datetime) -> float:
@@ -125,47 +143,70 @@ def stage_seconds(batch: Any) -> dict[str, list[float]]:
 
 
 def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[str, Any]:
-    """Busy fractions and rates from the ledger's pass-1 calls (see the module docstring)."""
+    """Occupancy, kernel busy and rates from the ledger's pass-1 and pass-2 calls (see the module docstring)."""
     from voidflow.tasks.ledger import Ledger
 
     (batch,) = Ledger(db_url).batches(batch_id)
     calls: list[dict[str, Any]] = []
     per_shot = []
     for shot in batch.shots:
+        entry: dict[str, Any] = {"shot": shot.name, "state": shot.state}
         for run in shot.stage_runs:
-            if run.stage == "pass1" and run.state == "done":
-                shot_calls = [dict(call, shot=shot.name) for call in run.params.get("gpu_runs", [])]
-                calls += shot_calls
-                per_shot.append(
-                    {
-                        "shot": shot.name,
-                        "frames": run.params.get("input_frames"),
-                        "gpu": shot_calls[0]["gpu"] if shot_calls else None,
-                        "call_s": round(sum(float(call["seconds"]) for call in shot_calls), 3),
-                        "recipe": shot_calls[0]["recipe"]["name"] if shot_calls else None,
-                        "passed_over": shot_calls[0]["passed_over"] if shot_calls else None,
-                        "peak_gb": shot_calls[0].get("peak_gb") if shot_calls else None,
-                    }
-                )
+            if run.stage not in ("pass1", "pass2") or run.state != "done":
+                continue
+            stage_calls = [dict(call, shot=shot.name, stage=run.stage) for call in run.params.get("gpu_runs", [])]
+            calls += stage_calls
+            if run.stage == "pass1":
+                entry |= {
+                    "frames": run.params.get("input_frames"),
+                    "padded_runs": run.params.get("padded_frames_by_window"),
+                    "gpu": stage_calls[0]["gpu"] if stage_calls else None,
+                }
+            entry[run.stage] = {
+                "call_s": round(sum(float(call["seconds"]) for call in stage_calls), 3),
+                "kernel_s": _sum(call.get("kernel_s") for call in stage_calls),
+                "compile_cache": [call.get("compile_cache") for call in stage_calls],
+                "recipe": stage_calls[0]["recipe"]["name"] if stage_calls else None,
+                "peak_gb": stage_calls[0].get("peak_gb") if stage_calls else None,
+                **({"noise_cpu_s": _sum(c.get("noise_cpu_s") for c in stage_calls)} if run.stage == "pass2" else {}),
+            }
+        if "pass1" in entry:
+            per_shot.append(entry)
     stages = stage_seconds(batch)
     gpus = sorted({call["gpu"] for call in calls})
     first_end = {gpu: min(float(c["finished"]) for c in calls if c["gpu"] == gpu) for gpu in gpus}
     warm = max(first_end.values())  # every GPU past its first call
     last = max(float(call["finished"]) for call in calls)
 
-    def busy(since: float, until: float) -> float:
-        inside = sum(max(0.0, min(float(c["finished"]), until) - max(float(c["started"]), since)) for c in calls)
-        return inside / ((until - since) * len(gpus))
+    def inside(call: dict[str, Any], since: float, until: float) -> float:
+        return max(0.0, min(float(call["finished"]), until) - max(float(call["started"]), since))
 
-    after = [call for call in calls if float(call["started"]) >= warm]
+    def occupied(since: float, until: float) -> float:
+        return sum(inside(c, since, until) for c in calls) / ((until - since) * len(gpus))
+
+    def kernels(since: float, until: float) -> float | None:
+        if any(c.get("kernel_s") is None for c in calls):
+            return None  # calls on the CPU time no kernels
+        share = sum(inside(c, since, until) * float(c["kernel_s"]) / max(float(c["seconds"]), 1e-9) for c in calls)
+        return share / ((until - since) * len(gpus))
+
+    by_shot: dict[str, list[dict[str, Any]]] = {}
+    for call in calls:
+        by_shot.setdefault(call["shot"], []).append(call)
+    after = [shot for shot, own in by_shot.items() if min(float(c["started"]) for c in own) >= warm]
     delivered = sum(shot.state == "done" for shot in batch.shots)
+    busy = kernels(warm, last) if last > warm else None
     return {
         "gpus": len(gpus),
         "shots": delivered,
-        "busy_fraction": round(busy(warm, last), 4),
-        "busy_fraction_flow": round(busy(warm, returned), 4),
+        "occupancy_fraction": round(occupied(warm, last), 4) if last > warm else None,
+        "kernel_busy_fraction": None if busy is None else round(busy, 4),
+        "occupancy_fraction_flow": round(occupied(warm, returned), 4),
         "shots_per_hour": round(delivered * 3600 / (returned - called), 2),
         "shots_per_hour_after_warmup": round(len(after) * 3600 / (last - warm), 2) if last > warm else None,
+        "shots_after_warmup": len(after),
+        "gpu_calls": len(calls),
+        "pass2_shots": sum("pass2" in shot for shot in per_shot),
         "wall_s": round(returned - called, 2),
         "warmup_s": round(warm - called, 2),
         "after_last_call_s": round(returned - last, 2),
@@ -176,12 +217,21 @@ def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[
     }
 
 
+def _sum(values: Any) -> float | None:
+    """The sum of numbers, None when any is None (not measured: calls on the CPU)."""
+    values = list(values)
+    return None if any(value is None for value in values) else round(sum(float(value) for value in values), 3)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--shots", type=int, default=12)
+    parser.add_argument("--shots", type=int, default=12, help="shots in the edit: the first N of the mix (12)")
     parser.add_argument(
         "--lengths", help="shot lengths in frames, comma-separated, cycled (default: 25 to 181 mixed)", default=""
     )
+    parser.add_argument("--pass2-every", type=int, default=PASS2_EVERY, help="pass 2 on every Nth shot (3; 0: none)")
+    parser.add_argument("--no-compile", action="store_true", help="eager diffusers instead of the compiled fast path")
+    parser.add_argument("--compile-cache", type=Path, help="start from this compile cache (default: an empty one)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--smoke", action="store_true", help="tiny model and plate on the CPU (for the tests)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
@@ -193,9 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["RAY_AUTH_MODE"] = "disabled"
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ.pop("PREFECT_API_URL", None)
+    # Read by the GPU workers (Ray starts them with this environment): a compile cache, and Inductor's and
+    # Triton's own caches, that start empty unless --compile-cache names a warm one.
+    os.environ["VOIDFLOW_COMPILE_CACHE"] = str(args.compile_cache or root / "compile-cache")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
+    os.environ["TRITON_CACHE_DIR"] = str(root / "triton")
     try:
         lengths = tuple(int(n) for n in args.lengths.split(",")) if args.lengths else LENGTHS
-        document = run(root, args.shots, lengths, smoke=args.smoke)
+        document = run(
+            root, args.shots, lengths, smoke=args.smoke, pass2_every=args.pass2_every, compile=not args.no_compile
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -211,7 +268,9 @@ def emit(document: dict[str, Any], out: Path | None) -> None:
     print(json.dumps(document), flush=True)
 
 
-def run(root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool) -> dict[str, Any]:
+def run(
+    root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool, pass2_every: int, compile: bool
+) -> dict[str, Any]:
     """Build the models and media under ``root``, run the batch, and measure it."""
     import torch
 
@@ -223,7 +282,7 @@ def run(root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool) -> dict[
     build_s = time.perf_counter() - started
     width, height = (320, 180) if smoke else (1920, 1080)
     started = time.perf_counter()
-    edit, sidecar = make_edit(root / "shoot", lengths, width, height)
+    edit, sidecar = make_edit(root / "shoot", lengths, width, height, pass2_every=pass2_every)
     media_s = time.perf_counter() - started
     print(f"models in {build_s:.0f}s, media in {media_s:.0f}s", flush=True)
 
@@ -237,8 +296,13 @@ def run(root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool) -> dict[
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'voidflow.db'}")
     ensure_schema(settings.db_url)
     geometry = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29, "window": 4, "overlap": 2}
+    smoke_recipe = {"pass1_steps": 2, "pass2_steps": 2, **geometry, "device": "cpu"}
     void = VoidOptions(
-        base=models.base, pass1_weights=models.pass1, **({"pass1_steps": 2, **geometry} if smoke else {})
+        base=models.base,
+        pass1_weights=models.pass1,
+        pass2_weights=models.pass1,  # random weights: the same FLOPs as a pass-2 checkpoint
+        compile=compile,
+        **(smoke_recipe if smoke else {}),
     )
     request = BatchRequest(
         edit=edit,
@@ -255,14 +319,24 @@ def run(root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool) -> dict[
         returned = time.time()
     measured = measure(settings.db_url, result.batch_id, called, returned)
     card = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    keys = ("gpus", "shots", "occupancy_fraction", "kernel_busy_fraction", "shots_per_hour")
     return {
         "benchmark": "throughput",
         "card": card,
-        **{key: measured.pop(key) for key in ("gpus", "shots", "busy_fraction", "shots_per_hour")},
+        **{key: measured.pop(key) for key in keys},
         "failed": list(result.failed),
         "plate": f"{width}x{height} ProRes 422 HQ, {HANDLES}-frame handles",
         "lengths": lengths,
-        "recipe": {"pass1_steps": void.pass1_steps, "compile": void.compile, "memory_mode": void.memory_mode},
+        "pass2_every": pass2_every,
+        "recipe": {
+            "pass1_steps": void.pass1_steps,
+            "pass2_steps": void.pass2_steps,
+            "compile": void.compile,
+            "memory_mode": void.memory_mode,
+            "compile_cache": "given"
+            if os.environ["VOIDFLOW_COMPILE_CACHE"] != str(root / "compile-cache")
+            else "empty",
+        },
         "build_models_s": round(build_s, 1),
         "media_s": round(media_s, 1),
         **measured,

@@ -2,17 +2,21 @@
 
 Random weights at the real size cost the same FLOPs as the trained ones. In one process on one card this measures:
 
-* one forward at 384x672 for 49 (14 latent frames, the token count of the 49-frame case), 85 and 197 frames (one
-  window) with (a) plain eager diffusers and (b) voidflow's path (fused QKV, compiled blocks, cuDNN attention),
-  with TFLOP/s by ``void-reference.md``'s formula (42 x (24 L d^2 + 4 L^2 d)) and peak memory;
-* the relative difference between (a) and (b) on the same inputs (bf16 tolerance);
+* one forward at 384x672 for 49 (14 latent frames, the token count of the 49-frame case) and 85 frames (one
+  22-latent window), and one denoising step of a 197-frame run as VOID runs it: three multidiffusion windows of
+  22, 22 and 14 latent frames (``step_197``), with (a) plain eager diffusers and (b) voidflow's path (fused QKV,
+  compiled blocks, cuDNN attention), with TFLOP/s by ``void-reference.md``'s formula (42 x (24 L d^2 + 4 L^2 d),
+  summed over the windows) and peak memory;
+* how far (b) is from (a) on the same inputs: ``rel_l2_diff`` (|b - a| / |a|, L2 norms over the 85-frame output)
+  and ``rel_max_abs_diff`` (max |b - a| / max |a|); bf16 rounding is about 0.01;
 * a warm pass-1 shot of 85 frames: conditioning (two VAE encodes), 30 steps, VAE decode, through ``VoidSampler``,
-  with the prompt's T5 embeddings cached (T5 encoding is timed on its own, with the text encoder streamed to the GPU
-  block by block);
-* the cold load of a VOID checkpoint from local safetensors (page cache dropped) through ``load_void_models``.
+  with the prompt's T5 embeddings cached;
+* a GPU worker's cold load (page cache dropped): a VOID checkpoint, the VAE and T5-XXL (9.5 GB) from local
+  safetensors onto the GPU, every file hashed, through ``VoidModel`` as a worker builds it (``cold_load_s``).
 
 Usage: ``python benchmarks/void_forward.py [--out FILE] [--fp8]`` on a CUDA machine; ``--smoke`` runs the same code
-on tiny random models on the CPU in seconds (used by the test suite). Prints one JSON object as its last line.
+on tiny random models on the CPU in seconds (used by the test suite; it leaves the page cache alone). Prints one
+JSON object as its last line.
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
-from voidflow.void_ops.void.loading import VoidModels, load_void_models
+from voidflow.void_ops.void.loading import VoidModels
 from voidflow.void_ops.void.sampler import VoidSampler
 from voidflow.void_ops.void.speed import attention_backend, compile_transformer, compile_vae, fuse_qkv, to_fp8
 from voidflow.void_ops.void.tiny import TINY_SCHEDULER
-from voidflow.void_ops.void.values import PASS1
+from voidflow.void_ops.void.values import PASS1, window_spans
 
 #: CogVideoX-Fun-V1.5-5b-InP's transformer with VOID's 48 input channels (void-reference.md section 9).
 FULL_TRANSFORMER = {
@@ -96,15 +100,19 @@ SMOKE_VAE = {
     "norm_num_groups": 2,
 }
 SCHEDULER = {"_class_name": "CogVideoXDDIMScheduler", **TINY_SCHEDULER}  # the spec values (section 5)
-#: Latent frames per case: 49 frames' token count (14), one 85-frame window (22), 197 frames as one window (50).
-CASES = {"49": 14, "85": 22, "197": 50}
+#: Latent frames per case: 49 frames' token count (14), one 85-frame window (22); ``step_197``: one step of a
+#: 197-frame run (50 latent frames), its multidiffusion windows of 22 and overlap 4: 22 + 22 + 14.
+CASES = {"49": [14], "85": [22], "step_197": [stop - start for start, stop in window_spans(50, window=22, overlap=4)]}
 
 
-def tflop(config: dict[str, Any], latent_frames: int, height: int, width: int, batch: int = 1) -> float:
-    """Forward FLOPs in TFLOP by the spec's formula."""
+def tflop(config: dict[str, Any], windows: list[int], height: int, width: int, batch: int = 1) -> float:
+    """Forward FLOPs in TFLOP by the spec's formula, summed over windows of these latent frame counts."""
     d = config["num_attention_heads"] * config["attention_head_dim"]
-    tokens = config["max_text_seq_length"] + (latent_frames // 2) * (height // 2) * (width // 2)
-    return batch * config["num_layers"] * (24 * tokens * d * d + 4 * tokens * tokens * d) / 1e12
+    total = 0.0
+    for latent_frames in windows:
+        tokens = config["max_text_seq_length"] + (latent_frames // 2) * (height // 2) * (width // 2)
+        total += batch * config["num_layers"] * (24 * tokens * d * d + 4 * tokens * tokens * d) / 1e12
+    return total
 
 
 def sync(device: torch.device) -> None:
@@ -193,7 +201,8 @@ def main() -> None:
     dtype = torch.float32 if smoke else torch.bfloat16
     if smoke:
         config, vae_config = SMOKE_TRANSFORMER, SMOKE_VAE
-        height, width, cases, steps = 8, 12, {"49": 2, "85": 4, "197": 6}, 2
+        windows = [stop - start for start, stop in window_spans(8, window=4, overlap=2)]
+        height, width, cases, steps = 8, 12, {"49": [2], "85": [4], "step_197": windows}, 2
     else:
         config, vae_config = FULL_TRANSFORMER, FULL_VAE
         height, width, cases, steps = 48, 84, CASES, PASS1.steps
@@ -214,20 +223,27 @@ def main() -> None:
     result["params_b"] = round(sum(p.numel() for p in transformer.parameters()) / 1e9, 3)
     models = random_models(transformer, vae, config)
     sampler = VoidSampler(models, device=device, dtype=dtype)
-    cases_inputs = {name: inputs(sampler, config, frames, height, width) for name, frames in cases.items()}
+    cases_inputs = {
+        name: [inputs(sampler, config, frames, height, width) for frames in windows] for name, windows in cases.items()
+    }
     iters = 1 if smoke else 5
+
+    def forward(name: str) -> None:
+        """The case's forwards: one, or one per window of a multidiffusion step."""
+        for window in cases_inputs[name]:
+            transformer(**window)
 
     def measure(label: str) -> tuple[dict[str, float], dict[str, float], dict[str, float], torch.Tensor]:
         seconds, rates, peaks = {}, {}, {}
         output = torch.empty(0)
-        for name, frames in cases.items():
+        for name, windows in cases.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             with torch.inference_mode():
-                seconds[name] = timed(lambda n=name: transformer(**cases_inputs[n]), device, warmup=2, iters=iters)
+                seconds[name] = timed(lambda n=name: forward(n), device, warmup=2, iters=iters)
                 if name == "85":
-                    output = transformer(**cases_inputs[name])[0].float()
-            rates[name] = round(tflop(config, frames, height, width) / seconds[name], 1)
+                    output = transformer(**cases_inputs[name][0])[0].float()
+            rates[name] = round(tflop(config, windows, height, width) / seconds[name], 1)
             if device.type == "cuda":
                 peaks[name] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
             seconds[name] = round(seconds[name], 4)
@@ -240,7 +256,7 @@ def main() -> None:
         for kind in ("flash", "efficient", "cudnn"):
             try:
                 with attention_backend(kind), torch.inference_mode():
-                    sweep[kind] = round(timed(lambda: transformer(**cases_inputs["85"]), device, warmup=1, iters=3), 4)
+                    sweep[kind] = round(timed(lambda: forward("85"), device, warmup=1, iters=3), 4)
             except RuntimeError as error:
                 sweep[kind] = str(error).splitlines()[0][:120]
         result["eager_85_by_attention_s"] = sweep
@@ -248,13 +264,15 @@ def main() -> None:
     save(result, args.out)
 
     fuse_qkv(transformer)
-    compile_transformer(transformer)
-    compile_vae(vae)
+    compiled = device.type == "cuda"  # as in VoidModel: nothing is compiled on the CPU (smoke runs)
+    if compiled:
+        compile_transformer(transformer)
+        compile_vae(vae)
     timings = {k: v for k, v in result.get("eager_85_by_attention_s", {}).items() if isinstance(v, float)}
     backend = min(timings, key=timings.__getitem__) if timings else "default"  # the fastest kernel measured above
     result["voidflow_path"] = {
         "fuse_qkv": True,
-        "compile": "transformer blocks (fullgraph) and VAE encoder/decoder, default mode",
+        "compile": "transformer blocks (fullgraph) and VAE encoder/decoder, default mode" if compiled else "none (CPU)",
         "attention": backend,
         "vae_encode": "mask and video as one batch of two",
     }
@@ -263,8 +281,8 @@ def main() -> None:
             "voidflow"
         )
         difference = (fast_out - eager_out).norm() / eager_out.norm()
-        result["max_rel_diff"] = float(f"{difference.item():.3e}")
-        result["max_abs_rel_diff"] = float(f"{((fast_out - eager_out).abs().max() / eager_out.abs().max()).item():.3e}")
+        result["rel_l2_diff"] = float(f"{difference.item():.3e}")
+        result["rel_max_abs_diff"] = float(f"{((fast_out - eager_out).abs().max() / eager_out.abs().max()).item():.3e}")
 
         # A warm pass-1 shot of 85 frames: two VAE encodes, 30 steps, one VAE decode.
         frames = 85 if not smoke else 29
@@ -306,8 +324,8 @@ def main() -> None:
             result["fp8_linears"] = to_fp8(transformer)
             compile_transformer(transformer)
             with torch.inference_mode():
-                seconds = timed(lambda: transformer(**cases_inputs["85"]), device, warmup=2, iters=iters)
-                out = transformer(**cases_inputs["85"])[0].float()
+                seconds = timed(lambda: forward("85"), device, warmup=2, iters=iters)
+                out = transformer(**cases_inputs["85"][0])[0].float()
             result["fp8_forward_85_s"] = round(seconds, 4)
             result["fp8_tflops_85"] = round(tflop(config, cases["85"], height, width) / seconds, 1)
             result["fp8_rel_diff"] = float(f"{((out - eager_out).norm() / eager_out.norm()).item():.3e}")
@@ -320,7 +338,7 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     try:
-        result.update(cold_load(config, vae_config, vae, device, dtype))
+        result.update(cold_load(config, vae_config, device, dtype, smoke=smoke))
     except Exception as error:  # keep the timings above even if this last part fails
         result["cold_load_error"] = f"{type(error).__name__}: {error}"
     save(result, args.out)
@@ -334,35 +352,39 @@ def save(result: dict[str, Any], path: Path | None) -> None:
 
 
 def cold_load(
-    config: dict[str, Any], vae_config: dict[str, Any], vae: Any, device: torch.device, dtype: torch.dtype
+    config: dict[str, Any], vae_config: dict[str, Any], device: torch.device, dtype: torch.dtype, *, smoke: bool
 ) -> dict[str, Any]:
-    """Write a real-layout base folder and a VOID checkpoint, drop the page cache, time ``load_void_models``."""
-    from safetensors.torch import save_file
-
-    from voidflow.void_ops.void.tiny import build_tiny_void
+    """Write a real-layout VOID (base folder with VAE and T5, a VOID checkpoint; random weights), drop the page
+    cache (not in smoke runs: a shared machine), and time a GPU worker's load of it (``VoidModel``: weights onto
+    the device, every file hashed; compilation itself waits for the first call)."""
+    from benchmarks.throughput import T5_XXL
+    from voidflow.void_ops.void.backend import ModelSpec, VoidModel
+    from voidflow.void_ops.void.tiny import TINY, VoidLayout, build_void_folder
 
     result: dict[str, Any] = {}
+    base_config = {**config, "in_channels": 2 * vae_config["latent_channels"] + 1}  # the Fun-InP base: 33 at full size
+    layout = VoidLayout(base_config, dict(vae_config), TINY.text_encoder if smoke else T5_XXL)
     with tempfile.TemporaryDirectory(dir=os.environ.get("VOIDFLOW_BENCH_TMP")) as scratch:
-        tiny = build_tiny_void(Path(scratch) / "tiny")
-        base = tiny.base
-        base_config = {"_class_name": "CogVideoXTransformer3DModel", **config}
-        base_config["in_channels"] = 2 * vae_config["latent_channels"] + 1  # the Fun-InP base: 33 at full size
-        (base / "transformer" / "config.json").write_text(json.dumps(base_config))
-        vae.save_pretrained(base / "vae")
-        fresh = build_transformer(config, device, dtype)
-        state = {k: v.to("cpu").contiguous() for k, v in fresh.state_dict().items()}
-        checkpoint = Path(scratch) / "void_pass1.safetensors"
-        save_file(state, str(checkpoint))
-        del fresh, state
+        written = build_void_folder(
+            Path(scratch), layout, device=str(device), base_weights=False, passes=(1,), text_encoder_dtype=dtype
+        )
+        files = [path for path in Path(scratch).rglob("*.safetensors") if "transformer" not in path.parts]
+        result["checkpoint_gb"] = round(written.pass1.stat().st_size / 1e9, 2)
+        result["cold_load_gb"] = round(sum(path.stat().st_size for path in files) / 1e9, 2)
         gc.collect()
-        result["checkpoint_gb"] = round(checkpoint.stat().st_size / 1e9, 2)
-        result["page_cache_dropped"] = drop_page_cache()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        result["page_cache_dropped"] = False if smoke else drop_page_cache()
+        spec = ModelSpec(str(written.base), str(written.pass1), PASS1, device=str(device), dtype=str(dtype)[6:])
         began = time.perf_counter()
-        loaded = load_void_models(base, checkpoint, dtype=dtype, device=device, text_encoder=False)
+        loaded = VoidModel(spec)
         sync(device)
         result["cold_load_s"] = round(time.perf_counter() - began, 2)
-        result["cold_load_covers"] = "transformer (VOID checkpoint) + VAE + tokenizer + sha256 of every file"
-        print(f"cold load: {result['cold_load_s']} s for {result['checkpoint_gb']} GB", flush=True)
+        result["cold_load_covers"] = (
+            "a GPU worker's VoidModel: VOID checkpoint + VAE + T5 encoder + tokenizer onto the device, sha256 of every "
+            "file"
+        )
+        print(f"cold load: {result['cold_load_s']} s for {result['cold_load_gb']} GB", flush=True)
         del loaded
     if device.type == "cuda":
         result["nvidia_smi"] = subprocess.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,19 @@ import pytest
 import torch
 
 from voidflow.void_ops.exceptions import GpuOutOfMemory, InvalidInput
-from voidflow.void_ops.void.backend import ModelSpec, PassInput, VoidModel, VoidPass, VoidSettings, prepare_clip
+from voidflow.void_ops.frames import from_unit, to_unit
+from voidflow.void_ops.void.backend import (
+    KERNEL_TIMING_NONE,
+    ModelSpec,
+    PassInput,
+    VoidModel,
+    VoidPass,
+    VoidSettings,
+    finish_clip,
+    prepare_clip,
+)
 from voidflow.void_ops.void.memory import RECIPES, estimate_gb
-from voidflow.void_ops.void.noise_warp import WarpSettings
+from voidflow.void_ops.void.noise_warp import WarpSettings, warped_noise
 from voidflow.void_ops.void.tiny import TinyVoid, build_tiny_void
 from voidflow.void_ops.void.values import (
     PASS1,
@@ -163,6 +174,9 @@ class _StubModel:
     def params(self) -> dict[str, object]:
         return {"window": 4, "overlap": 2, "steps": 1}
 
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        raise AssertionError("not called")
+
     def __call__(self, call: PassInput) -> np.ndarray:
         raise AssertionError("not called")
 
@@ -176,8 +190,8 @@ def test_one_pass_class_records_pass1_as_backend_and_pass2_as_refiner() -> None:
     assert not any(key.startswith("warp_") for key in first.params())
     assert first.max_frames == second.max_frames == 45
     assert first.describe(100, 90, 160) == second.describe(100, 90, 160)
-    with pytest.raises(InvalidInput, match="both first_pass and warp"):
-        PassInput(prepare_clip(*_shot(0), SMALL), seed=0, prompt="a road", warp=WarpSettings())
+    with pytest.raises(InvalidInput, match=r"noise must be \(1, T_lat, C, h, w\) float32, got \(6, 4, 8, 12\)"):
+        PassInput(prepare_clip(*_shot(0), SMALL), seed=0, prompt="a road", noise=np.zeros((6, 4, 8, 12), np.float32))
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +236,69 @@ def test_passes_run_the_steps_asked_and_keep_shape(tiny: TinyVoid) -> None:
         second(frames, quadmask, seed=1, prompt="an empty street")
     with pytest.raises(InvalidInput, match="void takes no first_pass"):
         VoidPass(pass1, SMALL)(frames, quadmask, seed=1, prompt="an empty street", first_pass=fill)
+
+
+class _Recording:
+    """A real pass model, keeping the calls it was given: what would cross to a GPU worker."""
+
+    def __init__(self, model: VoidModel) -> None:
+        self.model = model
+        self.calls: list[PassInput] = []
+
+    def params(self) -> dict[str, object]:
+        return self.model.params()
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        return self.model.latent_shape(frames, height, width)
+
+    def __call__(self, call: PassInput) -> np.ndarray:
+        self.calls.append(call)
+        return self.model(call)
+
+
+def test_pass2_noise_is_warped_before_the_model_call(tiny: TinyVoid) -> None:
+    """Issue 18: pass 2's optical flow and noise warping run where the backend runs (a shot task, before a GPU is
+    leased); the call carries only the noise, exactly what the warp gives on the CPU for the padded fill."""
+    pass1, pass2 = _models(tiny, steps=2)
+    frames, quadmask = _shot(0)
+    fill = VoidPass(pass1, SMALL)(frames, quadmask, seed=4, prompt="an empty street")
+    recording = _Recording(pass2)
+    refined = VoidPass(recording, SMALL, WarpSettings())(
+        frames, quadmask, seed=4, prompt="an empty street", first_pass=fill
+    )
+    (call,) = recording.calls
+    length = len(prepare_clip(frames, quadmask, SMALL).video)
+    first = pingpong(fit_frames(to_unit(fill), SMALL.height, SMALL.width, mode=SMALL.fit)[0], length)
+    assert pass2.latent_shape(length, SMALL.height, SMALL.width) == (6, 4, 8, 12)  # 21 frames, 64x96, 4 channels
+    expected = warped_noise(from_unit(first, np.uint8), 6, 8, 12, 4, seed=4, settings=WarpSettings())
+    assert call.noise is not None and call.noise.shape == (1, 6, 4, 8, 12)
+    np.testing.assert_array_equal(call.noise, expected.numpy())
+    np.testing.assert_array_equal(refined, finish_clip(pass2(call), call.clip, frames.dtype))  # what the call gave
+    with pytest.raises(InvalidInput, match=r"pass2: initial noise \(6, 4, 8, 10\) does not match .* \(6, 4, 8, 12\)"):
+        pass2(PassInput(call.clip, 4, "an empty street", np.zeros((1, 6, 4, 8, 10), np.float32)))
+
+
+def test_a_pass_on_the_cpu_records_no_kernel_time_and_no_compile_cache(tiny: TinyVoid) -> None:
+    """Issue 18: kernel busy and the compile cache are GPU facts; on the CPU each run says why it has none."""
+    pass1, _ = _models(tiny, steps=1)
+    call = PassInput(prepare_clip(*_shot(0), SMALL), seed=0, prompt="a road")
+    pass1(call)
+    assert pass1.last_run is not None
+    facts = pass1.last_run.facts()
+    assert (facts["kernel_s"], facts["kernel_busy_fraction"], facts["kernel_timing"]) == (
+        None,
+        None,
+        KERNEL_TIMING_NONE,
+    )
+    assert (facts["compile_cache"], facts["compile_cache_key"]) == ("off", None)
+    assert facts["compile_cache_note"] == "nothing is compiled on cpu (the fast path is for CUDA GPUs)"
+    assert facts["attention"] == "default" and pass1.params()["compile"] is False  # what ran, not what was asked
+    eager = VoidModel(
+        ModelSpec(str(tiny.base), str(tiny.pass1), pass1.settings, device="cpu", dtype="float32", compile=False)
+    )
+    eager(call)
+    assert eager.last_run is not None
+    assert eager.last_run.facts()["compile_cache_note"] == "compilation is off (--no-compile)"
 
 
 def test_a_shot_does_not_depend_on_batch_order(tiny: TinyVoid) -> None:
@@ -306,10 +383,18 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
     assert (pass2["steps"], pass2["guidance"], pass2["mask_mode"]) == (2, 6.0, "binary")
     assert pass1["weights"]["void_pass1.safetensors"] == media.sha256_file(tiny.pass1)
     assert pass2["warp_flow"] == "dis" and pass2["warp_supersample"] == 8
-    # Where and how each call ran: the batch's one (CPU) GPU worker, the configured memory recipe, timed.
+    # Where and how each call ran: the shared service's one (CPU) GPU worker, the configured memory recipe, timed.
     runs = pass1["gpu_runs"]
-    assert len(runs) == 3 and {run["gpu"] for run in runs} == {f"voidflow-{result.batch_id[:8]}-gpu0"}
+    assert len(runs) == 3 and len({run["gpu"] for run in runs}) == 1
+    assert re.fullmatch(r"voidflow-void-[0-9a-f]{12}-gpu0", runs[0]["gpu"])
     assert all(run["recipe"]["name"] == "configured" and run["seconds"] > 0 for run in runs)
+    # A CPU worker times no kernels and compiles nothing, and says so; pass 2's noise was made before each call.
+    assert {(run["kernel_s"], run["kernel_busy_fraction"], run["compile_cache"]) for run in runs} == {
+        (None, None, "off")
+    }
+    assert runs[0]["compile_cache_note"] == "nothing is compiled on cpu (the fast path is for CUDA GPUs)"
+    assert pass1["compile"] is False and "noise_cpu_s" not in runs[0]
+    assert all(run["noise_cpu_s"] >= 0 for run in pass2["gpu_runs"]) and len(pass2["gpu_runs"]) == 3
     # 44 frames (handles included) are longer than the 29-frame run: cross-faded shot windows stepping by 29 - 16,
     # the last one only as long as what is left (18 frames, padded to 21); the full ones are 8 latent frames in
     # multidiffusion windows of 4 overlapping by 2, letterboxed.
@@ -345,11 +430,14 @@ def test_a_hung_gpu_call_times_out_and_quarantines_its_gpu(
     (batch,) = Ledger(db_url).batches(result.batch_id)
     reasons = {shot.name: shot.reason for shot in batch.shots if shot.state == "failed"}
     assert set(reasons) == set(result.failed)
-    quarantined = "every GPU of the batch is quarantined (voidflow-{}-gpu0: a call hung past its timeout (last: shot"
-    assert all(quarantined.format(result.batch_id[:8]) in reason for reason in reasons.values()), reasons
+    quarantined = r"every GPU of the service is quarantined \(voidflow-void-[0-9a-f]{12}-gpu0: a call hung past its"
+    assert all(re.search(quarantined, reason) for reason in reasons.values()), reasons
     hung = [run for shot in batch.shots for run in shot.stage_runs if run.stage == "pass1" and run.state == "failed"]
-    # The hung call, then its retry and the two other shots, each refused at once.
-    assert sorted(run.error_class or "" for run in hung) == ["NoDeviceFits"] * 3 + ["StageTimeout"]
+    # The hung call; a call already queued on its worker, if one was, lost with it (the worker is killed); then
+    # the hung shot's retry and the two other shots (or their retries), each refused at once.
+    classes = sorted(run.error_class or "" for run in hung)
+    assert classes.count("StageTimeout") == 1 and classes.count("NoDeviceFits") == 3, classes
+    assert set(classes) <= {"StageTimeout", "NoDeviceFits", "WorkerLost"} and classes.count("WorkerLost") <= 1
 
 
 def test_no_gpu_refuses_the_void_batch_instead_of_running_it_on_cpus(  # type: ignore[no-untyped-def]
@@ -368,3 +456,16 @@ def test_no_gpu_refuses_the_void_batch_instead_of_running_it_on_cpus(  # type: i
     (batch,) = Ledger(db_url).batches(limit=1)
     assert batch.state == "interrupted"
     assert not (tmp_path / "out" / "shots" / "sh010" / "v001").exists()
+
+
+def test_warm_runs_one_blank_step_per_length_and_keeps_the_recipe(tiny: TinyVoid) -> None:
+    """What ``voidflow models warm`` calls on a GPU node: a blank one-step call (pass 2 with blank noise)."""
+    pass1, pass2 = _models(tiny, steps=3)
+    calls: list[int] = []
+    pass2.models.transformer.register_forward_hook(lambda _m, args, _o: calls.append(1))
+    run = pass2.warm(21, SMALL.height, SMALL.width)
+    assert run.recipe.name == "configured" and run.cache.state == "off"
+    assert len(calls) == 2 and pass2.settings.steps == 3  # one step over both 4-latent windows; the recipe kept
+    assert pass1.warm(13, SMALL.height, SMALL.width).recipe.name == "configured"
+    with pytest.raises(InvalidInput, match="warm: 15 is not a padded length"):
+        pass1.warm(15, SMALL.height, SMALL.width)

@@ -3,9 +3,12 @@
 The work splits so that only model-resolution clips ever reach a GPU process:
 
 1. ``prepare_clip`` (CPU): fit the plate into 384x672 keeping its aspect (letterbox by default), quantise the
-   quadmask, and ping-pong pad to VOID's length (``ModelClip``).
-2. ``VoidModel`` (GPU, loaded once): pass 1 from Gaussian noise, or pass 2 from noise warped along pass 1's motion.
-   One call carries a ``PassInput``, so a Ray actor adapter (``tasks.void_actors.ActorModel``) takes the same call.
+   quadmask, and ping-pong pad to VOID's length (``ModelClip``). Pass 2 also warps its initial noise along pass 1's
+   motion here (``pass2_noise``: optical flow and noise advection on the CPU), so a GPU is leased for GPU work only.
+2. ``VoidModel`` (GPU, loaded once): pass 1 from Gaussian noise, or pass 2 from the warped noise. One call carries a
+   ``PassInput``, so a Ray actor adapter (``tasks.void_actors.ActorModel``) takes the same call. On a CUDA GPU it
+   runs voidflow's fast path by default (fused QKV, compiled blocks and VAE, cuDNN attention) and keeps what it
+   compiled in a persistent compile cache (``void_ops.void.compile_cache``).
 3. ``finish_clip`` (CPU): trim the padding (the shot's exact frame count), undo the fit, back to the plate's dtype.
 
 ``VoidPass`` strings the three together as the ``void`` backend (``void_ops.pipeline.Inpainter``), one class for
@@ -18,7 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +32,7 @@ import numpy as np
 from voidflow.void_ops.exceptions import GpuOutOfMemory, InvalidInput
 from voidflow.void_ops.frames import from_unit, to_unit
 from voidflow.void_ops.quadmask import KEEP, quantise, region
+from voidflow.void_ops.void.compile_cache import CacheUse, CompileCache
 from voidflow.void_ops.void.memory import RECIPES, Footprint, Recipe, estimate_gb
 from voidflow.void_ops.void.values import (
     Fit,
@@ -45,8 +50,11 @@ from voidflow.void_ops.void.values import (
 
 if TYPE_CHECKING:
     from voidflow.void_ops.void.noise_warp import WarpSettings
+    from voidflow.void_ops.void.speed import AttentionKind
 
 __all__ = [
+    "KERNEL_TIMING_CUDA",
+    "KERNEL_TIMING_NONE",
     "ModelClip",
     "ModelSpec",
     "PassInput",
@@ -58,7 +66,9 @@ __all__ = [
     "VoidSettings",
     "describe_clip",
     "finish_clip",
+    "pass2_noise",
     "prepare_clip",
+    "warm_lengths",
 ]
 
 
@@ -124,23 +134,26 @@ class PassInput:
         seed: the shot's seed: a fresh CPU generator is made from it (and it seeds the global RNG for the
             reference's noise augmentation), so results do not depend on batch order.
         prompt: the background prompt (the scene after removal).
-        first_pass: pass 2 only: pass 1's output fitted and padded like ``clip``, (m, H, W, 3) float in [0, 1]; its
-            motion shapes the initial noise.
-        warp: pass 2 only: how that noise is warped.
+        noise: pass 2 only: its initial noise, (1, T_lat, C, h, w) float32 (``pass2_noise``: Gaussian noise warped
+            along pass 1's motion, made before the call); None for pass 1 (fresh Gaussian noise from the seed).
+        noise_s: seconds the caller spent making ``noise`` (on the CPU, before leasing a GPU), for provenance.
 
     Raises:
-        InvalidInput: only one of ``first_pass`` and ``warp`` is given (pass 2 needs both, pass 1 neither).
+        InvalidInput: ``noise`` is not a 5-D float32 array of batch 1.
     """
 
     clip: ModelClip
     seed: int
     prompt: str
-    first_pass: np.ndarray | None = None
-    warp: WarpSettings | None = None
+    noise: np.ndarray | None = None
+    noise_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if (self.first_pass is None) != (self.warp is None):
-            raise InvalidInput("a pass call needs both first_pass and warp (pass 2) or neither (pass 1)")
+        noise = self.noise
+        if noise is not None and (noise.ndim != 5 or noise.shape[0] != 1 or noise.dtype != np.float32):
+            raise InvalidInput(
+                f"a pass call's noise must be (1, T_lat, C, h, w) float32, got {noise.shape} {noise.dtype}"
+            )
 
 
 def describe_clip(
@@ -167,6 +180,47 @@ def describe_clip(
         "windows": [list(span) for span in window_spans(latent_frames(length), window=window, overlap=overlap)],
         "fit": fit.as_dict(),
     }
+
+
+def warm_lengths(frames: Sequence[int] | None, settings: VoidSettings, *, window: int, overlap: int) -> list[int]:
+    """The padded lengths to run once each so that every shape shots of ``frames`` frames meet gets compiled.
+
+    A shot runs as shot windows (``void_ops.windows.frame_windows``), each padded to a VOID length; the compiled
+    transformer blocks meet one shape per multidiffusion window length, the VAE the same chunks at every length.
+    Of the runs the shots need, the shortest that brings a new window length is kept. Example (VOID's defaults,
+    window 22, overlap 4): every length (``frames`` None) → [85, 93, 101, 109, 117, 125, 133, 141, 149] (latent
+    windows 22, then last windows of 6, 8, ... 20); ``[300]`` → [125] (its runs of 197 and 125 frames both meet
+    windows of 22 and 14 latent frames, so the shorter one compiles both).
+
+    Raises:
+        InvalidInput: a frame count is below 1.
+    """
+    from voidflow.void_ops.void.values import window_spans
+    from voidflow.void_ops.windows import frame_windows
+
+    lowest, highest = settings.min_frames, settings.max_frames
+    if frames is None:
+        runs = {padded_length(n, min_length=lowest, max_length=highest) for n in range(lowest, highest + 1)}
+    else:
+        runs = {
+            padded_length(stop - start, min_length=lowest, max_length=highest)
+            for count in frames
+            for start, stop in frame_windows(_positive(count), highest, shortest=lowest)
+        }
+    chosen: list[int] = []
+    covered: set[int] = set()
+    for length in sorted(runs):
+        shapes = {stop - start for start, stop in window_spans(latent_frames(length), window=window, overlap=overlap)}
+        if shapes - covered:
+            chosen.append(length)
+            covered |= shapes
+    return chosen
+
+
+def _positive(frames: int) -> int:
+    if frames < 1:
+        raise InvalidInput(f"a shot has at least 1 frame, got {frames}")
+    return frames
 
 
 def prepare_clip(frames: np.ndarray, quadmask: np.ndarray, settings: VoidSettings) -> ModelClip:
@@ -205,6 +259,35 @@ def finish_clip(output: np.ndarray, clip: ModelClip, dtype: np.dtype[Any]) -> np
     return from_unit(unfit_frames(output[: clip.frames], clip.fit), dtype)
 
 
+def pass2_noise(
+    first_pass: np.ndarray, latent: tuple[int, int, int, int], *, seed: int, warp: WarpSettings
+) -> np.ndarray:
+    """Pass 2's initial noise: Gaussian noise from ``seed`` warped along the motion of pass 1's fill.
+
+    Runs on the CPU (OpenCV DIS flow, or RAFT on the CPU, and the advection), bit for bit what the model computed
+    inside its call before (``noise_warp.warped_noise`` on the CPU).
+
+    Args:
+        first_pass: pass 1's fill fitted and padded like the clip, (m, H, W, 3) float in [0, 1].
+        latent: the clip's latent shape (T_lat, C, h, w) (``PassModel.latent_shape``).
+        seed: the shot's seed.
+        warp: how the noise is warped.
+
+    Returns:
+        (1, T_lat, C, h, w) float32, each latent frame and channel of zero mean and unit variance.
+
+    Raises:
+        InvalidInput: the frames and the latent shape disagree (length or aspect).
+        ConfigurationError, ModelLoadError: RAFT without torchvision or usable weights.
+    """
+    from voidflow.void_ops.void.noise_warp import warped_noise
+
+    frames, channels, height, width = latent
+    noise = warped_noise(from_unit(first_pass, np.uint8), frames, height, width, channels, seed=seed, settings=warp)
+    result: np.ndarray = noise.numpy()
+    return result
+
+
 def _weight_name(path: str, base: str) -> str:
     """Name a weight file for provenance: relative to the base folder when inside it (``vae/...``), else its name."""
     try:
@@ -224,7 +307,9 @@ class ModelSpec:
         device: ``cuda``, ``cuda:N`` or ``cpu``.
         dtype: ``bfloat16`` (GPUs) or ``float32``.
         memory_mode: ``full``, ``model_offload`` or ``sequential_offload``.
-        compile: voidflow's fast path (GPU only): fused QKV, compiled transformer blocks and VAE.
+        compile: voidflow's fast path, on CUDA devices only (the default there): fused QKV, compiled transformer
+            blocks and VAE, cuDNN attention. False runs plain eager diffusers with PyTorch's attention choice. Other
+            devices ignore it (provenance records what ran).
         memory_gb: device memory the pass may use, for choosing its recipe (``void_ops.void.memory``); None: the
             card's own memory on CUDA, no limit on the CPU.
         text_encoder_resident: keep T5 on the device between prompts (``full`` mode; a GPU holding one pass).
@@ -236,15 +321,29 @@ class ModelSpec:
     device: str = "cuda"
     dtype: str = "bfloat16"
     memory_mode: str = "full"
-    compile: bool = False
+    compile: bool = True
     memory_gb: float | None = None
     text_encoder_resident: bool = False
 
 
+#: What ``kernel_s`` measures on CUDA, and why there is none elsewhere (recorded with each run).
+KERNEL_TIMING_CUDA = "CUDA events around the call's device phases: VAE encode, T5, denoising, VAE decode"
+KERNEL_TIMING_NONE = "none: the pass ran on the CPU (no GPU kernels to time)"
+
+
 @dataclass(frozen=True, slots=True)
 class PassRun:
-    """How one call of a pass ran: the recipe used, the recipes passed over and why, and when it held the device
-    (wall-clock epoch seconds, so runs on different hosts line up)."""
+    """How one call of a pass ran: the recipe used, the recipes passed over and why, when it held the device
+    (wall-clock epoch seconds, so runs on different hosts line up), how much of that the GPU worked, and how the
+    call met the compile cache.
+
+    Attributes:
+        kernel_s: CUDA only: seconds of GPU time between events recorded around the device phases (VAE encode, T5,
+            denoising, decode), summed; host work between the phases (array copies, padding) is left out, gaps
+            inside a phase are not. None on the CPU.
+        attention: the attention kernel the transformer preferred (``cudnn`` on the fast path, else ``default``:
+            PyTorch's choice).
+    """
 
     recipe: Recipe
     passed_over: tuple[str, ...]
@@ -252,17 +351,29 @@ class PassRun:
     finished: float
     estimate_gb: float
     peak_gb: float | None = None  # measured on CUDA: the most device memory the run held
+    kernel_s: float | None = None
+    attention: str = "default"
+    cache: CacheUse = field(default_factory=lambda: CacheUse("off"))
 
     def facts(self) -> dict[str, object]:
-        """Return the run for provenance."""
+        """Return the run for provenance: the recipe, times, memory, ``kernel_s`` and ``kernel_busy_fraction``
+        (``kernel_s`` over the call's seconds; None off CUDA, ``kernel_timing`` says why), the attention kernel and
+        the compile cache's state (``CacheUse.facts``)."""
+        seconds = self.finished - self.started
+        busy = None if self.kernel_s is None or seconds <= 0 else min(1.0, self.kernel_s / seconds)
         return {
             "recipe": self.recipe.as_dict(),
             "passed_over": list(self.passed_over),
             "started": self.started,
             "finished": self.finished,
-            "seconds": round(self.finished - self.started, 3),
+            "seconds": round(seconds, 3),
             "estimate_gb": round(self.estimate_gb, 3),
             "peak_gb": None if self.peak_gb is None else round(self.peak_gb, 3),
+            "kernel_s": None if self.kernel_s is None else round(self.kernel_s, 3),
+            "kernel_busy_fraction": None if busy is None else round(busy, 4),
+            "kernel_timing": KERNEL_TIMING_NONE if self.kernel_s is None else KERNEL_TIMING_CUDA,
+            "attention": self.attention,
+            **self.cache.facts(),
         }
 
 
@@ -283,10 +394,54 @@ class VoidConfig:
     warp: WarpSettings | None = None
 
 
-class VoidModel:
-    """One VOID pass loaded once on one device; call it on ``ModelClip``s (pass 2 also takes pass 1's output)."""
+class _KernelClock:
+    """CUDA events around the device phases of one call; ``seconds`` sums their GPU time (None off CUDA)."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, device: Any) -> None:
+        self._device = device
+        self._pairs: list[tuple[Any, Any]] = []
+
+    @contextmanager
+    def phase(self) -> Iterator[None]:
+        """Time the body's GPU work on the device's current stream."""
+        if self._device.type != "cuda":
+            yield
+            return
+        import torch
+
+        stream = torch.cuda.current_stream(self._device)
+        start = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        stop = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+        start.record(stream)
+        try:
+            yield
+        finally:
+            stop.record(stream)
+            self._pairs.append((start, stop))
+
+    def seconds(self) -> float | None:
+        """GPU seconds inside the phases, after waiting for them to finish; None off CUDA."""
+        if self._device.type != "cuda":
+            return None
+        if self._pairs:
+            self._pairs[-1][1].synchronize()
+        return sum(float(start.elapsed_time(stop)) for start, stop in self._pairs) / 1000
+
+
+class VoidModel:
+    """One VOID pass loaded once on one device; call it on ``PassInput``s (pass 2's carries its warped noise).
+
+    On a CUDA device with ``spec.compile`` (the default) it runs voidflow's fast path: Q/K/V fused, transformer
+    blocks and VAE compiled, cuDNN attention preferred (PyTorch's other kernels where it cannot run). What it
+    compiles is saved in ``compile_cache`` (shared by every model of the process), which is loaded here, before the
+    first compile.
+
+    Args:
+        spec: what to load and how.
+        compile_cache: the process's persistent compile cache; None keeps compiled code in this process only.
+    """
+
+    def __init__(self, spec: ModelSpec, compile_cache: CompileCache | None = None) -> None:
         import torch
 
         from voidflow.void_ops.void.loading import load_void_models
@@ -304,19 +459,31 @@ class VoidModel:
             text_encoder_resident=spec.text_encoder_resident,
         )
         self.settings = spec.settings
+        fast = spec.compile and self.sampler.device.type == "cuda"
+        self.attention: AttentionKind = "cudnn" if fast else "default"
         self._params = {
             **spec.settings.as_dict(),
             "device": spec.device,
             "dtype": spec.dtype,
             "memory_mode": spec.memory_mode,
-            "compile": spec.compile,
+            "compile": fast,
             "checkpoint": spec.checkpoint,
             "add_noise_in_inpaint_model": bool(self.models.transformer_config.get("add_noise_in_inpaint_model")),
             "weights": {_weight_name(w.path, spec.base): w.sha256 for w in self.models.weights},
         }
-        if spec.compile:
+        self.compile_cache = compile_cache if fast else None
+        if not spec.compile:
+            off = "compilation is off (--no-compile)"
+        elif not fast:
+            off = f"nothing is compiled on {self.sampler.device.type} (the fast path is for CUDA GPUs)"
+        else:
+            off = "no compile cache folder is set: compiled code lives and dies with this process"
+        self._cache_off = CacheUse("off", None, off)  # how calls meet the cache when there is none
+        if fast:
             from voidflow.void_ops.void.speed import compile_transformer, compile_vae, fuse_qkv
 
+            if self.compile_cache is not None:
+                self.compile_cache.load()  # before the first compile (compilation itself waits for the first call)
             fuse_qkv(self.models.transformer)
             compile_transformer(self.models.transformer)
             compile_vae(self.models.vae)
@@ -330,9 +497,25 @@ class VoidModel:
         """Return the pass recipe, placement and weight hashes actually used, for provenance."""
         return dict(self._params)
 
-    def _run(self, call: PassInput, recipe: Recipe, on_step: Callable[[int, int], None] | None) -> np.ndarray:
+    @property
+    def latent_geometry(self) -> tuple[int, int]:
+        """The VAE's latent channels and spatial compression (16 and 8 at full size)."""
+        config: Any = self.models.vae.config
+        return int(config.latent_channels), 2 ** (len(config.block_out_channels) - 1)
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """The latent shape (T_lat, C, h, w) of a padded clip of ``frames`` x ``height`` x ``width`` (the VAE's 4x
+        temporal and 2^(levels-1) spatial compression). Example at full size: 85 x 384 x 672 -> (22, 16, 48, 84)."""
+        channels, scale = self.latent_geometry
+        return latent_frames(frames), channels, height // scale, width // scale
+
+    def _run(
+        self, call: PassInput, recipe: Recipe, on_step: Callable[[int, int], None] | None, clock: _KernelClock
+    ) -> np.ndarray:
         """The pass itself, with ``recipe``'s memory savings; ``__call__`` picks the recipe."""
         import torch
+
+        from voidflow.void_ops.void.speed import attention_backend
 
         self.sampler.use_recipe(vae_tiling=recipe.vae_tiling, offload=recipe.offload)
         settings = self.settings
@@ -342,27 +525,25 @@ class VoidModel:
             condition = pass1_condition(condition)
         else:
             condition = pass2_condition(condition, settings.mask_mode)
-        inpaint = self.sampler.conditioning(clip.video, condition, settings, seed=seed)
-        embeds = self.sampler.encode_prompt(call.prompt)
-        negative = self.sampler.encode_prompt(settings.negative_prompt) if settings.guidance > 1 else None
-        noise = None
-        if call.first_pass is not None and call.warp is not None:  # pass 2 (``PassInput`` holds both or neither)
-            from voidflow.void_ops.void.noise_warp import warped_noise
-
-            _, length, channels2, height, width = inpaint.shape
-            first = from_unit(call.first_pass, np.uint8)
-            noise = warped_noise(first, length, height, width, channels2 // 2, seed=seed, settings=call.warp)
+        with clock.phase():
+            inpaint = self.sampler.conditioning(clip.video, condition, settings, seed=seed)
+        with clock.phase():
+            embeds = self.sampler.encode_prompt(call.prompt)
+            negative = self.sampler.encode_prompt(settings.negative_prompt) if settings.guidance > 1 else None
+        noise = None if call.noise is None else torch.from_numpy(call.noise)
         generator = torch.Generator("cpu").manual_seed(seed)
-        latents = self.sampler.denoise(
-            inpaint,
-            embeds,
-            settings,
-            generator=generator,
-            initial_noise=noise,
-            negative_embeds=negative,
-            on_step=on_step,
-        )
-        return self.sampler.decode(latents)
+        with clock.phase(), attention_backend(self.attention, fallback=True):
+            latents = self.sampler.denoise(
+                inpaint,
+                embeds,
+                settings,
+                generator=generator,
+                initial_noise=noise,
+                negative_embeds=negative,
+                on_step=on_step,
+            )
+        with clock.phase():
+            return self.sampler.decode(latents)
 
     def __call__(
         self, call: PassInput, *, on_step: Callable[[int, int], None] | None = None, budget_gb: float | None = None
@@ -371,20 +552,27 @@ class VoidModel:
 
         The recipes of ``void_ops.void.memory.RECIPES`` are tried in order: one whose estimate exceeds the budget is
         passed over, one that runs out of memory is passed over after the cache is emptied, and the first that
-        completes is recorded in ``last_run`` with the reasons the others were passed over.
+        completes is recorded in ``last_run`` with the reasons the others were passed over, the GPU time of its
+        device phases and how it met the compile cache (saved after the call when it compiled anything new).
 
         Args:
-            call: the prepared shot, seed and prompt (and pass 1's output for pass 2).
+            call: the prepared shot, seed and prompt (and pass 2's warped noise).
             on_step: progress callback (step, total).
             budget_gb: device memory this call may use; None: the spec's ``memory_gb`` (the card's memory).
 
         Raises:
             GpuOutOfMemory: no recipe fits or every one ran out of memory (retryable elsewhere, e.g. a larger card).
+            InvalidInput: pass 2's noise does not have the clip's latent shape.
         """
         import torch
 
         budget = budget_gb if budget_gb is not None else self.memory_gb
         frames, height, width = call.clip.quadmask.shape
+        if call.noise is not None and call.noise.shape[1:] != self.latent_shape(frames, height, width):
+            raise InvalidInput(
+                f"{self.settings.name}: initial noise {call.noise.shape[1:]} does not match the clip's latent shape "
+                f"{self.latent_shape(frames, height, width)}"
+            )
         passed_over: list[str] = []
         for recipe in RECIPES:
             need = estimate_gb(self.footprint, frames, height, width, recipe)
@@ -393,10 +581,11 @@ class VoidModel:
                 continue
             started = time.time()
             cuda = self.sampler.device.type == "cuda"
+            clock = _KernelClock(self.sampler.device)
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.sampler.device)
             try:
-                output = self._run(call, recipe, on_step)
+                output = self._run(call, recipe, on_step, clock)
             except torch.OutOfMemoryError as error:
                 passed_over.append(f"{recipe.name}: {str(error).splitlines()[0][:300]}")
                 if cuda:
@@ -404,11 +593,42 @@ class VoidModel:
                 continue
             finally:
                 self.sampler.use_recipe(vae_tiling=False, offload=False)
+            finished = time.time()
             peak = torch.cuda.max_memory_allocated(self.sampler.device) / 1e9 if cuda else None
-            self.last_run = PassRun(recipe, tuple(passed_over), started, time.time(), need, peak)
+            cache = self.compile_cache.save() if self.compile_cache is not None else self._cache_off
+            self.last_run = PassRun(
+                recipe, tuple(passed_over), started, finished, need, peak, clock.seconds(), self.attention, cache
+            )
             return output
         where = f"{self.settings.name} on {self._params['device']}"
         raise GpuOutOfMemory(f"{where}: no memory recipe fits ({'; '.join(passed_over)})")
+
+    def warm(self, frames: int, height: int, width: int, *, prompt: str = "warm-up") -> PassRun:
+        """Compile what a clip of ``frames`` padded frames at ``height`` x ``width`` needs (every multidiffusion
+        window shape, the VAE's chunks): one call on a blank clip with one denoising step (the compiled graphs are
+        the same at any step count), saved to the compile cache like any call. Returns how it ran (``last_run``).
+
+        Raises:
+            InvalidInput: ``frames`` is not one of VOID's padded lengths (4k+1 with an even latent length).
+        """
+        if frames < 1 or (frames - 1) % 4 or latent_frames(frames) % 2:
+            raise InvalidInput(f"warm: {frames} is not a padded length (4k+1 with an even latent length: 85, 93 ...)")
+        clip = ModelClip(
+            np.zeros((frames, height, width, 3), np.float32),
+            np.full((frames, height, width), KEEP, np.uint8),
+            frames,
+            fit_frames(np.zeros((1, height, width), np.uint8), height, width, mode="letterbox")[1],
+        )
+        noise = None
+        if self.settings.name == "pass2":
+            noise = np.zeros((1, *self.latent_shape(frames, height, width)), np.float32)
+        steps, self.settings = self.settings, dataclasses.replace(self.settings, steps=1)
+        try:
+            self(PassInput(clip, 0, prompt, noise))
+        finally:
+            self.settings = steps
+        assert self.last_run is not None
+        return self.last_run
 
 
 def _footprint(models: Any, dtype_bytes: int, *, resident_t5: bool) -> Footprint:
@@ -432,6 +652,8 @@ class PassModel(Protocol):
 
     def params(self) -> dict[str, object]: ...
 
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]: ...
+
     def __call__(self, call: PassInput) -> np.ndarray: ...
 
 
@@ -440,7 +662,8 @@ class VoidPass:
     """The ``void`` backend (``void_ops.pipeline.Inpainter``): one VOID pass, parameterised by its settings.
 
     Pass 1 (``warp`` None) fills from Gaussian noise. Pass 2 (``warp`` set) refines pass 1's fill, handed in as
-    ``first_pass``, from noise warped along its motion. Either way the plate is fitted, quantised and padded
+    ``first_pass``, from noise warped along its motion, computed here on the CPU before the model is called (so
+    a pooled model leases its GPU for GPU work only). Either way the plate is fitted, quantised and padded
     (``prepare_clip``), run on ``model`` and brought back (``finish_clip``).
 
     Attributes:
@@ -508,11 +731,13 @@ class VoidPass:
             wanted = "needs pass 1's fill as first_pass" if self.warp is not None else "takes no first_pass"
             raise InvalidInput(f"{self.name} {wanted}")
         clip = prepare_clip(frames, quadmask, self.settings)
-        first = None
-        if first_pass is not None:
-            first, _ = fit_frames(
-                to_unit(first_pass), self.settings.height, self.settings.width, mode=self.settings.fit
-            )
-            first = pingpong(first, len(clip.video))
-        output = self.model(PassInput(clip, seed, prompt, first, self.warp))
+        noise, noise_s = None, 0.0
+        if first_pass is not None and self.warp is not None:
+            started = time.perf_counter()
+            geometry = self.settings.height, self.settings.width
+            first, _ = fit_frames(to_unit(first_pass), *geometry, mode=self.settings.fit)
+            latent = self.model.latent_shape(len(clip.video), *geometry)
+            noise = pass2_noise(pingpong(first, len(clip.video)), latent, seed=seed, warp=self.warp)
+            noise_s = time.perf_counter() - started
+        output = self.model(PassInput(clip, seed, prompt, noise, noise_s))
         return finish_clip(output, clip, frames.dtype)

@@ -4,12 +4,18 @@ What each switch does:
 
 * ``fuse_qkv``: one (d x 3d) matmul instead of three (d x d) per attention (diffusers' own fused processor).
 * ``compile_transformer``: ``torch.compile`` of each transformer block (regional compilation: the 42 blocks share
-  one compiled graph), fusing the norms, AdaLN modulation, RoPE and GELU around the matmuls.
+  one compiled graph per input shape), fusing the norms, AdaLN modulation, RoPE and GELU around the matmuls. The
+  blocks meet one shape per multidiffusion window length (22 latent frames, and the shorter last windows of 6 to 20)
+  and classifier-free-guidance batch (1 for pass 1, 2 for pass 2): up to 18, more than Dynamo's default limit of 8
+  recompiles, past which it would silently run the blocks eagerly; the limit is raised to ``RECOMPILE_LIMIT``.
 * ``compile_vae``: ``torch.compile`` of the VAE's encoder and decoder: on an H100 at 85 frames, 384x672, encode
-  2.6 s to 1.3 s and decode 3.0 s to 1.4 s, with far smaller peaks (fused GroupNorm/SiLU temporaries); the first
-  call compiles for about three minutes, once per process.
+  2.6 s to 1.3 s and decode 3.0 s to 1.4 s, with far smaller peaks (fused GroupNorm/SiLU temporaries). The VAE works
+  in frame chunks of fixed sizes at every padded length VOID uses (8k+5 frames: a first chunk of 13, then 8s; two
+  latent frames per decode chunk), so it compiles once for all lengths: about 135 s on a first call, once per
+  process, or seconds from a persisted compile cache (``void_ops.void.compile_cache``).
 * ``attention_backend``: picks PyTorch's scaled-dot-product attention kernel (``cudnn`` on H100 is the fastest for
-  head dim 64 at these sequence lengths; ``flash`` and ``efficient`` are the other fused kernels).
+  head dim 64 at these sequence lengths; ``flash`` and ``efficient`` are the other fused kernels); a batch prefers
+  ``cudnn`` and falls back to the others where it cannot run.
 * ``to_fp8``: optional, not the default: stores the blocks' linear weights in float8 (e4m3, one scale per output
   row) and runs their matmuls in FP8 with per-row activation scales. Outputs drift more than bf16 rounding.
 """
@@ -24,6 +30,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "RECOMPILE_LIMIT",
     "AttentionKind",
     "Fp8Linear",
     "attention_backend",
@@ -34,6 +41,8 @@ __all__ = [
 ]
 
 AttentionKind = Literal["default", "cudnn", "flash", "efficient", "math"]
+#: Compiled graphs Dynamo keeps per code object (the blocks share one): 18 shapes at most, with room to spare.
+RECOMPILE_LIMIT = 64
 
 
 def fuse_qkv(transformer: Any) -> None:
@@ -54,7 +63,12 @@ def compile_transformer(transformer: Any, *, mode: str | None = None) -> None:
     Args:
         transformer: a diffusers ``CogVideoXTransformer3DModel``.
         mode: ``torch.compile`` mode (None for the default; ``max-autotune-no-cudagraphs`` searches matmul tiles).
+
+    Raises Dynamo's recompile limit (process-wide) to at least ``RECOMPILE_LIMIT``.
     """
+    import torch._dynamo.config as dynamo
+
+    dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
     for block in transformer.transformer_blocks:
         block.compile(fullgraph=True, dynamic=False, mode=mode)
 
@@ -66,8 +80,13 @@ def compile_vae(vae: Any) -> None:
 
 
 @contextmanager
-def attention_backend(kind: AttentionKind) -> Iterator[None]:
-    """Run the body with PyTorch's SDPA restricted to one kernel (``default`` leaves PyTorch's choice)."""
+def attention_backend(kind: AttentionKind, *, fallback: bool = False) -> Iterator[None]:
+    """Run the body with PyTorch's SDPA held to one kernel (``default`` leaves PyTorch's choice).
+
+    With ``fallback`` the kernel is only preferred: where it cannot run (cuDNN attention needs an Ampere or newer
+    GPU and cuDNN 9; no fused kernel runs on a CPU) PyTorch takes flash, then memory-efficient, then math attention,
+    instead of raising. Batches use that; benchmarks hold the kernel strictly, to time it.
+    """
     if kind == "default":
         yield
         return
@@ -79,7 +98,12 @@ def attention_backend(kind: AttentionKind) -> Iterator[None]:
         "efficient": SDPBackend.EFFICIENT_ATTENTION,
         "math": SDPBackend.MATH,
     }
-    with sdpa_kernel([backends[kind]]):
+    if not fallback:
+        with sdpa_kernel([backends[kind]]):
+            yield
+        return
+    order = [backends[kind], *(backend for backend in backends.values() if backend != backends[kind])]
+    with sdpa_kernel(order, set_priority=True):
         yield
 
 

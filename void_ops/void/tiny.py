@@ -223,7 +223,9 @@ def _write_vae(folder: Path, seed: int, config: dict[str, Any], *, device: str) 
     vae.save_pretrained(folder, safe_serialization=True)
 
 
-def _write_text_encoder(folder: Path, seed: int, config: dict[str, Any], *, device: str) -> None:
+def _write_text_encoder(
+    folder: Path, seed: int, config: dict[str, Any], *, device: str, dtype: torch.dtype = torch.float32
+) -> None:
     from transformers import T5Config, T5EncoderModel
     from transformers.utils import logging
 
@@ -232,6 +234,7 @@ def _write_text_encoder(folder: Path, seed: int, config: dict[str, Any], *, devi
     with _seeded(seed), torch.device(device):
         model = T5EncoderModel(t5)
     model.set_input_embeddings(model.shared)  # T5's encoder reads the shared table; some transformers 5.x builds two
+    model.to(dtype)  # type: ignore[arg-type]  # transformers wraps .to in a decorator mypy misreads
     bar = logging.is_progress_bar_enabled()
     logging.disable_progress_bar()  # transformers draws a progress bar per save
     try:
@@ -359,6 +362,7 @@ def build_void_folder(
     device: str = "cpu",
     base_weights: bool = True,
     passes: tuple[int, ...] = (1, 2),
+    text_encoder_dtype: torch.dtype = torch.float32,
 ) -> TinyVoid:
     """Write a VOID of ``layout``'s sizes (base folder plus both pass checkpoints) under ``root``, random weights.
 
@@ -374,6 +378,7 @@ def build_void_folder(
         base_weights: also write the base transformer's weights, which a run from a VOID checkpoint never reads
             (benchmarks leave the 11 GB out).
         passes: the VOID checkpoints to write (a pass-1 benchmark needs only ``(1,)``).
+        text_encoder_dtype: T5's stored dtype (the released T5-XXL is bfloat16: 9.5 GB, not 19).
 
     Returns:
         The paths of the base folder and the two VOID checkpoints.
@@ -388,7 +393,9 @@ def build_void_folder(
         root, seed * 1000, layout.transformer, latent, device=device, base_weights=base_weights, passes=passes
     )
     _write_vae(base / "vae", seed * 1000 + 10, layout.vae, device=device)
-    _write_text_encoder(base / "text_encoder", seed * 1000 + 20, layout.text_encoder, device=device)
+    _write_text_encoder(
+        base / "text_encoder", seed * 1000 + 20, layout.text_encoder, device=device, dtype=text_encoder_dtype
+    )
     _write_tokenizer(base / "tokenizer", seed, int(layout.transformer["max_text_seq_length"]))
     CogVideoXDDIMScheduler(**TINY_SCHEDULER).save_config(base / "scheduler")
     _write_json(
