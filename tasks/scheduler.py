@@ -10,6 +10,12 @@ as they finish (``futures.first_finished``; never ``ray.get`` in a loop). For ea
 - it ran past the batch's shot timeout (``TimedOut``): failed, not retried;
 - otherwise it failed with its error.
 
+Each shot task asks Ray for the host memory its stages need at their worst (``memory=``, from
+``void_ops.host_memory``: the plate's size, sample type and the backend), so a node never takes more shots than its
+memory holds. A shot that needs more than the largest live node with a CPU has is not handed to Ray (it would wait
+for a node that never comes): it fails with one line naming its estimate and the largest node, and the others go on.
+With no CPU node at all yet (an autoscaled group at zero) shots are handed over and wait for the autoscaler.
+
 A shot that died or was stopped gives back the GPU leases it held. Each finished shot prints one line with the
 batch's numbers (``progress.Progress``), which the batch's Prefect progress artifact shows too.
 """
@@ -24,17 +30,29 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
+import ray
 from prefect.artifacts import create_progress_artifact
 from prefect_ray.context import remote_options
 
 from voidflow.tasks.futures import first_finished, submission_window
 from voidflow.tasks.ledger import Ledger
-from voidflow.tasks.progress import Progress, busy_fraction
+from voidflow.tasks.progress import Progress, kernel_busy_fraction, occupancy_fraction
 from voidflow.tasks.shots import ShotJob, process_shot
 from voidflow.tasks.void_actors import forget_shot, gpu_stats
+from voidflow.void_ops import media
+from voidflow.void_ops.exceptions import VoidflowError
+from voidflow.void_ops.host_memory import ShotMemory, decoded_sample, shot_memory
 from voidflow.void_ops.shots import Shot
 
-__all__ = ["LOST_WORKER_RETRIES", "Outcome", "ShotScheduler", "Tally", "scheduling_order"]
+__all__ = [
+    "LOST_WORKER_RETRIES",
+    "Outcome",
+    "ShotScheduler",
+    "Tally",
+    "largest_node_memory",
+    "memory_of",
+    "scheduling_order",
+]
 
 #: How many times a shot whose worker died is run again (Prefect's retries cover errors; this covers lost workers).
 LOST_WORKER_RETRIES = 2
@@ -59,6 +77,28 @@ class _Submission:
     shot: Shot
     slot: int
     lost: int = 0
+
+
+def memory_of(shot: Shot, job: ShotJob) -> ShotMemory | None:
+    """The host memory ``shot``'s task needs (``void_ops.host_memory``), from a probe of its plate; None when the
+    plate cannot be probed (the shot's task then fails naming the cause)."""
+    if shot.media is None:
+        return None
+    try:
+        info = media.probe(shot.media)
+    except (VoidflowError, OSError):
+        return None
+    sample = decoded_sample(info)
+    return shot_memory(
+        shot.name, shot.frames, info.height, info.width, sample, backend=job.backend, pass2=job.runs_pass2(shot)
+    )
+
+
+def largest_node_memory() -> int:
+    """The largest ``memory`` resource of the Ray cluster's live nodes that can run a shot task (at least one CPU:
+    a head started with ``--num-cpus 0`` takes none), in bytes; 0 without any."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    return max((int(res.get("memory", 0)) for res in nodes if res.get("CPU", 0) >= 1), default=0)
 
 
 def scheduling_order(shots: Sequence[Shot]) -> list[Shot]:
@@ -102,14 +142,29 @@ class ShotScheduler:
         window = submission_window()  # shots handed to Ray at once: bounded memory on edits of hundreds of shots
         pending: dict[Any, _Submission] = {}
         outcomes: dict[str, Outcome] = {}
+        largest = largest_node_memory()
 
         def submit(entry: _Submission) -> None:
-            with remote_options(num_cpus=1, max_retries=0):  # Prefect owns retries; Ray's would stack on them
+            nonlocal largest
+            options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}  # Prefect owns retries; Ray's would stack
+            need = memory_of(entry.shot, job)
+            if need is not None:
+                if need.peak_bytes > largest:
+                    largest = largest_node_memory()  # a node may have joined since
+                if 0 < largest < need.peak_bytes:  # no CPU node at all (a group at zero): the autoscaler decides
+                    outcomes[entry.shot.name] = "failed"
+                    reason = self._refuse(entry.shot.name, need, largest)
+                    self._show(entry.shot.name, f"FAILED: {reason}", outcomes, running=len(pending), job=job)
+                    return
+                options["memory"] = need.peak_bytes
+            with remote_options(**options):
                 pending[task.submit(entry.shot, job, entry.slot, entry.lost * 10)] = entry
 
         while queue or pending:
             while queue and len(pending) < window:
                 submit(queue.popleft())
+            if not pending:
+                break
             future = first_finished(list(pending))
             entry = pending.pop(future)
             name, state = entry.shot.name, future.state
@@ -124,6 +179,17 @@ class ShotScheduler:
             self._show(name, note, outcomes, running=len(pending), job=job)
         named = self._named
         return Tally(named(outcomes, "done"), named(outcomes, "failed"), named(outcomes, "waiting"))
+
+    def _refuse(self, name: str, need: ShotMemory, largest: int) -> str:
+        """Record as failed a shot that no node can hold, before it reaches Ray; return the reason (one line with
+        its estimate and the largest node)."""
+        gb = 1024**3
+        reason = (
+            f"shot '{name}': needs ~{need.peak_bytes / gb:.1f} GB of host memory ({need.line()}); the largest Ray "
+            f"node has {largest / gb:.1f} GB"
+        )
+        self._ledger.finish_shot(self._batch_id, name, state="failed", reason=reason)
+        return reason
 
     def _settle(self, name: str, future: Any) -> tuple[Outcome, str]:
         """The final outcome of a finished shot task, and its note for the progress line; records lost stages."""
@@ -149,7 +215,9 @@ class ShotScheduler:
         progress.done, progress.failed = counts.count("done"), counts.count("failed")
         progress.waiting, progress.running = counts.count("waiting"), running
         if job.gpus is not None:
-            progress.gpu_busy = busy_fraction(gpu_stats(job.gpus), progress.started, time.monotonic())
+            stats, now = gpu_stats(job.gpus), time.monotonic()
+            progress.gpu_occupancy = occupancy_fraction(stats, progress.started, now)
+            progress.gpu_kernels = kernel_busy_fraction(stats, progress.started, now)
         print(f"{name}: {note}  [{progress.line()}]")
         progress.publish(self._artifact)
 

@@ -1,24 +1,39 @@
 """Resident models on Ray actors (VOID passes and SAM2): each loads its weights once and serves many shots.
 
-VOID runs on one ``GpuWorker`` per GPU holding every pass the batch needs (pass 1, and pass 2 beside it), so one
-card runs one call at a time. Shot tasks ask the batch's ``Dispatcher`` (``tasks.placement``) for a lease before
-each call: it picks the GPU, queues by priority, and quarantines a GPU that keeps failing. Without GPUs a single
-worker runs on the CPU in float32 (tests, tiny models). Shot tasks send workers only model-resolution clips.
+VOID runs on a GPU service shared by every batch of the cluster that asks for the same models: one ``GpuWorker`` per
+GPU holding every pass (pass 1, and pass 2 beside it), so one card runs one call at a time, and one ``GpuService``
+(``tasks.placement.Dispatcher``) in front of them. They are detached named actors in the ``voidflow`` Ray namespace,
+named by a hash of the model specs (``service_key``): a batch looks them up and starts only the missing ones
+(``start_gpu_service``) and never stops them. Shot tasks ask the service for a lease before each call: it picks the
+GPU, queues by priority (the batch's, then the shot's), and quarantines a GPU that keeps failing. A worker idle for
+``VOIDFLOW_GPU_IDLE_S`` seconds is retired, so an autoscaled GPU group shrinks to zero; the next batch (or a shot
+that finds none left) starts the workers again. With ``--device cpu`` a single worker runs on the CPU in float32
+(tests, tiny models). Shot tasks send workers only model-resolution clips, and
+pass 2's warped noise made before the lease (``void_ops.void.backend.pass2_noise``), so a lease covers GPU work.
+
+A GPU worker is an entry point of its own process: it reads its node's settings once for the compile cache folder
+(``VOIDFLOW_COMPILE_CACHE``, loaded before its first compile and saved after each compile that made something new).
+Each call reports its occupancy of the GPU (the call's seconds) and the GPU time of its kernels (``kernel_s``), which
+the dispatcher adds up per GPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import ray
 
-from voidflow.tasks.placement import Dispatcher, Grant, Outcome, Request
+from voidflow.infra.settings import Settings
+from voidflow.tasks.placement import Dispatcher, Grant, Outcome, Refusal, Request
 from voidflow.void_ops.exceptions import (
     ConfigurationError,
     GpuOutOfMemory,
@@ -32,37 +47,64 @@ from voidflow.void_ops.frames import fit_size
 from voidflow.void_ops.masking.sam2_video import ObjectPrompts, Sam2Settings
 from voidflow.void_ops.shots import BoxPrompt, PointPrompt
 from voidflow.void_ops.void.backend import ModelClip, ModelSpec, PassInput, VoidModel
+from voidflow.void_ops.void.compile_cache import CompileCache, device_key
 from voidflow.void_ops.void.memory import RECIPES, Footprint, estimate_gb
+from voidflow.void_ops.void.values import latent_frames
 
 __all__ = [
+    "NAMESPACE",
     "ActorModel",
     "ActorSegmenter",
     "GpuPool",
+    "GpuService",
     "GpuWorker",
     "Pool",
     "Sam2Actor",
     "forget_shot",
     "gpu_stats",
-    "start_gpu_pool",
+    "service_key",
+    "start_gpu_service",
     "start_sam2_pool",
-    "stop_gpu_pool",
+    "stop_gpu_service",
     "stop_pool",
+    "worker_compile_cache",
 ]
+
+#: The Ray namespace of the shared GPU services (every batch's job finds them there).
+NAMESPACE = "voidflow"
+
+
+def worker_compile_cache(specs: Mapping[str, ModelSpec], root: Path | None) -> CompileCache | None:
+    """The compile cache a worker holding ``specs`` shares between its passes: one under ``root`` (the settings'
+    ``compile_cache``) keyed by this process's torch, Triton and GPU, when a pass compiles on CUDA; else None."""
+    compiled = [spec for spec in specs.values() if spec.compile and spec.device.startswith("cuda")]
+    if root is None or not compiled:
+        return None
+    return CompileCache(root, device_key(compiled[0].device))
 
 
 class GpuWorker:
-    """Every VOID pass of the batch resident on one device; Ray runs its calls one at a time."""
+    """Every VOID pass of the batch resident on one device; Ray runs its calls one at a time.
+
+    The worker is its process's entry point: it reads the settings once, for the compile cache folder.
+    """
 
     def __init__(self, specs: Mapping[str, ModelSpec]) -> None:
-        self._models = {name: VoidModel(spec) for name, spec in specs.items()}
+        cache = worker_compile_cache(specs, Settings.from_env().compile_cache)
+        self._models = {name: VoidModel(spec, cache) for name, spec in specs.items()}
+        self._cache = cache
 
     def describe(self) -> dict[str, Any]:
-        """Each pass's recipe, placement, weight hashes and footprint, and the device's memory (None: no limit)."""
+        """Each pass's recipe, placement, weight hashes, footprint and latent geometry (channels, spatial scale),
+        the device's memory (None: no limit), and what the worker loaded from its compile cache (None: none)."""
         first = next(iter(self._models.values()))
+        loaded = self._cache.loaded if self._cache is not None else None
         return {
             "passes": {name: model.params() for name, model in self._models.items()},
             "footprints": {name: model.footprint.as_dict() for name, model in self._models.items()},
+            "latents": {name: model.latent_geometry for name, model in self._models.items()},
             "memory_gb": first.memory_gb,
+            "compile_cache": None if loaded is None else loaded.as_dict(),
         }
 
     def run(self, name: str, call: PassInput, label: str) -> tuple[np.ndarray, dict[str, object]]:
@@ -85,19 +127,27 @@ class GpuWorker:
         assert run is not None
         if run.passed_over:
             print(f"{label}: ran with memory recipe '{run.recipe.name}' ({'; '.join(run.passed_over)})", flush=True)
+        if run.cache.state == "miss":  # compiled here: saved for the next worker, or why not
+            print(f"{label}: compiled; compile cache {run.cache.key}: {run.cache.note}", flush=True)
         return frames, run.facts()
 
 
 @dataclass(frozen=True, slots=True)
 class GpuPool:
-    """The batch's GPU workers as shot tasks see them: names only (plain data, fit for task parameters).
+    """A batch's view of its GPU service as shot tasks see it: names and plain data, fit for task parameters.
 
     Attributes:
-        dispatcher: the name of the batch's ``Dispatcher`` actor.
+        dispatcher: the name of the service's ``Dispatcher`` actor.
         workers: GPU worker names.
         params: per pass, the recipe, placement and weight hashes (the same on every worker).
         footprints: per pass, what the model keeps on its device (``void_ops.void.memory.Footprint`` fields).
         timeout_s: longest a model call may take, its wait in the worker's queue included.
+        latents: per pass, the VAE's latent channels and spatial compression (pass 2's noise is made to fit).
+        namespace: the actors' Ray namespace (None: the job's own).
+        specs: what every worker holds, as placed (empty: nobody may start the workers again).
+        worker_options: the workers' Ray resources.
+        batch_id: the batch whose shots use this view (their leases are its).
+        batch_priority: the batch's priority (``--priority``): its calls are served before lower ones.
     """
 
     dispatcher: str
@@ -105,23 +155,51 @@ class GpuPool:
     params: Mapping[str, Mapping[str, object]]
     footprints: Mapping[str, Mapping[str, Any]]
     timeout_s: float
+    latents: Mapping[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    namespace: str | None = None
+    specs: Mapping[str, ModelSpec] = dataclasses.field(default_factory=dict)
+    worker_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    batch_id: str = ""
+    batch_priority: int = 0
 
 
-def start_gpu_pool(
+class GpuService(Dispatcher):
+    """The dispatcher of a shared GPU service, as a Ray actor: it kills the workers it retires."""
+
+    def __init__(self, *, depth: int, strikes: int, idle_s: float, namespace: str) -> None:
+        super().__init__({}, depth=depth, strikes=strikes, idle_s=idle_s)
+        self._namespace = namespace
+
+    def _retire(self, name: str) -> None:
+        try:
+            ray.kill(ray.get_actor(name, namespace=self._namespace), no_restart=True)
+        except ValueError:  # gone already
+            return
+        print(f"VOID worker {name} retired (idle or quarantined)", flush=True)
+
+
+def service_key(specs: Mapping[str, ModelSpec]) -> str:
+    """The GPU service's key for workers holding ``specs`` (as placed): batches with the same models share one."""
+    text = json.dumps({name: dataclasses.asdict(spec) for name, spec in specs.items()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def start_gpu_service(
     specs: Mapping[str, ModelSpec],
     *,
-    prefix: str,
     timeout_s: float,
     on_cpu: bool = False,
     gpu_wait_s: float = 600.0,
+    idle_s: float = 600.0,
     depth: int = 2,
     strikes: int = 2,
-) -> tuple[GpuPool, tuple[Any, ...]]:
-    """Start one worker per GPU holding ``specs`` (or, with ``on_cpu``, one float32 worker on the CPU), wait for
-    their models to load, and start the batch's dispatcher over them.
+) -> GpuPool:
+    """Find, or start where missing, the shared service for ``specs``: one worker per GPU (or, with ``on_cpu``, one
+    float32 worker on the CPU) and their dispatcher, detached in the ``voidflow`` namespace; wait for the models of
+    the workers it started to load.
 
-    Returns the pool for shot tasks, and the actor handles, which the caller keeps until ``stop_gpu_pool`` (Ray
-    ends a named actor once no handle to it is left).
+    Returns the batch's view of the service (fill in ``batch_id`` and ``batch_priority``). The actors outlive the
+    batch: a worker leaves after ``idle_s`` seconds idle (``stop_gpu_service`` stops them all).
 
     Raises:
         ConfigurationError: no GPU joined the cluster within ``gpu_wait_s`` (never a silent CPU worker).
@@ -135,31 +213,66 @@ def start_gpu_pool(
             for k, s in specs.items()
         }
         options: dict[str, Any] = {"num_gpus": 0.9, "num_cpus": 1}  # a tenth left for a SAM2 actor beside it
-    else:  # half a CPU, so the shot tasks that feed the worker always find a CPU free
+    else:  # no CPU reserved: an idle service must not hold the CPUs later batches' shot tasks need
         specs = {
-            k: dataclasses.replace(s, device="cpu", dtype="float32", compile=False, memory_mode="full")
+            k: dataclasses.replace(s, device="cpu", dtype="float32", memory_mode="full")  # nothing compiles there
             for k, s in specs.items()
         }
-        options = {"num_cpus": 0.5}
-    remote: Any = ray.remote(max_restarts=0, max_task_retries=0)(GpuWorker)
+        options = {"num_cpus": 0}
+    prefix = f"voidflow-void-{service_key(specs)}"
     names = tuple(f"{prefix}-gpu{index}" for index in range(max(gpus, 1)))
-    workers = tuple(remote.options(name=name, **options).remote(specs) for name in names)
-    try:
-        described: list[dict[str, Any]] = ray.get([worker.describe.remote() for worker in workers])
-    except ray.exceptions.RayActorError as error:
-        for worker in workers:
-            ray.kill(worker, no_restart=True)
-        raise ModelLoadError(f"VOID models failed to load: {_last_error_line(error)}") from None
-    dispatcher_name = f"{prefix}-dispatcher"
-    memory = {name: info["memory_gb"] for name, info in zip(names, described, strict=True)}
-    dispatcher = (
-        ray.remote(Dispatcher)
-        .options(name=dispatcher_name, num_cpus=0, max_restarts=0)
-        .remote(memory, depth=depth, strikes=strikes)
+    service: Any = ray.remote(GpuService).options(
+        name=f"{prefix}-dispatcher", namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0
     )
-    first = described[0]
-    pool = GpuPool(dispatcher_name, names, first["passes"], first["footprints"], timeout_s)
-    return pool, (*workers, dispatcher)
+    dispatcher = service.remote(depth=depth, strikes=strikes, idle_s=idle_s, namespace=NAMESPACE)
+    dispatcher.set_idle.remote(idle_s)  # a service found running takes the newest batch's setting
+    pool = GpuPool(f"{prefix}-dispatcher", names, {}, {}, timeout_s, namespace=NAMESPACE, specs=specs)
+    pool = dataclasses.replace(pool, worker_options=options)
+    about = _start_workers(pool, dispatcher)
+    latents = {name: (int(geometry[0]), int(geometry[1])) for name, geometry in about["latents"].items()}
+    return dataclasses.replace(pool, params=about["passes"], footprints=about["footprints"], latents=latents)
+
+
+def _start_workers(pool: GpuPool, dispatcher: Any) -> dict[str, Any]:
+    """Start the pool's workers that are missing (and join them to its service ``dispatcher``); return what the
+    workers hold. Workers the service already knows are not asked (a busy one would answer only after its calls).
+
+    Raises:
+        ModelLoadError: a worker failed to load its models.
+    """
+    held: tuple[dict[str, float | None], dict[str, Any]] = ray.get(dispatcher.hold.remote())
+    members, about = held
+    remote: Any = ray.remote(max_restarts=0, max_task_retries=0)(GpuWorker)
+    handles: dict[str, Any] = {}
+    for name in pool.workers:
+        try:
+            found = ray.get_actor(name, namespace=pool.namespace)
+        except ValueError:  # never started, retired, or dead: start it
+            found = None
+        if found is None:
+            options = {"name": name, "namespace": pool.namespace, "lifetime": "detached", "get_if_exists": True}
+            handles[name] = remote.options(**options, **pool.worker_options).remote(pool.specs)
+        elif name not in members or not about:
+            handles[name] = found
+    try:
+        described: list[dict[str, Any]] = ray.get([handle.describe.remote() for handle in handles.values()])
+    except ray.exceptions.RayActorError as error:
+        for handle in handles.values():
+            ray.kill(handle, no_restart=True)
+        raise ModelLoadError(f"VOID models failed to load: {_last_error_line(error)}") from None
+    for name, info in zip(handles, described, strict=True):
+        loaded = info.get("compile_cache")
+        if loaded is not None:
+            skipped = f"; skipped {'; '.join(loaded['skipped'])}" if loaded["skipped"] else ""
+            print(
+                f"VOID: {name} loaded {loaded['artifacts']} compiled artifacts from {loaded['files']} file(s) of "
+                f"{loaded['folder']} in {loaded['seconds']:g} s{skipped}"
+            )
+    if described:
+        about = {key: described[0][key] for key in ("passes", "footprints", "latents")}
+        memory = {name: info["memory_gb"] for name, info in zip(handles, described, strict=True)}
+        ray.get(dispatcher.join.remote(memory, about))
+    return dict(about)
 
 
 def _wait_for_gpus(wait_s: float, *, poll_s: float = 2.0) -> int:
@@ -193,21 +306,29 @@ def _last_error_line(error: BaseException) -> str:
     return lines[-1] if lines else str(error).splitlines()[0]
 
 
-def stop_gpu_pool(handles: tuple[Any, ...]) -> None:
-    """Kill the workers and the dispatcher (GPU memory is freed with their processes)."""
-    for handle in handles:
-        ray.kill(handle, no_restart=True)
+def stop_gpu_service(pool: GpuPool) -> None:
+    """Kill the service's workers and dispatcher (GPU memory is freed with their processes); batches using it fail
+    their GPU calls. For tests and maintenance: batches never stop the service."""
+    dispatcher: Any = ray.get_actor(pool.dispatcher, namespace=pool.namespace)
+    held: tuple[dict[str, float | None], dict[str, Any]] = ray.get(dispatcher.hold.remote())
+    for name in {*held[0], *pool.workers}:
+        try:
+            ray.kill(ray.get_actor(name, namespace=pool.namespace), no_restart=True)
+        except ValueError:  # gone already
+            continue
+    ray.kill(dispatcher, no_restart=True)
 
 
 def gpu_stats(pool: GpuPool) -> dict[str, object]:
-    """The dispatcher's per-GPU numbers (busy seconds, calls, leases, quarantine) and how many calls wait."""
-    stats: Any = ray.get(ray.get_actor(pool.dispatcher).stats.remote())
+    """The service's per-GPU numbers (seconds occupied by calls, their kernels' GPU seconds, calls, leases,
+    quarantine) and how many calls wait, over every batch that shares it."""
+    stats: Any = ray.get(ray.get_actor(pool.dispatcher, namespace=pool.namespace).stats.remote())
     return dict(stats)
 
 
 def forget_shot(pool: GpuPool, shot: str) -> None:
-    """Tell the dispatcher that ``shot``'s task died: the GPU leases it held are free again."""
-    ray.get(ray.get_actor(pool.dispatcher).forget.remote(shot))
+    """Tell the service that ``shot``'s task (of the pool's batch) died: the GPU leases it held are free again."""
+    ray.get(ray.get_actor(pool.dispatcher, namespace=pool.namespace).forget.remote(shot, pool.batch_id))
 
 
 class ActorModel:
@@ -222,11 +343,16 @@ class ActorModel:
         self.priority = priority
         self.frames = frames
         self.runs: list[dict[str, object]] = []  # how each call ran, for the stage's provenance
-        self._dispatcher = ray.get_actor(pool.dispatcher)
+        self._dispatcher = ray.get_actor(pool.dispatcher, namespace=pool.namespace)
 
     def params(self) -> dict[str, object]:
         """The pass recipe, placement and weight hashes."""
         return dict(self.pool.params[self.name])
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """The latent shape (T_lat, C, h, w) of a padded clip, as the pool's workers compute it."""
+        channels, scale = self.pool.latents[self.name]
+        return latent_frames(frames), channels, height // scale, width // scale
 
     def _request(self, clip: ModelClip) -> Request:
         footprint = Footprint(**self.pool.footprints[self.name])
@@ -235,7 +361,9 @@ class ActorModel:
         recipe = self.pool.params[self.name]
         steps = int(str(recipe["steps"]))
         forwards = 2 if float(str(recipe["guidance"])) > 1 else 1
-        return Request(self.shot, need, float(frames * steps * forwards), self.priority, self.frames)
+        cost = float(frames * steps * forwards)
+        pool = self.pool
+        return Request(self.shot, need, cost, self.priority, self.frames, pool.batch_priority, pool.batch_id)
 
     def __call__(self, call: PassInput) -> np.ndarray:
         """Lease a GPU, run the pass there and wait for its frames.
@@ -246,18 +374,24 @@ class ActorModel:
             WorkerLost: the worker died (its process was killed or its node lost); its GPU is quarantined.
             GpuOutOfMemory: no memory recipe fitted on the leased GPU.
         """
-        answer: Any = ray.get(self._dispatcher.acquire.remote(self._request(call.clip)))
+        request = self._request(call.clip)
+        answer: Any = ray.get(self._dispatcher.acquire.remote(request))
+        if isinstance(answer, Refusal) and answer.vacant and self.pool.specs:
+            print(f"{self.shot}: the GPU workers left idle; starting them again", flush=True)
+            _start_workers(self.pool, self._dispatcher)
+            answer = ray.get(self._dispatcher.acquire.remote(request))
         if not isinstance(answer, Grant):
             raise NoDeviceFits(answer.reason)
-        worker = ray.get_actor(answer.gpu)
+        worker = ray.get_actor(answer.gpu, namespace=self.pool.namespace)
         label = f"{self.shot} {self.name} on {answer.gpu}"
         pending = worker.run.remote(self.name, call, label)
         outcome: Outcome = "failed"
-        busy = 0.0
+        busy = kernels = 0.0
         try:
             frames, facts = ray.get(pending, timeout=self.pool.timeout_s)
-            outcome, busy = "ok", float(str(facts["seconds"]))
-            self.runs.append({**facts, "gpu": answer.gpu})
+            outcome, busy, kernels = "ok", float(str(facts["seconds"])), float(facts.get("kernel_s") or 0.0)
+            noise = {"noise_cpu_s": round(call.noise_s, 3)} if call.noise is not None else {}
+            self.runs.append({**facts, "gpu": answer.gpu, **noise})
             return np.asarray(frames)
         except ray.exceptions.GetTimeoutError:
             outcome = "stuck"
@@ -275,7 +409,7 @@ class ActorModel:
                 raise cause from None
             raise
         finally:
-            note = ray.get(self._dispatcher.release.remote(answer.lease, outcome, busy))
+            note = ray.get(self._dispatcher.release.remote(answer.lease, outcome, busy, kernels))
             if note:
                 print(note, flush=True)
 

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from voidflow.tasks.placement import Dispatcher, GpuQueue, Grant, Refusal, Request
-from voidflow.tasks.progress import Progress, busy_fraction
+from voidflow.tasks.progress import Progress, kernel_busy_fraction, occupancy_fraction
 from voidflow.tasks.scheduler import scheduling_order
 from voidflow.void_ops.shots import ShotInstructions
 
@@ -26,9 +26,9 @@ def test_a_lease_goes_to_the_least_loaded_gpu_that_fits_and_never_past_the_depth
     assert queue.grant(_request("sh030", need=20.0)).gpu == "gpu1"  # type: ignore[union-attr]
     assert queue.grant(_request("sh040", need=20.0)).gpu == "gpu0"  # type: ignore[union-attr]
     assert queue.grant(_request("sh050", need=20.0)) is None  # both cards hold their two leases
-    queue.release(small.lease, "ok", busy_s=3.0)
+    queue.release(small.lease, "ok", busy_s=3.0, kernel_s=2.5)
     assert queue.grant(_request("sh050", need=20.0)).gpu == "gpu1"  # type: ignore[union-attr]
-    assert queue.stats()["gpu1"] == {"busy_s": 3.0, "calls": 1, "leased": 2, "quarantined": ""}
+    assert queue.stats()["gpu1"] == {"busy_s": 3.0, "kernel_s": 2.5, "calls": 1, "leased": 2, "quarantined": ""}
 
 
 def test_a_shot_too_large_for_every_card_is_refused_with_the_numbers() -> None:
@@ -53,7 +53,9 @@ def test_a_gpu_that_keeps_failing_is_quarantined_and_work_goes_elsewhere() -> No
     third = queue.grant(_request("sh030"))
     assert third is not None and third.gpu == "gpu0"
     note = queue.release(third.lease, "failed")
-    assert note == "GPU gpu0 quarantined for the rest of the batch: 2 failures in a row (last: shot 'sh030')"
+    assert (
+        note == "GPU gpu0 quarantined until a batch starts its worker again: 2 failures in a row (last: shot 'sh030')"
+    )
     after = queue.grant(_request("sh040"))
     assert after is not None and after.gpu == "gpu1"
     hung = GpuQueue({"gpu0": 80.0}, depth=1)
@@ -61,7 +63,7 @@ def test_a_gpu_that_keeps_failing_is_quarantined_and_work_goes_elsewhere() -> No
     assert lease is not None
     assert "a call hung past its timeout" in str(hung.release(lease.lease, "stuck"))
     refusal = hung.refusal(_request("sh020"))
-    assert refusal is not None and "every GPU of the batch is quarantined (gpu0: a call hung" in refusal.reason
+    assert refusal is not None and "every GPU of the service is quarantined (gpu0: a call hung" in refusal.reason
 
 
 def test_a_dead_shot_task_gives_its_leases_back() -> None:
@@ -113,9 +115,15 @@ def test_shots_start_by_priority_then_longest_first(small_demo) -> None:  # type
     assert scheduling_order([*shots[:-1], urgent])[0] is urgent
 
 
-def test_progress_line_and_busy_fraction() -> None:
-    progress = Progress(total=10, done=4, failed=1, running=3, gpu_busy=0.974)
-    assert progress.line().startswith("5/10 · 4 done · 3 running · 1 failed · 2 queued · GPU busy 97% · 0m0")
-    stats = {"gpus": {"gpu0": {"busy_s": 90.0}, "gpu1": {"busy_s": 60.0}}, "waiting": 0}
-    assert busy_fraction(stats, since=0.0, now=100.0) == pytest.approx(0.75)
-    assert busy_fraction({"gpus": {}}, since=0.0, now=100.0) is None
+def test_progress_line_occupancy_and_kernel_busy() -> None:
+    progress = Progress(total=10, done=4, failed=1, running=3, gpu_occupancy=0.974, gpu_kernels=0.8)
+    line = progress.line()
+    assert line.startswith("5/10 · 4 done · 3 running · 1 failed · 2 queued · GPU occupied 97% (kernels 80%) · 0m0")
+    assert "(kernels" not in Progress(total=1, gpu_occupancy=0.5).line()  # CPU workers time no kernels
+    stats = {"gpus": {"gpu0": {"busy_s": 90.0, "kernel_s": 80.0}, "gpu1": {"busy_s": 60.0, "kernel_s": 40.0}}}
+    assert occupancy_fraction(stats, since=0.0, now=100.0) == pytest.approx(0.75)
+    assert kernel_busy_fraction(stats, since=0.0, now=100.0) == pytest.approx(0.6)
+    cpu = {"gpus": {"gpu0": {"busy_s": 90.0, "kernel_s": 0.0}}}
+    assert occupancy_fraction(cpu, since=0.0, now=100.0) == pytest.approx(0.9)
+    assert kernel_busy_fraction(cpu, since=0.0, now=100.0) is None
+    assert occupancy_fraction({"gpus": {}}, since=0.0, now=100.0) is None
