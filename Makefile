@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 TORCH_INDEX ?=
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.voidflow-installed
+# Zou (Kitsu's server) for the publish tests: its own virtualenv, as it pins its own Flask stack
+ZOU_VENV := .venv-zou
+ZOU_PIN := zou==1.0.97
+ZOU_STAMP := $(ZOU_VENV)/.zou-installed
 
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export RAY_AUTH_MODE ?= disabled
@@ -20,12 +24,31 @@ $(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "voidflow needs $(PYTHON) (Python 3.11) on PATH"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple) $(TORCH_PIN)
-	$(BIN)/pip install --quiet -e '.[ml,dev,aaf]'
+	$(BIN)/pip install --quiet -e '.[ml,dev,aaf,trackers]'
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation sam2==1.1.0
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 'expected the CPU build of torch 2.13.0, got ' + torch.__version__)"
 	touch $(STAMP)
 
+$(ZOU_STAMP): Makefile
+	test -x $(ZOU_VENV)/bin/python || $(PYTHON) -m venv $(ZOU_VENV)
+	$(ZOU_VENV)/bin/pip install --quiet $(ZOU_PIN)
+	touch $(ZOU_STAMP)
+
 tools:
+	@if command -v redis-server >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing redis-server (Zou's store, for the publish tests) with apt-get ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	else \
+		echo "voidflow's tests need redis-server on PATH: install it (e.g. sudo apt-get install redis-server) and run make again"; exit 1; \
+	fi
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (the review room's browser tests drive it with Playwright) with apt-get ..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "voidflow's tests need chromium on PATH: install it (e.g. sudo apt-get install chromium) and run make again"; exit 1; \
+	fi
 	@if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing ffmpeg and ffprobe with apt-get ..."; \
@@ -37,7 +60,7 @@ tools:
 demo: setup
 	$(BIN)/voidflow demo --out demo-out
 
-test: setup
+test: setup $(ZOU_STAMP)
 	$(BIN)/pytest -q
 
 quality: setup

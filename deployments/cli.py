@@ -23,6 +23,7 @@ from voidflow.void_ops.masking.vlm import VLM_MODES
 from voidflow.void_ops.media import EXR_COMPRESSIONS
 from voidflow.void_ops.pipeline import BACKENDS, OUTPUT_FORMATS
 from voidflow.void_ops.stages import STAGE_ORDER
+from voidflow.void_ops.tracker import TRACKERS
 
 __all__ = ["main"]
 
@@ -79,7 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="batch seed (a shot's own seed wins)")
     run.add_argument("--pass2", action="store_true", help="void backend: also run VOID's pass 2 (refinement)")
     run.add_argument("--models", type=Path, help="void backend: models folder (default $VOIDFLOW_MODELS)")
-    run.add_argument("--compile", action="store_true", help="void backend: compile the models (fast after ~2 min)")
+    run.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="void backend: eager diffusers instead of the compiled fast path GPUs run by default",
+    )
+    run.add_argument("--compile", dest="compile", action="store_true", help=argparse.SUPPRESS)  # the default now
     run.add_argument("--gpu-memory", type=float, help="void backend: GB a GPU may use (default: the card's memory)")
     run.add_argument(
         "--gpu-timeout", type=float, default=3600.0, help="void backend: seconds one model call may take (3600)"
@@ -92,8 +99,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--gpu-wait", type=float, default=600.0, help="void backend: seconds to wait for a GPU (600)")
     run.add_argument("--shot-timeout", type=float, default=4 * 3600.0, help="seconds one shot may take (14400)")
+    run.add_argument(
+        "--priority", type=int, default=0, help="void backend: GPU priority across batches, higher first (0)"
+    )
     _mask_arguments(run)
     run.add_argument("--ray-address", help="join this Ray cluster instead of starting a local one")
+    run.add_argument(
+        "--publish", choices=TRACKERS, help="after deliver, publish each version to this production tracker"
+    )
+
+    publish = commands.add_parser("publish", help="publish a batch's delivered versions to the production tracker")
+    publish.add_argument("--batch", required=True, help="batch ID (see voidflow status)")
+    publish.add_argument("--tracker", choices=TRACKERS, help="shotgrid or kitsu (default: the batch's --publish)")
+    publish.add_argument("--shot", action="append", default=[], help="only this shot (repeatable)")
 
     diff = commands.add_parser("diff", help="what changed per shot between two edits")
     diff.add_argument("old", type=Path)
@@ -123,21 +141,41 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--gate", action="store_true", help="stop after masks until shots are approved")
 
     for verb, meaning in (("approve", "let shots' masks through to inpainting"), ("reject", "stop shots' masks")):
-        review = commands.add_parser(verb, help=meaning + " (review gate)")
+        review = commands.add_parser(verb, help=meaning + " (review gate), or decide on a delivered --version")
         review.add_argument("shots", nargs="+")
         review.add_argument("--batch", help="the batch (default: the newest one holding the shot)")
+        review.add_argument("--version", help="decide on this delivered version (v002) instead of the mask")
         review.add_argument("--by", help="who decides (default: the current user)")
         review.add_argument("--note", default="", help="why (shown in the report and history)")
+
+    room = commands.add_parser("review", help="serve the review room: review, fix and approve shots in a browser")
+    room.add_argument("--batch", help="open on this batch (default: the list of batches)")
+    room.add_argument("--host", default="127.0.0.1", help="address to serve on (not localhost: needs a token)")
+    room.add_argument("--port", type=int, default=8765)
 
     rerun = commands.add_parser("rerun", help="rerun shots of an earlier batch as a new batch (nothing is overwritten)")
     rerun.add_argument("--batch", help="the batch to rerun (default: the newest batch holding --shot)")
     rerun.add_argument("--failed", action="store_true", help="every shot that failed or did not finish")
     rerun.add_argument("--shot", action="append", default=[], help="this shot (repeatable)")
+    rerun.add_argument("--sidecar", type=Path, help="read the shots' instructions from this sidecar instead")
     rerun.add_argument(
         "--from",
         dest="force_from",
         choices=STAGE_ORDER,
         help="run this stage and every later one even where they are cached",
+    )
+    rerun.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_const",
+        const=False,
+        help="void backend: eager diffusers, whatever the batch ran (changes the VOID stages' keys: they rerun)",
+    )
+    rerun.add_argument(
+        "--priority",
+        type=int,
+        default=10,
+        help="void backend: GPU priority across batches, higher first (10: before the nightly run's 0)",
     )
     rerun.add_argument("--dry-run", action="store_true", help="print the plan, with a reason per stage, and stop")
     rerun.add_argument("--json", action="store_true", help="with --dry-run: print the plan as JSON")
@@ -155,6 +193,13 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write a batch's stage runs as Parquet (one row per stage run)")
     export.add_argument("--batch", required=True)
     export.add_argument("-o", "--out", type=Path, required=True, help="a .parquet file")
+
+    timeline = commands.add_parser(
+        "review-timeline", help="write an .otio of each shot's plate with its newest version stacked above it"
+    )
+    timeline.add_argument("--batch", required=True, help="any batch of the rerun chain (see voidflow status)")
+    timeline.add_argument("-o", "--out", type=Path, required=True, help="the .otio to write (OpenRV opens it)")
+    timeline.add_argument("--include-qc-failed", action="store_true", help="show versions that failed QC too")
 
     for verb, meaning in (
         ("deploy", "register the nightly and rerun deployments with the Prefect server"),
@@ -175,9 +220,15 @@ def _parser() -> argparse.ArgumentParser:
             deployment.add_argument("--image", help="container image (docker/kubernetes pools)")
             deployment.add_argument("--dry-run", action="store_true", help="print the deployments and stop")
 
-    models = commands.add_parser("models", help="fetch or verify model weights")
-    models.add_argument("action", choices=("fetch", "verify"))
+    models = commands.add_parser("models", help="fetch or verify model weights; warm this GPU node's compile cache")
+    models.add_argument("action", choices=("fetch", "verify", "warm"))
     models.add_argument("--models", type=Path, help="models folder (default $VOIDFLOW_MODELS)")
+    models.add_argument(
+        "--frames",
+        type=int,
+        action="append",
+        help="warm: compile for shots of this many frames (repeatable; default: every length VOID runs)",
+    )
     models.add_argument("--offline", action="store_true", help="only from the local Hugging Face cache")
     models.add_argument("--cache-dir", type=Path, help="Hugging Face cache folder")
 

@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from voidflow.infra.settings import Settings
-from voidflow.void_ops.exceptions import InvalidInput, VoidflowError
+from voidflow.void_ops.exceptions import ConfigurationError, InvalidInput, VoidflowError
 
 if TYPE_CHECKING:
     from voidflow.tasks.ledger import Ledger
@@ -52,10 +52,12 @@ def _request(args: argparse.Namespace, settings: Settings, **overrides: Any) -> 
         "previous_sidecar": getattr(args, "previous_sidecar", None),
         "conform_qc_failed": getattr(args, "conform_qc_failed", False),
         "shot_timeout_s": getattr(args, "shot_timeout", 4 * 3600.0),
+        "publish": getattr(args, "publish", None),
+        "priority": getattr(args, "priority", 0),
         "void": {
             "models_dir": getattr(args, "models", None) or settings.models_dir,
             "pass2": getattr(args, "pass2", False),
-            "compile": getattr(args, "compile", False),
+            "compile": getattr(args, "compile", True),
             "memory_gb": getattr(args, "gpu_memory", None),
             "gpu_timeout_s": getattr(args, "gpu_timeout", 3600.0),
             "device": getattr(args, "device", "auto"),
@@ -155,11 +157,17 @@ def _execute(request: Any, settings: Settings, ray_address: str | None) -> int:
         print(f"  waiting for mask review: {len(result.waiting)} {' '.join(result.waiting)}")
         print(f"    look at {result.report}, then: voidflow approve SHOT... --batch {result.batch_id[:8]}")
         print(f"    and: voidflow resume {result.batch_id[:8]}")
+        print(f"    or review them in a browser: voidflow review --batch {result.batch_id[:8]}")
     print(f"  skipped: {len(result.skipped)}")
     if result.conformed:
         print(f"  conformed edit: {result.conformed}")
     print(f"  report:         {result.report}")
-    return 1 if result.failed else 0
+    if request.publish:
+        print(f"  published:      {len(result.published)} to {request.publish}")
+    if result.publish_failed:  # the shots are done; only their publish stage failed
+        print(f"  publish failed: {len(result.publish_failed)} {' '.join(result.publish_failed)}")
+        print(f"    the shots are done; publish them again with: voidflow publish --batch {result.batch_id[:8]}")
+    return 1 if result.failed or result.publish_failed else 0
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -285,12 +293,14 @@ def _rerun(args: argparse.Namespace, settings: Settings) -> int:
     if not args.failed and not args.shot:
         raise InvalidInput("say which shots to rerun: --failed, or --shot NAME")
     batch_id = args.batch or _newest_batch_with(_ledger(settings), args.shot[0])
+    eager = getattr(args, "compile", None) is False  # --no-compile: the VOID stages run again, eagerly
     request, plans = prepare_rerun(
         settings.db_url,
         batch_id,
         failed=args.failed,
         shots=args.shot,
-        force_from=args.force_from,
+        force_from=_no_later_than(args.force_from, "pass1") if eager else args.force_from,
+        sidecar=getattr(args, "sidecar", None) and args.sidecar.absolute(),
         allowed_roots=settings.allowed_roots,
         path_map=settings.path_map,
         db_timeout_s=settings.db_timeout_s,
@@ -298,6 +308,10 @@ def _rerun(args: argparse.Namespace, settings: Settings) -> int:
     if request is None:
         print(f"batch {batch_id[:8]}: nothing to rerun (every shot finished)")
         return 0
+    if eager:
+        request = request.model_copy(update={"void": request.void.model_copy(update={"compile": False})})
+    if getattr(args, "priority", None) is not None:  # resume keeps the batch's own
+        request = request.model_copy(update={"priority": args.priority})
     if args.dry_run:
         if getattr(args, "json", False):
             print(json.dumps({"batch": request.parent_batch, "shots": [p.as_dict() for p in plans]}, indent=2))
@@ -308,6 +322,15 @@ def _rerun(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"  {shot_plan.shot:<24} {stage.stage:<8} {stage.action:<6} {stage.reason}")
         return 0
     return _execute(request, settings, args.ray_address)
+
+
+def _no_later_than(force_from: str | None, stage: str) -> str:
+    """The earlier of ``force_from`` (None: none) and ``stage`` in the stage order."""
+    from voidflow.void_ops.stages import STAGE_ORDER
+
+    if force_from is None:
+        return stage
+    return min(force_from, stage, key=STAGE_ORDER.index)
 
 
 def _newest_batch_with(ledger: Any, shot: str) -> str:
@@ -398,17 +421,103 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _review_timeline(args: argparse.Namespace, settings: Settings) -> int:
+    """Plan the batch's edit as this host sees it (the plates' real paths), then write its review timeline."""
+    from voidflow.flows.params import BatchRequest, plan
+    from voidflow.infra.database import ensure_schema
+    from voidflow.infra.paths import ensure_allowed
+    from voidflow.tasks.batch import load_batch, write_review_timeline
+
+    ensure_allowed(args.out, settings.allowed_roots, what="review timeline")
+    ensure_schema(settings.db_url)
+    ledger = _ledger(settings)
+    batch = load_batch(ledger, args.batch)
+    narrowing = ("only_shots", "previous_edit", "previous_sidecar")  # plan every shot of the edit, as it is now
+    stored = {name: value for name, value in batch.params.items() if name not in narrowing}
+    edit, shots = plan(
+        BatchRequest(**stored, db_url=settings.db_url),
+        allowed_roots=settings.allowed_roots,
+        path_map=settings.path_map,
+    )
+    plates = {shot.name: shot.media for shot in shots}
+    written = write_review_timeline(
+        ledger, batch.id, edit, plates, args.out.absolute(), include_qc_failed=args.include_qc_failed
+    )
+    print(f"review timeline of batch {batch.id[:8]}'s rerun chain: {written}")
+    return 0
+
+
 def _review(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.infra.database import ensure_schema
 
     ensure_schema(settings.db_url)
     ledger = _ledger(settings)
-    decision = "approved" if args.command == "approve" else "rejected"
+    decision: Literal["approved", "rejected"] = "approved" if args.command == "approve" else "rejected"
+    reviewer = args.by or settings.user
     for shot in args.shots:
+        if args.version:
+            ledger.decide_version(shot, args.version, decision=decision, reviewer=reviewer, note=args.note)
+            print(f"{shot}: {args.version} {decision} by {reviewer}")
+            continue
         batch = args.batch or _newest_batch_with(ledger, shot)
-        ledger.decide(batch, shot, decision=decision, reviewer=args.by or settings.user, note=args.note)
-        print(f"{shot}: mask {decision} by {args.by or settings.user} (batch {batch[:8]})")
+        ledger.decide(batch, shot, decision=decision, reviewer=reviewer, note=args.note)
+        print(f"{shot}: mask {decision} by {reviewer} (batch {batch[:8]})")
+    from voidflow.tasks.review import refresh_report
+
+    for batch in dict.fromkeys(args.batch or _newest_batch_with(ledger, shot) for shot in args.shots):
+        print(f"report: {refresh_report(ledger, batch)}")  # the report shows the decisions too
     return 0
+
+
+def _review_room(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from voidflow.deployments.review import ReviewConfig, create_app, is_loopback
+    from voidflow.infra.database import ensure_schema
+
+    if not is_loopback(args.host) and not settings.review_token:
+        raise ConfigurationError(
+            f"voidflow review: serving on {args.host} needs VOIDFLOW_REVIEW_TOKEN set (every request must carry it)"
+        )
+    ensure_schema(settings.db_url)
+    if args.batch and not _ledger(settings).chain(args.batch):
+        raise InvalidInput(f"no batch with ID '{args.batch}' in the ledger")
+    app = create_app(ReviewConfig(settings, batch=args.batch, host=args.host, port=args.port))
+    where = f"http://{args.host}:{args.port}/"
+    print(
+        f"review room on {where}"
+        + (" (open it once with ?token=<VOIDFLOW_REVIEW_TOKEN>)" if settings.review_token else "")
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the publish stage of a finished batch on its own: its delivered versions to the tracker."""
+    from voidflow.flows.publish import PublishRequest, publish_batch
+    from voidflow.infra.cluster import orchestration
+    from voidflow.infra.database import ensure_schema
+    from voidflow.tasks.batch import load_batch
+    from voidflow.tasks.publish import make_publisher
+
+    ensure_schema(settings.db_url)
+    batch = load_batch(_ledger(settings), args.batch)
+    tracker = args.tracker or batch.params.get("publish")
+    if not tracker:
+        raise InvalidInput(f"--tracker: batch {batch.id[:8]} was run without --publish; say shotgrid or kitsu")
+    shots = tuple(args.shot) or None
+    request = PublishRequest(db_url=settings.db_url, batch_id=batch.id, tracker=tracker, shots=shots)
+    with orchestration(settings):
+        make_publisher(tracker, settings)  # its settings complete (a Secret block is read once Prefect is up)
+        result = publish_batch(request)
+    print(f"\nbatch {batch.id[:8]} to {tracker}:")
+    print(f"  published: {len(result.published)} {' '.join(result.published)}")
+    print(f"  already there: {len(result.kept)} {' '.join(result.kept)}")
+    for shot, reason in result.skipped.items():
+        print(f"  skipped {shot}: {reason}")
+    for shot, reason in result.failed.items():
+        print(f"  FAILED {shot}: {reason}")
+    return 1 if result.failed else 0
 
 
 def _diff(args: argparse.Namespace, settings: Settings) -> int:
@@ -475,6 +584,8 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     from voidflow.infra.models import fetch, verify
 
     folder = (args.models or settings.models_dir or settings.home / "models").absolute()
+    if args.action == "warm":
+        return _warm(folder, getattr(args, "frames", None), settings)
     if args.action == "fetch":
         lock = fetch(folder, offline=args.offline or settings.hf_offline, cache_dir=args.cache_dir, report=print)
         print(f"models in {folder}; sha256 sums in {lock}")
@@ -484,6 +595,49 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         print(problem)
     print(f"{folder}: {'all files match the lock' if not problems else f'{len(problems)} problems'}")
     return 2 if problems else 0
+
+
+def _warm(folder: Path, frames: list[int] | None, settings: Settings) -> int:
+    """``models warm``: compile VOID's passes for this node's GPU into the compile cache (``VOIDFLOW_COMPILE_CACHE``),
+    one blank call per shape shots of ``frames`` frames meet (``warm_lengths``; default every length), so a farm
+    can bake the cache into its image. Exit 0 when warmed.
+
+    Raises:
+        ConfigurationError: torch sees no CUDA GPU here (nothing is compiled on a CPU), the compile cache is off,
+            or the models are missing (exit 2, before anything loads).
+    """
+    import dataclasses
+
+    import torch
+
+    from voidflow.flows.params import PASS2_FILE, VoidOptions
+    from voidflow.void_ops.void.backend import VoidModel, warm_lengths
+    from voidflow.void_ops.void.compile_cache import CompileCache, device_key
+
+    if not torch.cuda.is_available():
+        raise ConfigurationError(
+            f"models warm compiles VOID for this node's GPU, and torch {torch.__version__} sees no CUDA GPU here: "
+            "nothing to warm (run it on a GPU node)"
+        )
+    if settings.compile_cache is None:
+        raise ConfigurationError("models warm: VOIDFLOW_COMPILE_CACHE is off, so nothing would keep what it compiles")
+    options = VoidOptions(models_dir=folder)
+    config = options.config(pass2=(folder / PASS2_FILE).exists())
+    specs = {"pass1": config.pass1, **({"pass2": config.pass2} if config.pass2 is not None else {})}
+    geometry = config.settings
+    lengths = warm_lengths(frames, geometry, window=options.window, overlap=options.overlap)
+    cache = CompileCache(settings.compile_cache, device_key("cuda"))
+    print(f"compile cache {cache.folder}: warming {', '.join(specs)} at {', '.join(map(str, lengths))} frames")
+    for name, spec in specs.items():
+        model = VoidModel(dataclasses.replace(spec, device="cuda", dtype="bfloat16", compile=True), cache)
+        for length in lengths:
+            run = model.warm(length, geometry.height, geometry.width)
+            note = f" ({run.cache.note})" if run.cache.note else ""
+            print(f"  {name} {length} frames: {run.finished - run.started:.1f} s, cache {run.cache.state}{note}")
+        del model
+        torch.cuda.empty_cache()
+    print(f"compile cache {cache.folder}: {cache.size_mb()} MB")
+    return 0
 
 
 def _config(args: argparse.Namespace, settings: Settings) -> int:
@@ -508,11 +662,14 @@ COMMANDS: dict[str, Command] = {
     "resume": _resume,
     "history": _history,
     "export": _export,
+    "review-timeline": _review_timeline,
     "diff": _diff,
     "deploy": _deploy,
     "serve": _serve,
     "models": _models,
     "config": _config,
     "approve": _review,
+    "publish": _publish,
     "reject": _review,
+    "review": _review_room,
 }

@@ -34,7 +34,19 @@ from voidflow.void_ops.pipeline import Backend
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
-__all__ = ["NIGHTLY", "RERUN", "TAGS", "WORK_POOL", "deploy", "describe", "nightly_deployments", "serve", "served"]
+__all__ = [
+    "NIGHTLY",
+    "NIGHTLY_PRIORITY",
+    "RERUN",
+    "RERUN_PRIORITY",
+    "TAGS",
+    "WORK_POOL",
+    "deploy",
+    "describe",
+    "nightly_deployments",
+    "serve",
+    "served",
+]
 
 #: Deployment names (Prefect's full names are ``voidflow-batch/<name>``).
 NIGHTLY = "nightly-batch"
@@ -42,6 +54,10 @@ RERUN = "rerun-failed"
 #: The process work pool that ``prefect worker start --pool voidflow-process --type process`` serves.
 WORK_POOL = "voidflow-process"
 TAGS = ("voidflow",)
+#: GPU priority across batches sharing the GPU service (``BatchRequest.priority``, higher first): the nightly batch
+#: yields to a rerun started from the rerun entry (as ``voidflow rerun --priority``'s default does).
+NIGHTLY_PRIORITY = 0
+RERUN_PRIORITY = 10
 
 
 def _absolute(option: str, value: str | None) -> None:
@@ -126,6 +142,7 @@ def nightly_deployments(
         backend=backend,
         void={"models_dir": models_dir},
         previous_edit=previous_edit,
+        priority=NIGHTLY_PRIORITY,
     )
     parameters = {"request": request}
     superseding = f"; supersedes {previous_edit}" if previous_edit else ""
@@ -156,7 +173,7 @@ def nightly_deployments(
             "request.parent_batch (the batch rerun), as `voidflow rerun` builds them; without them it reprocesses "
             "the whole edit as a new batch."
         ),
-        **common,
+        **{**common, "parameters": {"request": {**request, "priority": RERUN_PRIORITY}}},
     )
     # Called from synchronous code, Prefect's dispatching methods return their result, not a coroutine.
     return [cast("RunnerDeployment", nightly), cast("RunnerDeployment", rerun)]

@@ -13,23 +13,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect_ray import RayTaskRunner
 
 from voidflow.flows.params import BatchRequest, forced_stages, plan
+from voidflow.flows.publish import PublishRequest, PublishResult, publish_batch
 from voidflow.infra.database import remember_password
 from voidflow.infra.settings import Settings
 from voidflow.tasks.backends import needs_segmenter
 from voidflow.tasks.batch import conform_batch, notify_batch, report_batch
 from voidflow.tasks.ledger import Ledger
+from voidflow.tasks.publish import hold_shots, make_publisher, pull_approvals, shot_codes
 from voidflow.tasks.scheduler import ShotScheduler
 from voidflow.tasks.shots import ShotJob
-from voidflow.tasks.void_actors import Pool, start_gpu_pool, start_sam2_pool, stop_gpu_pool, stop_pool
+from voidflow.tasks.void_actors import Pool, start_gpu_service, start_sam2_pool, stop_pool
 from voidflow.void_ops.composite import Blend
-from voidflow.void_ops.exceptions import VoidflowError
+from voidflow.void_ops.exceptions import TrackerRejected, TrackerUnavailable, VoidflowError
 from voidflow.void_ops.intake import Edit
 from voidflow.void_ops.masking.vlm import VlmSettings
 from voidflow.void_ops.media import ensure_writable_folder
@@ -52,6 +53,8 @@ class BatchResult:
     conformed: Path | None
     report: Path
     waiting: tuple[str, ...] = ()
+    published: tuple[str, ...] = ()  # shots whose version is in the tracker (``--publish``): new or already there
+    publish_failed: tuple[str, ...] = ()  # shots still ``done`` whose publish stage failed (``voidflow publish``)
 
 
 @flow(name="voidflow-batch", task_runner=RayTaskRunner(), log_prints=True, persist_result=False)
@@ -69,6 +72,8 @@ def run_batch(request: BatchRequest) -> BatchResult:
     edit, shots = plan(request, allowed_roots=settings.allowed_roots, path_map=settings.path_map)
     ensure_writable_folder(request.out_dir)
     ledger = Ledger(request.db_url, db_timeout_s=settings.db_timeout_s)
+    if request.publish:
+        shots = _read_tracker(request, settings, ledger, shots)
     batch_id = _record_batch(ledger, request, edit, shots)
     ready = [shot for shot in shots if shot.status == "ready"]
     skipped = tuple(shot.name for shot in shots if shot.status == "skipped")
@@ -76,12 +81,13 @@ def run_batch(request: BatchRequest) -> BatchResult:
 
     scheduler = ShotScheduler(ready, ledger=ledger, batch_id=batch_id, shot_timeout_s=request.shot_timeout_s)
     try:
-        with _workers(_shot_job(request, batch_id, settings), request, ready) as job:
+        with _workers(_shot_job(request, batch_id, settings), request, ready, settings.gpu_idle_s) as job:
             tally = scheduler.run(job)
     except VoidflowError:  # the workers could not start (no GPU, models that do not load): no shot ran
         ledger.interrupt(batch_id)  # ``voidflow resume`` finishes it once the cause is fixed
         raise
 
+    published = _publish(request, batch_id, tally.done) if request.publish and tally.done else None
     conformed = _conform(request, batch_id, settings) if tally.done else None
     report = report_batch(request.db_url, batch_id, request.out_dir / "report.html", db_timeout_s=settings.db_timeout_s)
     state = ledger.finish_batch(batch_id)
@@ -98,7 +104,43 @@ def run_batch(request: BatchRequest) -> BatchResult:
         waiting=tally.waiting,
         conformed=conformed,
         report=report,
+        published=(*published.published, *published.kept) if published else (),
+        publish_failed=tuple(published.failed) if published else (),
     )
+
+
+def _read_tracker(request: BatchRequest, settings: Settings, ledger: Ledger, shots: list[Shot]) -> list[Shot]:
+    """The plan with the shots the tracker marks omitted or on hold skipped (``tasks.publish.hold_shots``), and
+    its approvals of the ready shots' published versions recorded (``pull_approvals``: they feed the review gate).
+    A tracker that cannot be read changes nothing and is named in a warning.
+
+    Raises:
+        ConfigurationError: the tracker's settings are incomplete (before anything is recorded).
+    """
+    assert request.publish is not None
+    publisher = make_publisher(request.publish, settings)
+    held, warning = hold_shots(shots, publisher, shot_codes(settings))
+    if not warning:
+        try:
+            approved = pull_approvals(ledger, publisher, [shot.name for shot in held if shot.status == "ready"])
+            if approved:
+                print(f"approved in {request.publish}: {', '.join(approved)}")
+        except (TrackerUnavailable, TrackerRejected) as error:
+            warning = f"{error}; no approval read"
+    if warning:
+        print(f"warning: {warning}")
+    return held
+
+
+def _publish(request: BatchRequest, batch_id: str, done: tuple[str, ...]) -> PublishResult:
+    """Publish the delivered shots to the tracker (a subflow): its failures fail only their publish stage."""
+    assert request.publish is not None
+    result = publish_batch(
+        PublishRequest(db_url=request.db_url, batch_id=batch_id, tracker=request.publish, shots=done)
+    )
+    counts = f"{len(result.published)} new, {len(result.kept)} already there, {len(result.failed)} failed"
+    print(f"published to {request.publish}: {counts}")
+    return result
 
 
 def _record_batch(ledger: Ledger, request: BatchRequest, edit: Edit, shots: list[Shot]) -> str:
@@ -140,39 +182,39 @@ def _shot_job(request: BatchRequest, batch_id: str, settings: Settings) -> ShotJ
 
 
 @contextmanager
-def _workers(job: ShotJob, request: BatchRequest, ready: list[Shot]) -> Iterator[ShotJob]:
-    """Start the batch's resident workers (VOID on every GPU for the ``void`` backend, SAM2 for shots without a
-    matte), yield the job that names them, and stop them however the batch ends."""
-    handles: tuple[Any, ...] = ()
+def _workers(job: ShotJob, request: BatchRequest, ready: list[Shot], gpu_idle_s: float) -> Iterator[ShotJob]:
+    """Find or start the resident workers (the shared VOID GPU service for the ``void`` backend, which outlives the
+    batch; the batch's own SAM2 actors for shots without a matte), yield the job that names them, and stop the
+    batch's own however the batch ends."""
     sam2: Pool | None = None
     try:
         if request.backend == "void" and ready:
-            job, handles = _start_void(job, request, ready)
+            job = _start_void(job, request, ready, gpu_idle_s)
         if any(needs_segmenter(shot) for shot in ready):
             job, sam2 = _start_sam2(job, request)
         yield job
     finally:
-        stop_gpu_pool(handles)
         if sam2 is not None:
             stop_pool(sam2)
 
 
-def _start_void(job: ShotJob, request: BatchRequest, ready: list[Shot]) -> tuple[ShotJob, tuple[Any, ...]]:
-    """Start the batch's GPU workers (every VOID pass it needs on each GPU) and their dispatcher; return the job
-    that names them, and the handles."""
+def _start_void(job: ShotJob, request: BatchRequest, ready: list[Shot], gpu_idle_s: float) -> ShotJob:
+    """Find the shared GPU service for the passes the batch needs (starting its missing workers); return the job
+    that names it, with the batch's ID and priority."""
     config = request.void.config(pass2=any(job.runs_pass2(shot) for shot in ready))
     specs = {"pass1": config.pass1, **({"pass2": config.pass2} if config.pass2 is not None else {})}
-    print(f"VOID: loading {' and '.join(specs)} on every GPU")
+    print(f"VOID: {' and '.join(specs)} on every GPU (a shared service; missing workers start now)")
     options = request.void
-    pool, handles = start_gpu_pool(
+    pool = start_gpu_service(
         specs,
-        prefix=f"voidflow-{job.batch_id[:8]}",
         timeout_s=options.gpu_timeout_s,
         on_cpu=options.device == "cpu",
         gpu_wait_s=options.gpu_wait_s,
+        idle_s=gpu_idle_s,
     )
-    print(f"VOID: {len(pool.workers)} GPU worker(s) ready")
-    return dataclasses.replace(job, void=config, gpus=pool), handles
+    pool = dataclasses.replace(pool, batch_id=job.batch_id, batch_priority=request.priority)
+    print(f"VOID: {len(pool.workers)} GPU worker(s) ready (priority {request.priority})")
+    return dataclasses.replace(job, void=config, gpus=pool)
 
 
 def _start_sam2(job: ShotJob, request: BatchRequest) -> tuple[ShotJob, Pool]:

@@ -18,6 +18,7 @@ from voidflow.void_ops.pipeline import Backend, OutputFormat
 from voidflow.void_ops.shots import MediaProbe, MediaSource, Shot
 from voidflow.void_ops.sidecar import load_sidecar
 from voidflow.void_ops.stages import STAGE_ORDER, Stage, forced_stages
+from voidflow.void_ops.tracker import Tracker
 
 if TYPE_CHECKING:
     from voidflow.infra.paths import PathMap
@@ -66,7 +67,7 @@ class VoidOptions(BaseModel):
     window: int = Field(default=22, ge=2)
     overlap: int = Field(default=4, ge=0)
     memory_mode: Literal["full", "model_offload", "sequential_offload"] = "full"
-    compile: bool = False
+    compile: bool = True  # voidflow's fast path on CUDA GPUs (compiled, cuDNN attention); False: eager diffusers
     memory_gb: float | None = Field(default=None, gt=0)  # per GPU; None: the card's own memory
     gpu_timeout_s: float = Field(default=3600.0, gt=0)  # one model call, its wait in the GPU's queue included
     # Where the VOID workers run: on GPUs ("auto" waits up to gpu_wait_s for an autoscaled GPU group to grow from
@@ -187,6 +188,8 @@ class BatchRequest(BaseModel):
     only_shots: tuple[str, ...] | None = None
     force_from: Stage | None = None
     parent_batch: str | None = None
+    publish: Tracker | None = None  # the tracker delivered versions go to (a name: its secrets stay in settings)
+    priority: int = 0  # across batches sharing the GPU service: higher first (nightly 0, an artist's rerun 10)
 
     @field_validator("db_url")
     @classmethod

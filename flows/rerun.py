@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from voidflow.flows.params import BatchRequest, plan
 from voidflow.infra.paths import PathMap
@@ -22,6 +23,7 @@ def prepare_rerun(
     failed: bool,
     shots: Sequence[str] = (),
     force_from: str | None = None,
+    sidecar: Path | None = None,
     allowed_roots: tuple[str, ...] = (),
     path_map: PathMap = (),
     db_timeout_s: float = 30.0,
@@ -34,6 +36,8 @@ def prepare_rerun(
         failed: take every shot that failed or did not finish.
         shots: take these shots instead.
         force_from: run this stage and all later ones even where cached.
+        sidecar: read the shots' instructions from this sidecar instead of the batch's (the review room writes one
+            when a reviewer gives new prompts); later reruns in the chain keep it.
         allowed_roots, path_map: this host's ``Settings`` fields, for planning (see ``params.plan``).
         db_timeout_s: how long a locked SQLite ledger is waited for (``Settings.db_timeout_s``).
 
@@ -48,6 +52,8 @@ def prepare_rerun(
     if not rows:
         return None, []
     stored = {name: value for name, value in batch.params.items() if name not in _RERUN_FIELDS}
+    if sidecar is not None:
+        stored["sidecar"] = sidecar
     request = BatchRequest(
         **stored,
         db_url=db_url,

@@ -8,7 +8,8 @@ Tables: ``edits`` (edit intake), ``batches`` (one run over one edit; reruns poin
 clip of that edit in that batch), ``stage_runs`` (one attempt at one stage of one shot, or a cache hit),
 ``artifacts`` (files a stage run wrote), ``versions`` (immutable ``v###`` per shot name with lineage and review
 state), ``vlm_exchanges`` (stored VLM requests and responses for offline replay), ``mask_reviews`` (approvals
-and rejections of masks before GPU work) and ``file_hashes`` (content hash memo).
+and rejections of masks before GPU work), ``publishes`` (a version's record in a production tracker: its IDs there)
+and ``file_hashes`` (content hash memo).
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ __all__ = [
     "EditRow",
     "FileHash",
     "MaskReview",
+    "Publish",
     "ShotRow",
     "StageRun",
     "Version",
+    "VersionReview",
     "VlmExchangeRow",
     "engine_for",
     "ensure_schema",
@@ -236,17 +239,56 @@ class VlmExchangeRow(Base):
 
 
 class MaskReview(Base):
-    """A person's decision on a mask (by its stage key, so a rerun with the same mask finds it)."""
+    """A person's decision on a mask (by its stage key, so a rerun with the same mask finds it).
+
+    ``round`` counts the decisions on one mask (1 for the first): two reviewers deciding the same mask at once both
+    write the same round, and the unique constraint lets exactly one of them win.
+    """
 
     __tablename__ = "mask_reviews"
+    __table_args__ = (UniqueConstraint("mask_key", "round", name="uq_mask_reviews_key_round"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     mask_key: Mapped[str] = mapped_column(String(64), index=True)
+    round: Mapped[int] = mapped_column(Integer, default=1)
     shot_name: Mapped[str] = mapped_column(String(255))
     batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"))
     decision: Mapped[str] = mapped_column(String(16))
     reviewer: Mapped[str] = mapped_column(String(255))
     note: Mapped[str] = mapped_column(Text, default="")
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class VersionReview(Base):
+    """A person's decision on a delivered version; ``round`` as for ``MaskReview`` (one winner per round)."""
+
+    __tablename__ = "version_reviews"
+    __table_args__ = (UniqueConstraint("version_id", "round", name="uq_version_reviews_version_round"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16))
+    reviewer: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Publish(Base):
+    """A delivered version's record in a production tracker (``--publish``, ``voidflow publish``): the tracker's IDs
+    of its shot and version, and the publish stage run that made it. One per version, tracker and site (URL and
+    project), so publishing twice finds this row instead of creating a second tracker version."""
+
+    __tablename__ = "publishes"
+    __table_args__ = (UniqueConstraint("version_id", "tracker", "site", name="uq_publishes_version_tracker_site"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    tracker: Mapped[str] = mapped_column(String(16))
+    site: Mapped[str] = mapped_column(Text)
+    shot_code: Mapped[str] = mapped_column(String(255))
+    tracker_shot_id: Mapped[str] = mapped_column(String(64))
+    tracker_version_id: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id"))
+    stage_run_id: Mapped[int | None] = mapped_column(ForeignKey("stage_runs.id"))
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class FileHash(Base):
@@ -346,12 +388,12 @@ def _alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str) -> None:
-    """Apply every pending migration to the database at ``url``."""
+def upgrade(url: str, revision: str = "head") -> None:
+    """Apply every pending migration to the database at ``url`` (up to ``revision``, default the newest)."""
     config = _alembic_config(url)
     with engine_for(url).begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
 
 def ensure_schema(url: str) -> None:

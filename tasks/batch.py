@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,12 +11,13 @@ from prefect import task
 from voidflow.infra.database import Batch, ShotRow, StageRun
 from voidflow.infra.paths import ensure_allowed
 from voidflow.tasks.ledger import Ledger
+from voidflow.tasks.review import write_report
 from voidflow.void_ops.conform import conform, write_edit
 from voidflow.void_ops.cutdiff import UNCHANGED
-from voidflow.void_ops.exceptions import ConformError
-from voidflow.void_ops.intake import read_edit
-from voidflow.void_ops.pipeline import FIRST_FRAME_NUMBER, QcReport
-from voidflow.void_ops.report import ShotCard, write_report
+from voidflow.void_ops.exceptions import ConformError, InvalidInput
+from voidflow.void_ops.intake import Edit, read_edit
+from voidflow.void_ops.pipeline import FIRST_FRAME_NUMBER
+from voidflow.void_ops.review_timeline import ReviewShot, review_timeline
 from voidflow.void_ops.shots import Delivery, MediaKind, MediaSource
 
 __all__ = [
@@ -25,8 +26,10 @@ __all__ = [
     "load_batch",
     "notify_batch",
     "report_batch",
+    "review_shots",
     "summarize",
     "summary_markdown",
+    "write_review_timeline",
 ]
 
 
@@ -90,6 +93,86 @@ def deliveries(ledger: Ledger, batch: Batch, *, include_qc_failed: bool = False)
     return found
 
 
+def review_shots(
+    ledger: Ledger,
+    batch_id: str,
+    plates: Mapping[str, MediaSource | None],
+    *,
+    include_qc_failed: bool = False,
+) -> list[ReviewShot]:
+    """Each shot of a batch's rerun chain with its newest delivered version, for the review timeline.
+
+    The chain is the batch's first batch and every rerun below it (``Ledger.chain``), so any batch of it gives the
+    same answer. A shot's version is the one the newest batch of the chain would conform (``deliveries``: its own,
+    else its parents'); its state is the newest batch's that processed it (a rerun's "not in this rerun" rows are
+    passed over). A done shot whose version failed QC (left out unless ``include_qc_failed``) shows ``qc_failed``.
+
+    Args:
+        ledger: the ledger.
+        batch_id: any batch of the chain (an unambiguous prefix is enough).
+        plates: each shot's plate as planned on this host (``Shot.media``), by name; shots absent get none.
+        include_qc_failed: show versions that failed QC too.
+
+    Returns:
+        One per shot name of the chain, in the order the chain first planned them.
+
+    Raises:
+        ConformError: no batch has that ID.
+    """
+    chain = ledger.chain(batch_id)
+    if not chain:
+        raise ConformError(f"no batch with ID '{batch_id}' in the ledger")
+    rows: dict[str, ShotRow] = {}
+    for batch in chain:  # oldest first: a newer row wins unless it only skipped the shot
+        for row in batch.shots:
+            if row.name not in rows or row.state != "skipped":
+                rows[row.name] = row
+    found: dict[str, Delivery] = {}
+    for batch in reversed(chain):
+        for name, delivery in deliveries(ledger, batch, include_qc_failed=include_qc_failed).items():
+            found.setdefault(name, delivery)
+    shots = []
+    for name, row in rows.items():
+        state, reason = row.state, row.reason
+        shown = name in found or state != "done" or row.version is None
+        if not shown and ledger.version_status(name, row.version or "") == "qc_failed":
+            state, reason = "qc_failed", f"{row.version} failed QC"
+        shots.append(ReviewShot(name, row.batch_id, state, reason, plates.get(name), found.get(name)))
+    return shots
+
+
+def write_review_timeline(
+    ledger: Ledger,
+    batch_id: str,
+    edit: Edit,
+    plates: Mapping[str, MediaSource | None],
+    out: Path,
+    *,
+    include_qc_failed: bool = False,
+) -> Path:
+    """Write the review timeline of a batch's rerun chain (``void_ops.review_timeline``) as ``out``, an ``.otio``.
+
+    Args:
+        ledger: the ledger.
+        batch_id: any batch of the chain.
+        edit: the batch's edit, read now (its hash must match what the batch planned).
+        plates: each shot's plate as planned on this host from ``edit``, by name.
+        out: the ``.otio`` to write (atomically; read back before it is moved into place).
+        include_qc_failed: show versions that failed QC too.
+
+    Raises:
+        ConformError: no such batch, the edit changed since the batch planned it, or a shot has no clip in it.
+        InvalidInput: ``out`` is not an ``.otio``.
+    """
+    if out.suffix.lower() != ".otio":
+        raise InvalidInput(f"{out}: a review timeline is written as .otio, not '{out.suffix}'")
+    batch = load_batch(ledger, batch_id)
+    if edit.sha256 != batch.edit_sha256:
+        raise ConformError(f"{edit.path}: the edit changed since batch {batch.id[:8]} planned it; refused")
+    shots = review_shots(ledger, batch.id, plates, include_qc_failed=include_qc_failed)
+    return write_edit(review_timeline(edit, shots, name=f"voidflow review {batch.id[:8]}"), out)
+
+
 @task(name="conform", persist_result=False)
 def conform_batch(
     db_url: str,
@@ -121,50 +204,15 @@ def conform_batch(
     return write_edit(conform(edit, found, mode=mode), out)
 
 
-def _card(ledger: Ledger, shot: ShotRow) -> ShotCard:
-    stages = tuple(
-        (run.stage, run.state, ((run.finished_at or run.started_at) - run.started_at).total_seconds())
-        for run in shot.stage_runs
-    )
-    run = _delivered_run(ledger, shot)
-    files = {artifact.kind: artifact.path for artifact in run.artifacts} if run else {}
-    qc = run.params.get("qc", {}) if run else {}
-    qc_line = QcReport(**{f.name: qc[f.name] for f in dataclasses.fields(QcReport)}).summary() if qc else ""
-    return ShotCard(
-        name=shot.name,
-        state=shot.state,
-        reason=shot.reason,
-        stages=stages,
-        version=shot.version,
-        output=files.get("delivery"),
-        contact_sheet=files.get("contact_sheet"),
-        overlay=files.get("overlay"),
-        qc=qc_line,
-    )
-
-
 @task(name="report", persist_result=False)
 def report_batch(db_url: str, batch_id: str, out: Path, *, db_timeout_s: float = 30.0) -> Path:
-    """Write the batch's HTML report (states, timings, QC, contact sheets) to ``out``."""
-    ledger = Ledger(db_url, db_timeout_s=db_timeout_s)
-    batch = load_batch(ledger, batch_id)
-    counts: dict[str, int] = {}
-    for shot in batch.shots:
-        counts[shot.state] = counts.get(shot.state, 0) + 1
-    summary = [
-        ("batch", batch.id),
-        ("edit", batch.edit_path),
-        ("backend", batch.backend),
-        ("started", batch.created_at.isoformat(timespec="seconds")),
-        ("shots", ", ".join(f"{count} {state}" for state, count in sorted(counts.items()))),
-    ]
-    return write_report(
-        out, title=f"voidflow batch {batch.id[:8]}", summary=summary, cards=[_card(ledger, s) for s in batch.shots]
-    )
+    """Write the batch's HTML report to ``out``: the review room's overview of its whole rerun chain (states,
+    timings, QC, contact sheets, mask overlays and preview movies), as one self-contained file."""
+    return write_report(Ledger(db_url, db_timeout_s=db_timeout_s), batch_id, out)
 
 
 def summarize(ledger: Ledger, batch_id: str) -> dict[str, Any]:
-    """The batch's numbers for people: shots by state, cache hits, new versions, GPU hours, QC failures."""
+    """The batch's numbers for people: shots by state, cache hits, new versions, GPU hours, QC and publish failures."""
     batch = load_batch(ledger, batch_id)
     states: dict[str, int] = {}
     cached = gpu_seconds = 0.0
@@ -189,7 +237,18 @@ def summarize(ledger: Ledger, batch_id: str) -> dict[str, Any]:
         "qc_failed": [f"{name} {label}" for name, label, status in versions if status == "qc_failed"],
         "gpu_hours": round(gpu_seconds / 3600, 3),
         "failed": {shot.name: shot.reason for shot in batch.shots if shot.state == "failed"},
+        "publish_failed": _publish_failed(batch),
     }
+
+
+def _publish_failed(batch: Batch) -> dict[str, str]:
+    """Shots whose newest publish stage run failed (they are ``done``: only the tracker lacks them), with why."""
+    failed = {}
+    for shot in batch.shots:
+        runs = [run for run in shot.stage_runs if run.stage == "publish"]
+        if runs and runs[-1].state == "failed":
+            failed[shot.name] = runs[-1].error_message or ""
+    return failed
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -204,6 +263,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if summary["qc_failed"]:
         lines.append(f"- QC failed: {', '.join(summary['qc_failed'])}")
     lines.extend(f"- failed {name}: {reason}" for name, reason in summary["failed"].items())
+    lines.extend(f"- publish failed {name}: {reason}" for name, reason in summary.get("publish_failed", {}).items())
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from voidflow.void_ops.colour import ColourTags, video_tags_for
 from voidflow.void_ops.exceptions import InvalidInput, MediaInvalid, StorageUnavailable
+from voidflow.void_ops.frames import from_unit
 
 __all__ = [
     "FFV1",
@@ -167,7 +168,8 @@ def decode(path: Path, first: int, count: int, out_fmt: str) -> np.ndarray:
     scale = f"in_range={tags.range}:flags={SWS_FLAGS}"
     if tags.matrix in _SWS_MATRIX:
         scale = f"in_color_matrix={_SWS_MATRIX[tags.matrix]}:{scale}"
-    out: list[np.ndarray] = []
+    out: np.ndarray | None = None  # decoded into one array: never a list of frames and its stacked copy
+    done = 0
     with _open(path) as container:
         stream = _video(container, path)
         graph = _graph(info.width, info.height, info.pix_fmt, stream.time_base, f"scale={scale}", out_fmt)
@@ -177,14 +179,17 @@ def decode(path: Path, first: int, count: int, out_fmt: str) -> np.ndarray:
             if frame.is_corrupt:
                 raise MediaInvalid(f"{path}: damaged data in frame {index}")
             graph.push(frame)
-            converted = graph.vpull()
-            out.append(converted.to_ndarray(format=out_fmt))
-    if len(out) < count:  # the probe counted enough frames: the missing ones did not decode
+            pixels = graph.vpull().to_ndarray(format=out_fmt)
+            if out is None:
+                out = np.empty((count, *pixels.shape), pixels.dtype)
+            out[done] = pixels
+            done += 1
+    if out is None or done < count:  # the probe counted enough frames: the missing ones did not decode
         raise MediaInvalid(
-            f"{path}: damaged data: frames {first + len(out)}..{first + count - 1} do not decode "
+            f"{path}: damaged data: frames {first + done}..{first + count - 1} do not decode "
             f"(the file lists {info.frames} frames)"
         )
-    return np.stack(out)
+    return out
 
 
 def _frames_from(container: Any, stream: Any, info: MovieProbe, first: int) -> Iterator[tuple[int, Any]]:
@@ -220,16 +225,18 @@ def encode(
     pixel_aspect: Fraction,
     alpha: np.ndarray | None = None,
 ) -> None:
-    """Encode RGB ``frames`` (T, H, W, 3) uint8 or uint16, or gray (T, H, W) uint8, into ``path`` (which the caller
-    made atomic).
+    """Encode RGB ``frames`` (T, H, W, 3) uint8, uint16 or float32 in [0, 1] (made 16-bit one frame at a time, so
+    no 16-bit copy of the whole shot is held), or gray (T, H, W) uint8, into ``path`` (which the caller made atomic).
 
     YUV encodings convert with ``tags``' matrix and range and carry ``tags`` in the stream; the muxer is bit-exact
-    (no encoder string or creation time), so the same frames give the same bytes.
+    (no encoder string or creation time), so the same frames give the same bytes. An ``.mp4`` is written with its
+    index first (faststart), so a browser can start playing and seeking before the whole file has arrived.
     """
     count, height, width = frames.shape[:3]
     container_format = {".mov": "mov", ".mp4": "mp4", ".mkv": "matroska", ".mxf": "mxf"}[path.suffix.lower()]
+    options = {"fflags": "+bitexact", **({"movflags": "+faststart"} if container_format == "mp4" else {})}
     try:
-        container = av.open(str(path), "w", format=container_format, options={"fflags": "+bitexact"})
+        container = av.open(str(path), "w", format=container_format, options=options)
     except OSError as error:
         raise _storage(path, error) from None
     lines: list[tuple[int, str, str]] = []
@@ -249,7 +256,7 @@ def encode(
         if timecode is not None:
             stream.metadata["timecode"] = timecode
         with_alpha = alpha is not None
-        deep = frames.dtype == np.uint16
+        deep = frames.dtype != np.uint8
         source_fmt = ("rgba64le" if deep else "rgba") if with_alpha else ("rgb48le" if deep else "rgb24")
         source_fmt = "gray" if frames.ndim == 3 else source_fmt
         if encoding.yuv:
@@ -283,7 +290,7 @@ def _encode_frames(
 ) -> None:
     context = stream.codec_context
     for index in range(len(frames)):
-        pixels = frames[index]
+        pixels = frames[index] if frames.dtype.kind != "f" else from_unit(frames[index], np.uint16)
         if alpha is not None:
             pixels = np.concatenate([pixels, alpha[index][..., None]], axis=-1)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=source_fmt)

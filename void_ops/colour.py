@@ -450,15 +450,18 @@ class ModelView:
             _srgb_oetf(frame)
         return out
 
-    def from_model(self, frames: np.ndarray) -> np.ndarray:
+    def from_model(self, frames: np.ndarray, *, reuse: bool = False) -> np.ndarray:
         """Frames the models made, back in the plate's space: the exact inverse of :meth:`to_model`.
 
         Args:
             frames: (T, H, W, 3) float in [0, 1], display-referred.
+            reuse: ``frames`` may be overwritten with the result when it is a C-contiguous float32 array (a caller
+                done with them saves a copy of the shot); by default they are left alone.
 
         Returns:
-            Display-referred plates: ``frames`` itself. Scene-referred plates: a new float32 array in the plate's
-            space; values at or above the roll-off's ``1 - 1e-6`` become ``params()["inverse_max"]``.
+            Display-referred plates: ``frames`` itself. Scene-referred plates: a float32 array in the plate's space
+            (new, or ``frames`` reused); values at or above the roll-off's ``1 - 1e-6`` become
+            ``params()["inverse_max"]``.
 
         Raises:
             InvalidInput: ``frames`` is not a float (T, H, W, 3) array, or has values outside [0, 1].
@@ -470,12 +473,14 @@ class ModelView:
         if frames.size and (float(np.nanmin(frames)) < 0.0 or float(np.nanmax(frames)) > 1.0):
             low, high = float(np.nanmin(frames)), float(np.nanmax(frames))
             raise InvalidInput(f"ModelView.from_model: frames must lie in [0, 1], got [{low:.6g}, {high:.6g}]")
-        out = np.array(frames, dtype=np.float32, order="C", copy=True)
+        in_place = reuse and frames.dtype == np.float32 and frames.flags.c_contiguous and frames.flags.writeable
+        out = frames if in_place else np.array(frames, dtype=np.float32, order="C", copy=True)
         for frame in out:
             _srgb_eotf(frame)
             _inverse_roll_off(frame, self.knee)
         config = load_config(self.config_spec)
-        return to_colourspace(out, config_spec=self.config_spec, src=_linear_rec709(config), dst=self.plate_space)
+        _convert(out, self.config_spec, _linear_rec709(config), self.plate_space)  # in place: no second copy
+        return out
 
     def _inverse_max(self) -> float:
         """The largest linear Rec.709 value :meth:`from_model` returns (display white's image)."""
@@ -513,6 +518,10 @@ class ModelView:
         )
 
 
+#: Pixels handed to an OCIO processor at once (``to_colourspace``): 16 MiB of float RGB.
+_OCIO_CHUNK = 1 << 20
+
+
 def to_colourspace(frames: np.ndarray, *, config_spec: str | None, src: str, dst: str) -> np.ndarray:
     """Convert frames between two colour spaces of a config with an OCIO CPU processor.
 
@@ -536,13 +545,24 @@ def to_colourspace(frames: np.ndarray, *, config_spec: str | None, src: str, dst
     if not isinstance(frames, np.ndarray) or frames.ndim < 1 or frames.shape[-1] != 3 or frames.dtype.kind != "f":
         shape, dtype = getattr(frames, "shape", None), getattr(frames, "dtype", type(frames).__name__)
         raise InvalidInput(f"to_colourspace: frames must be a float array with 3 channels last, got {shape} {dtype}")
+    out = np.array(frames, dtype=np.float32, order="C", copy=True)
+    _convert(out, config_spec, src, dst)
+    return out
+
+
+def _convert(out: np.ndarray, config_spec: str | None, src: str, dst: str) -> None:
+    """``to_colourspace`` in place on ``out``, a C-contiguous float32 (..., 3) array."""
     config = load_config(config_spec)
     source = check_colourspace(config, src, what="to_colourspace src")
     target = check_colourspace(config, dst, what="to_colourspace dst")
-    out = np.array(frames, dtype=np.float32, order="C", copy=True)
-    if source != target and out.size:
-        _cpu_processor(config_spec, config_id(config_spec), source, target).applyRGB(out.reshape(-1, 3))
-    return out
+    if source == target or not out.size:
+        return
+    processor = _cpu_processor(config_spec, config_id(config_spec), source, target)
+    pixels = out.reshape(-1, 3)
+    # In chunks: OCIO copies the buffer it is handed (four times its size at the peak), so a whole shot at once
+    # would hold four more copies of it. Pixels are independent: the result is the same bit for bit.
+    for start in range(0, len(pixels), _OCIO_CHUNK):
+        processor.applyRGB(pixels[start : start + _OCIO_CHUNK])
 
 
 # --- OCIO loading -----------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import opentimelineio as otio
 
@@ -24,19 +24,26 @@ from voidflow.void_ops.files import atomic_write
 from voidflow.void_ops.intake import ADAPTERS, Edit, clip_retime, named_clips, timeline_rate
 from voidflow.void_ops.shots import Delivery, MediaSource
 
-__all__ = ["WRITERS", "conform", "write_edit"]
+__all__ = ["WRITERS", "conform", "media_reference", "record_track", "write_edit"]
 
 #: Suffixes ``write_edit`` can write.
 WRITERS = (".otio", ".otioz", ".edl", ".xml")
 
 
 def _reference(source: MediaSource, delivery: Delivery) -> otio.core.MediaReference:
+    metadata = {"voidflow": {"shot": delivery.shot, "version": delivery.version, "matte": delivery.matte.path}}
+    return media_reference(source, metadata)
+
+
+def media_reference(source: MediaSource, metadata: Mapping[str, Any]) -> otio.core.MediaReference:
+    """An OTIO reference to ``source``: an ``ExternalReference`` to a movie or an ``ImageSequenceReference`` (both
+    absolute ``file://`` targets), its available range starting at ``source.start`` (media time), with
+    ``metadata``."""
     rate = source.rate
     frames = source.frames or 0
     available = otio.opentime.TimeRange(
         otio.opentime.RationalTime(source.start, rate), otio.opentime.RationalTime(frames, rate)
     )
-    metadata = {"voidflow": {"shot": delivery.shot, "version": delivery.version, "matte": delivery.matte.path}}
     if source.kind == "movie":
         return otio.schema.ExternalReference(
             target_url=Path(source.path).as_uri(), available_range=available, metadata=metadata
@@ -125,29 +132,53 @@ def _shown_span(clip: otio.schema.Clip, rate: float) -> tuple[int, int]:
 
 def _version_track(clips: Mapping[str, otio.schema.Clip], deliveries: Mapping[str, Delivery]) -> otio.schema.Track:
     """A video track holding each delivered version at its clip's record position, gaps between."""
-    track = otio.schema.Track(name="voidflow", kind=otio.schema.TrackKind.Video)
-    placed = sorted(
-        ((clips[name].range_in_parent(), name) for name in deliveries),
+    placed = {
+        name: (
+            f"{name}_voidclean_{delivery.version}",
+            _reference(delivery.media, delivery),
+            {"voidflow": {"shot": name, "version": delivery.version}},
+        )
+        for name, delivery in deliveries.items()
+    }
+    return record_track("voidflow", clips, placed)
+
+
+def record_track(
+    name: str,
+    clips: Mapping[str, otio.schema.Clip],
+    placed: Mapping[str, tuple[str, otio.core.MediaReference, Mapping[str, Any]]],
+) -> otio.schema.Track:
+    """A new video track named ``name`` holding, for each shot in ``placed``, a clip at the record position of the
+    shot's clip in ``clips``, gaps between.
+
+    Each new clip gets the edit clip's ``source_range`` and its retime (``LinearTimeWarp`` and ``FreezeFrame``
+    effects, copied), so it plays the same frames as the clip: its media must share the clip's media time.
+
+    Args:
+        name: the track's name.
+        clips: the edit's clips by shot name (``intake.named_clips``).
+        placed: by shot name: (the new clip's name, its media reference, its metadata).
+    """
+    track = otio.schema.Track(name=name, kind=otio.schema.TrackKind.Video)
+    order = sorted(
+        ((clips[shot].range_in_parent(), shot) for shot in placed),
         key=lambda entry: entry[0].start_time.to_seconds(),
     )
     cursor: otio.opentime.RationalTime | None = None
-    for record, name in placed:
+    for record, shot in order:
         start = record.start_time
         position = cursor if cursor is not None else otio.opentime.RationalTime(0, start.rate)
         if start > position:
             track.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(duration=start - position)))
-        delivery = deliveries[name]
-        version = otio.schema.Clip(
-            name=f"{name}_voidclean_{delivery.version}",
-            media_reference=_reference(delivery.media, delivery),
-            source_range=clips[name].source_range,
-            metadata={"voidflow": {"shot": name, "version": delivery.version}},
+        clip_name, reference, metadata = placed[shot]
+        clip = otio.schema.Clip(
+            name=clip_name, media_reference=reference, source_range=clips[shot].source_range, metadata=dict(metadata)
         )
-        # The retime travels with the version, so it plays the same frames as the clip below it.
-        version.effects.extend(
-            effect.deepcopy() for effect in clips[name].effects if isinstance(effect, otio.schema.LinearTimeWarp)
+        # The retime travels with the clip, so it plays the same frames as the edit's clip.
+        clip.effects.extend(
+            effect.deepcopy() for effect in clips[shot].effects if isinstance(effect, otio.schema.LinearTimeWarp)
         )
-        track.append(version)
+        track.append(clip)
         cursor = start + record.duration
     return track
 

@@ -10,7 +10,8 @@ task in ``tasks/`` reads nothing else::
     │   ├── VlmRateLimited        the VLM answered 429 or 5xx
     │   ├── StorageUnavailable    a read or write failed for a reason outside the input (I/O error, full disk)
     │   ├── StageTimeout          a stage ran past its time limit (the GPU that hung is quarantined)
-    │   └── WorkerLost            the process running the shot died
+    │   ├── WorkerLost            the process running the shot died
+    │   └── TrackerUnavailable    the production tracker (ShotGrid, Kitsu) did not answer, or answered 5xx
     └── PermanentError            retryable = False
         ├── InvalidInput          (also a ValueError) an argument breaks a documented rule
         │   ├── EditUnreadable    the edit file is missing, unreadable or in no supported format
@@ -23,7 +24,9 @@ task in ``tasks/`` reads nothing else::
         ├── ModelLoadError        a checkpoint does not match the architecture it is loaded into
         ├── VlmResponseInvalid    the VLM answered, but not in the schema asked for
         ├── ConformError          a result does not fit the clip it should replace
-        └── StaleAttempt          an attempt that no longer owns its shot (its batch was interrupted)
+        ├── StaleAttempt          an attempt that no longer owns its shot (its batch was interrupted)
+        ├── DecisionConflict      a review decision on something not awaiting one (or another reviewer was first)
+        └── TrackerRejected       the tracker refused a publish: unknown shot code, no permission, bad credentials
 
 Messages are one line and name the thing (shot, file, argument), the rule and the value, so that a user who sees
 only the message knows what to fix.
@@ -34,6 +37,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "ConformError",
+    "DecisionConflict",
     "EditUnreadable",
     "GpuOutOfMemory",
     "InvalidInput",
@@ -47,6 +51,8 @@ __all__ = [
     "StageTimeout",
     "StaleAttempt",
     "StorageUnavailable",
+    "TrackerRejected",
+    "TrackerUnavailable",
     "TransientError",
     "VlmRateLimited",
     "VlmResponseInvalid",
@@ -92,6 +98,10 @@ class StageTimeout(TransientError):
 
 class WorkerLost(TransientError):
     """The worker process running a shot died before it reported."""
+
+
+class TrackerUnavailable(TransientError):
+    """The production tracker did not answer (down, unreachable, timed out) or answered with a server error."""
 
 
 class InvalidInput(PermanentError, ValueError):
@@ -140,6 +150,15 @@ class ConformError(PermanentError):
 
 class StaleAttempt(PermanentError):
     """An attempt that no longer owns its shot: its batch was interrupted or its run was taken over."""
+
+
+class DecisionConflict(PermanentError):
+    """A review decision on a mask or version that is not awaiting one, or that another reviewer decided first."""
+
+
+class TrackerRejected(PermanentError):
+    """The production tracker refused a publish: an unknown shot code, a missing permission or field, or bad
+    credentials."""
 
 
 def is_retryable(error: BaseException) -> bool:

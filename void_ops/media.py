@@ -220,18 +220,22 @@ def read_frames(source: MediaSource, first_index: int, count: int, *, gaps: Miss
     if gaps == "skip" or len(found) == count:
         _refuse_gaps(source, first_index, count, found)
     missing = set(found)
-    read = {
-        i: _rgb(_images.read(source.file_for_index(i))[1]) for i in indices if source.first_number + i not in missing
-    }
-    present = sorted(read)
-    frames = []
-    for index in indices:
-        if index in read:
-            frames.append(read[index])
-            continue
+    present = [i for i in indices if source.first_number + i not in missing]
+    frames: np.ndarray | None = None  # decoded into one array: a shot never holds two copies of its plate
+    for index in present:
+        pixels = _rgb(_images.read(source.file_for_index(index))[1])
+        if frames is None:
+            frames = np.empty((count, *pixels.shape), pixels.dtype)
+        elif pixels.shape != frames.shape[1:]:
+            raise MediaInvalid(
+                f"{source.path}: frame size changes inside the range ({frames.shape[1:]} and {pixels.shape})"
+            )
+        frames[index - first_index] = pixels
+    assert frames is not None  # a range with no frame at all was refused above
+    for index in sorted(set(indices) - set(present)):
         nearest = max((i for i in present if i < index), default=present[0])
-        frames.append(read[nearest] if gaps == "hold" else np.zeros_like(read[nearest]))
-    return _stack(frames, source)
+        frames[index - first_index] = frames[nearest - first_index] if gaps == "hold" else 0
+    return frames
 
 
 def _sequence_span(source: MediaSource) -> int:
@@ -306,6 +310,7 @@ def write_movie(
     pixel_aspect: Fraction = Fraction(1),
     alpha: np.ndarray | None = None,
     crf: int = 16,
+    keyframe_interval: int | None = None,
 ) -> MediaSource:
     """Encode RGB frames into a new movie, atomically, with explicit colour tags.
 
@@ -325,6 +330,9 @@ def write_movie(
         pixel_aspect: pixel aspect ratio stored in the stream (2 for a 2x anamorphic squeeze).
         alpha: ``(T, H, W)`` matte for ``prores_4444``/``prores_4444xq`` (uint8, uint16 or float32 in [0, 1]).
         crf: H.264's constant rate factor (lower is better; 16 is visually lossless).
+        keyframe_interval: H.264 only: a keyframe every this many frames, exactly (no scene-cut keyframes), and no
+            B-frames, so decode order is display order and a seek decodes at most ``keyframe_interval - 1`` frames
+            before the one asked for (1: every frame a keyframe); None: x264's defaults.
 
     Returns:
         ``MediaSource(kind="movie", start=0, frames=T)`` for the resolved path; set ``start`` with
@@ -332,7 +340,7 @@ def write_movie(
 
     Raises:
         InvalidInput: bad frames, rate, timecode, codec/suffix pair, odd size for 4:2:x codecs, alpha on a codec
-            without it, or ``path`` exists.
+            without it, a keyframe interval on a codec other than h264, or ``path`` exists.
         StorageUnavailable: the folder is missing or not writable, or the disk is full.
         MediaInvalid: the encoder failed (the message carries its error).
     """
@@ -345,8 +353,12 @@ def write_movie(
     encoding = _ENCODINGS[codec]
     if codec == "ffv1" and frames.dtype == np.uint8:
         encoding = dataclasses.replace(encoding, pix_fmt="bgr0")  # 8-bit RGB stays 8-bit, bit-exact
+    if keyframe_interval is not None and (codec != "h264" or keyframe_interval < 1):
+        raise InvalidInput(f"{path}: keyframe_interval is for h264 and at least 1, got {keyframe_interval} ({codec})")
     if codec == "h264":
-        encoding = dataclasses.replace(encoding, options=(("crf", str(crf)),))
+        gop = str(keyframe_interval)
+        fixed = (("g", gop), ("keyint_min", gop), ("sc_threshold", "0"), ("bf", "0")) if keyframe_interval else ()
+        encoding = dataclasses.replace(encoding, options=(("crf", str(crf)), *fixed))
     if encoding.yuv and (width % 2 or (codec == "h264" and height % 2)):
         raise InvalidInput(
             f"{path}: {codec} needs an even width{' and height' * (codec == 'h264')}, got {width}x{height}"
@@ -367,7 +379,9 @@ def write_movie(
         matte = _to_uint16(alpha)
         encoding = dataclasses.replace(encoding, pix_fmt="yuva444p10le")
     tags = video_tags_for(height, colour or ColourTags())
-    pixels = frames if frames.dtype == np.uint8 and matte is None else _to_uint16(frames)
+    # Float frames go to the encoder as they are: it makes each frame 16-bit as it goes (no whole-shot copy).
+    as_given = frames.dtype == np.float32 or (frames.dtype == np.uint8 and matte is None)
+    pixels = frames if as_given else _to_uint16(frames)
     with _atomic_file(path) as temp:
         _movie.encode(
             pixels, temp, rate, encoding, tags=tags, timecode=timecode, pixel_aspect=pixel_aspect, alpha=matte
@@ -629,7 +643,7 @@ def _check_frames(frames: np.ndarray) -> tuple[int, int, int]:
         raise InvalidInput(f"frames must be a non-empty (T, H, W, 3) array, got shape {frames.shape}")
     if frames.dtype not in (np.uint8, np.uint16, np.float32):
         raise InvalidInput(f"frames must be uint8, uint16 or float32, got {frames.dtype}")
-    if frames.dtype == np.float32 and not np.isfinite(frames).all():
+    if frames.dtype == np.float32 and not all(np.isfinite(frame).all() for frame in frames):  # no whole-shot mask
         raise InvalidInput("frames must be finite, got NaN or infinity")
     count, height, width, _ = frames.shape
     return count, height, width
@@ -693,8 +707,9 @@ def _stored(frames: np.ndarray, fmt: str, pixel_type: str | None) -> tuple[np.nd
     """The samples to hand the writer, their OIIO type, and the stored bit depth (DPX: 10)."""
     if fmt == "exr":
         data = _unit(frames) if frames.dtype != np.float32 else frames
-        if pixel_type is None:
-            pixel_type = "half" if np.array_equal(data.astype(np.float16).astype(np.float32), data) else "float"
+        if pixel_type is None:  # frame by frame: a whole-shot half copy and its float copy would be 1.5 shots
+            exact = all(np.array_equal(frame.astype(np.float16).astype(np.float32), frame) for frame in data)
+            pixel_type = "half" if exact else "float"
         if pixel_type not in ("half", "float"):
             raise InvalidInput(f"EXR pixel_type must be half or float, got {pixel_type!r}")
         return data, pixel_type, None

@@ -7,16 +7,20 @@ PNG / EXR sequences numbered from 1001 (lossless: pixels outside the matte are b
 Where a shot's files go, under the batch output folder ``out``::
 
     out/shots/<shot>/work/quadmask-<run>.mkv            mask stage (lossless FFV1, values 0/63/127/255)
+    out/shots/<shot>/work/overlay-<run>.png, preview-<run>.mp4, plate-<run>.mp4   the mask's review pictures
     out/shots/<shot>/work/fill-<run>.mkv                pass 1 (lossless FFV1 of the backend's full frames)
     out/shots/<shot>/work/refined-<run>.mkv             pass 2 (the same, refined from pass 1's fill)
     out/shots/<shot>/<v###>/<shot>_voidclean_<v###>.mov   delivery (or a folder of the same name holding a sequence)
     out/shots/<shot>/<v###>/matte/<shot>_voidclean_<v###>_matte.%04d.png   the alpha used, numbered like the delivery
-    out/shots/<shot>/<v###>/contact_sheet.png, overlay.png
+    out/shots/<shot>/<v###>/contact_sheet.png, overlay.png, review.mp4
+
+The ``.mp4`` files are review movies (``report.review_movie``): small H.264 a browser plays instead of the plate.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -44,6 +48,7 @@ __all__ = [
     "MOVIE_QC_MARGIN",
     "MOVIE_TOLERANCE",
     "OUTPUT_FORMATS",
+    "QC_WINDOW",
     "Backend",
     "DeliverySpec",
     "Inpainter",
@@ -66,7 +71,8 @@ FIRST_FRAME_NUMBER = 1001
 Backend = Literal["cleanplate", "void", "passthrough"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 #: Version of the deliver stage's output (composite, encode, matte); bump when its pixels or files change.
-DELIVER_VERSION = "2"
+#: 3: the version folder holds ``review.mp4``.
+DELIVER_VERSION = "3"
 OutputFormat = Literal["prores", "prores_4444", "prores_4444xq", "dnxhr_hqx", "png", "exr", "dpx", "tiff"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 #: Codec precision outside the matte for movie deliveries, as fractions of full scale: the written file decoded the
@@ -76,6 +82,8 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = get_args(OutputFormat)
 #: Measured at least ``MOVIE_QC_MARGIN`` pixels clear of the grown matte: a DCT codec spreads a change across its
 #: 8x8 block and 4:2:2 chroma across neighbouring columns, so the pixels right beside the fill move with it.
 MOVIE_QC_MARGIN = 8
+#: Frames QC reads back and compares at a time (and flicker measures): its temporaries stay this many frames large.
+QC_WINDOW = 8
 MOVIE_TOLERANCE = {
     "prores": (4 / 255, 0.5 / 255),
     "dnxhr_hqx": (4 / 255, 0.5 / 255),
@@ -278,12 +286,20 @@ def _file(kind: str, path: Path, frames: np.ndarray, rate: float | None = None) 
     )
 
 
+def _review_file(kind: str, path: Path, frames: np.ndarray, rate: float) -> StageFile:
+    """A review movie of ``frames`` as a stage file: its frame count, rate and (shrunk) size."""
+    width, height = report.review_size(frames.shape[2], frames.shape[1])
+    return StageFile(kind, path, media.sha256_file(path), path.stat().st_size, len(frames), rate, width, height)
+
+
 def make_mask(
     shot: Shot, masker: Masker, work: Path, run: str, view: PlateView
 ) -> tuple[StageFile, MaskOutput, list[StageFile]]:
     """Mask stage: make the shot's quadmask, store it losslessly as ``work/quadmask-<run>.mkv``, and write what a
-    reviewer looks at before any GPU time is spent: ``overlay-<run>.png`` (tinted cut frames) and
-    ``preview-<run>.mp4`` (the tinted shot as a small H.264 movie).
+    reviewer looks at before any GPU time is spent: ``overlay-<run>.png`` (tinted cut frames, kind ``overlay``),
+    ``preview-<run>.mp4`` (the shot with its quadmask tinted, kind ``preview``) and ``plate-<run>.mp4`` (the same
+    pixels untinted, kind ``plate_proxy``). Both movies are review movies (``report.review_movie``) of every plate
+    frame, handles included, and are recorded with their frame count, rate and size.
 
     The masker and the pictures see the plate through ``view`` (display-referred; scene-linear plates are not
     clipped but rolled off).
@@ -302,10 +318,15 @@ def make_mask(
     media.write_mask(output.quadmask, path)
     cut = (shot.handles[0], shot.handles[0] + shot.duration - 1)
     overlay = report.mask_overlay(plate, output.quadmask, work / f"overlay-{run}.png", cut=cut)
-    preview = report.mask_preview(plate, output.quadmask, work / f"preview-{run}.mp4", rate_fraction(shot.rate))
+    rate, aspect = rate_fraction(shot.rate), view.info.pixel_aspect
+    preview = report.review_movie(
+        plate, work / f"preview-{run}.mp4", rate, quadmask=output.quadmask, pixel_aspect=aspect
+    )
+    proxy = report.review_movie(plate, work / f"plate-{run}.mp4", rate, pixel_aspect=aspect)
     reviews = [
         StageFile("overlay", overlay, media.sha256_file(overlay), overlay.stat().st_size),
-        StageFile("preview", preview, media.sha256_file(preview), preview.stat().st_size, len(plate), shot.rate),
+        _review_file("preview", preview, plate, shot.rate),
+        _review_file("plate_proxy", proxy, plate, shot.rate),
     ]
     return _file("quadmask", path, output.quadmask), output, reviews
 
@@ -412,21 +433,32 @@ def _flicker(plate: np.ndarray, result: np.ndarray, alpha: np.ndarray, *, ring: 
     change in a ``ring``-pixel band just outside it (grain, light), as a fraction of full scale.
 
     Near 0 when the fill is as steady as its surroundings; positive when it flickers; negative when it is steadier
-    (a still clean plate where the plate had grain).
+    (a still clean plate where the plate had grain). Counted in windows of ``QC_WINDOW`` frame pairs, so its
+    float temporaries stay a window large whatever the shot's length.
     """
     if len(plate) < 2:
         return 0.0
     scale = 1.0 if plate.dtype.kind == "f" else float(np.iinfo(plate.dtype).max)
-    region = alpha > 0
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
-    band = np.stack([cv2.dilate(frame.astype(np.uint8), kernel).astype(bool) for frame in region]) & ~region
-    inside, around = region[1:] | region[:-1], band[1:] & band[:-1]
-    if not inside.any():
+    inside_sum = around_sum = 0.0
+    inside_count = around_count = 0
+    for start in range(0, len(plate) - 1, QC_WINDOW):
+        span = slice(start, min(start + QC_WINDOW + 1, len(plate)))  # the window's pairs share its last frame
+        region = alpha[span] > 0
+        band = np.stack([cv2.dilate(frame.astype(np.uint8), kernel).astype(bool) for frame in region]) & ~region
+        inside, around = region[1:] | region[:-1], band[1:] & band[:-1]
+        if inside.any():
+            steps = np.abs(np.diff(result[span].astype(np.float32), axis=0)).mean(axis=-1)
+            inside_sum += float(steps[inside].sum(dtype=np.float64))
+            inside_count += int(inside.sum())
+        if around.any():
+            plate_steps = np.abs(np.diff(plate[span].astype(np.float32), axis=0)).mean(axis=-1)
+            around_sum += float(plate_steps[around].sum(dtype=np.float64))
+            around_count += int(around.sum())
+    if not inside_count:
         return 0.0
-    steps = np.abs(np.diff(result.astype(np.float32), axis=0)).mean(axis=-1)
-    plate_steps = np.abs(np.diff(plate.astype(np.float32), axis=0)).mean(axis=-1)
-    baseline = float(plate_steps[around].mean()) if around.any() else 0.0
-    return (float(steps[inside].mean()) - baseline) / scale
+    baseline = around_sum / around_count if around_count else 0.0
+    return (inside_sum / inside_count - baseline) / scale
 
 
 def _timecode(shot: Shot, view: PlateView) -> str | None:
@@ -456,7 +488,9 @@ def deliver(
     The composite happens in the plate's own colour space. Sequences keep the plate's sample type (half EXR in,
     half EXR out) and are bit-identical to the plate outside the matte. Movies of display-referred plates carry
     the plate's colour tags; movies of scene-referred plates are encoded through the model view (display-referred
-    Rec.709, tagged BT.709), and that encoding is recorded.
+    Rec.709, tagged BT.709), and that encoding is recorded. Beside the delivery go the matte sequence, the contact
+    sheet, the overlay and ``review.mp4`` (kind ``review``): the result through the model view as a review movie
+    (``report.review_movie``), one frame per delivered frame, in the geometry of the mask stage's movies.
 
     Args:
         shot: the shot.
@@ -478,10 +512,11 @@ def deliver(
     """
     plate = plate_frames(shot)
     quadmask = media.read_mask(quadmask_path)
-    fill = media.read_frames(_fill_source(fill_path, shot.rate), 0, shot.frames)
     check_quadmask(quadmask, *plate.shape[:3], shot=shot.name)
     alpha = blend.alpha(quadmask)
-    result = composite(plate, fill.astype(plate.dtype), alpha)
+    fill = media.read_frames(_fill_source(fill_path, shot.rate), 0, shot.frames)
+    result = composite(plate, fill.astype(plate.dtype, copy=False), alpha)
+    del fill  # not needed past the composite: the rest of the stage holds one copy fewer
     folder = shot_folder / version
     try:
         folder.mkdir(parents=True, exist_ok=False)
@@ -533,14 +568,14 @@ def deliver(
             f"the plate range is {plate.shape[2]}x{plate.shape[1]}, {shot.frames} frames at {rate} fps"
         )
     cut = (shot.handles[0], shot.handles[0] + shot.duration - 1)
-    seen_plate = view.to_model(plate)
-    sheet = report.contact_sheet(seen_plate, seen_result, quadmask, folder / "contact_sheet.png", cut=cut)
-    overlay = report.mask_overlay(seen_plate, quadmask, folder / "overlay.png", cut=cut)
+    sheet, overlay = _pictures(view, plate, seen_result, quadmask, folder, cut)
+    review = report.review_movie(seen_result, folder / "review.mp4", rate, pixel_aspect=view.info.pixel_aspect)
     files = [
         _media_file("delivery", delivered, result, shot.rate),
         _media_file("matte", matte, matte_frames[..., None], shot.rate),
         StageFile("contact_sheet", sheet, media.sha256_file(sheet), sheet.stat().st_size),
         StageFile("overlay", overlay, media.sha256_file(overlay), overlay.stat().st_size),
+        _review_file("review", review, seen_result, shot.rate),
     ]
     delivery = Delivery(
         shot.name,
@@ -551,6 +586,20 @@ def deliver(
         plate.shape[1],
     )
     return delivery, qc, files
+
+
+def _pictures(
+    view: PlateView,
+    plate: np.ndarray,
+    seen_result: np.ndarray,
+    quadmask: np.ndarray,
+    folder: Path,
+    cut: tuple[int, int],
+) -> tuple[Path, Path]:
+    """The version's contact sheet and overlay; the plate's model view made for them is gone when this returns."""
+    seen_plate = view.to_model(plate)
+    sheet = report.contact_sheet(seen_plate, seen_result, quadmask, folder / "contact_sheet.png", cut=cut)
+    return sheet, report.mask_overlay(seen_plate, quadmask, folder / "overlay.png", cut=cut)
 
 
 def delivery_encoding(view: PlateView, spec: DeliverySpec) -> dict[str, object]:
@@ -608,28 +657,38 @@ def _qc(
     timecode: str | None,
 ) -> QcReport:
     """Check the delivery as written (``info`` is its probe): pixels outside the matte, frames, rate, colour tags
-    and timecode. ``seen_result`` is ``result`` through the model view, what a movie delivery encodes."""
-    back = media.read_frames(delivered, 0, min(shot.frames, info.frames))
+    and timecode. ``seen_result`` is ``result`` through the model view, what a movie delivery encodes.
+
+    The written file is read back and compared ``QC_WINDOW`` frames at a time, so QC holds a window of the
+    delivery, never a second copy of the shot. Movies' codec differences are counted in a histogram of 8-bit
+    steps, which gives their maximum, mean and 99.9th percentile exactly as over the whole shot at once.
+    """
+    frames = min(shot.frames, info.frames)
     header: list[str] = []
     codec_max = codec_p999 = codec_mean = tolerance_max = tolerance_mean = 0.0
+    changed = 0
+    steps = np.zeros(256, np.int64)  # movies: how many samples outside the matte differ by 0, 1, ... 255 steps
+    tags = _movie_tags(view)
+    for start in range(0, frames, QC_WINDOW):
+        span = slice(start, min(start + QC_WINDOW, frames))
+        back = media.read_frames(delivered, span.start, span.stop - span.start)
+        if spec.is_movie:
+            # Against what the codec's pixel format can hold (4:2:2 chroma keeps less than RGB at saturated edges, in
+            # any encoder); both rounded to 8 bits as a review decode sees them, every channel counted.
+            reference = media.codec_reference(seen_result[span], cast(media.MovieCodec, spec.output), tags)
+            error = np.abs(_eight_bit(back) - _eight_bit(reference))[_clear_of(alpha[span], MOVIE_QC_MARGIN)]
+            steps += np.bincount(error.ravel(), minlength=256)[:256]
+        else:
+            changed += changed_outside(plate[span], _as_dtype(back, plate.dtype), alpha[span])
     if spec.is_movie:
-        codec = cast(media.MovieCodec, spec.output)
         tolerance_max, tolerance_mean = MOVIE_TOLERANCE[spec.output]
-        # Against what the codec's pixel format can hold (4:2:2 chroma keeps less than RGB at saturated edges, in
-        # any encoder); both rounded to 8 bits as a review decode sees them, every channel counted.
-        reference = media.codec_reference(seen_result[: len(back)], codec, _movie_tags(view))
-        expected = _eight_bit(reference)
-        outside = _clear_of(alpha[: len(back)], MOVIE_QC_MARGIN)
-        error = np.abs(_eight_bit(back) - expected)[outside]
-        codec_max = float(error.max()) / 255 if error.size else 0.0
-        codec_p999 = float(np.percentile(error, 99.9)) / 255 if error.size else 0.0
-        codec_mean = float(error.mean()) / 255 if error.size else 0.0
+        if steps.sum():
+            codec_max = float(np.flatnonzero(steps)[-1]) / 255
+            codec_p999 = _percentile(steps, 99.9) / 255
+            codec_mean = float((steps * np.arange(256)).sum() / steps.sum()) / 255
         changed = changed_outside(plate, result, alpha)  # the composite itself, before the lossy encode
-        wanted = _movie_tags(view)
-        if info.colour != wanted or info.colour.is_empty:
-            header.append(f"colour tags {info.colour} (expected {wanted})")
-    else:
-        changed = changed_outside(plate[: len(back)], _as_dtype(back, plate.dtype), alpha[: len(back)])
+        if info.colour != tags or info.colour.is_empty:
+            header.append(f"colour tags {info.colour} (expected {tags})")
     carries_timecode = spec.is_movie or spec.output in ("exr", "dpx")
     if timecode is not None and carries_timecode and info.timecode != timecode:
         header.append(f"timecode {info.timecode} (expected {timecode})")
@@ -647,6 +706,17 @@ def _qc(
         tolerance_mean=tolerance_mean,
         header=tuple(header),
     )
+
+
+def _percentile(counts: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) of the values ``counts`` holds: ``counts[v]`` samples of
+    each value ``v``. Example: counts ``[2, 0, 1]`` (values 0, 0, 2), q 50 → 0.0; q 75 → 1.0."""
+    position = q / 100 * (int(counts.sum()) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    cumulative = np.cumsum(counts)
+    below = int(np.searchsorted(cumulative, low, side="right"))
+    above = int(np.searchsorted(cumulative, high, side="right"))
+    return below + (position - low) * (above - below)
 
 
 def _clear_of(alpha: np.ndarray, margin: int) -> np.ndarray:

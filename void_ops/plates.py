@@ -69,9 +69,9 @@ class PlateView:
         """
         if not self.view.scene_referred:
             return frames
-        restored = self.view.from_model(np.clip(frames.astype(np.float32), 0.0, 1.0))
-        capped: np.ndarray = np.minimum(restored, np.float32(max(float(plate.max()), 0.0)))
-        return capped.astype(np.float32)
+        restored = self.view.from_model(np.clip(frames.astype(np.float32, copy=False), 0.0, 1.0), reuse=True)
+        np.minimum(restored, np.float32(max(float(plate.max()), 0.0)), out=restored)  # a new array: capped in place
+        return restored
 
 
 def plate_view(shot: Shot, settings: ColourSettings) -> PlateView:

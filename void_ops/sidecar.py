@@ -53,7 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from voidflow.void_ops.exceptions import SidecarInvalid
 from voidflow.void_ops.shots import PLATE_ALPHA, BoxPrompt, PointPrompt, ShotInstructions
 
-__all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "validate_entry"]
+__all__ = ["ShotEntry", "entry_to_instructions", "load_sidecar", "revise_prompts", "validate_entry"]
 
 _CSV_COLUMNS = (
     "shot", "remove", "prompt", "matte", "affected_ring", "affected_matte", "quadmask", "missing_frames", "seed",
@@ -182,6 +182,9 @@ def entry_to_instructions(entry: ShotEntry, *, base: Path) -> ShotInstructions:
     )
 
 
+_MASK_FIELDS = ("matte", "affected_matte", "quadmask")
+
+
 def _read_rows(path: Path) -> dict[str, object]:
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
@@ -239,3 +242,40 @@ def load_sidecar(path: Path) -> dict[str, ShotInstructions]:
         entry = validate_entry(dict(data), where=where)
         entries[str(name)] = entry_to_instructions(entry, base=path.parent.resolve())
     return entries
+
+
+def revise_prompts(
+    source: Path | None,
+    shot: str,
+    *,
+    points: list[dict[str, object]],
+    boxes: list[dict[str, object]],
+    remove: str | None = None,
+) -> str:
+    """A sidecar (YAML text) like ``source`` but with new object prompts for one shot, as a reviewer gave them.
+
+    The shot's ``points`` and ``boxes`` are replaced (and ``remove`` when given). They now say where the object is,
+    so SAM2 tracks it from them: a ``matte``, ``affected_matte`` or ``quadmask`` the entry had is dropped (the
+    ``affected_ring`` stays). Every other entry is kept as written, with its mask paths made absolute so that the
+    new sidecar can live in another folder.
+
+    Raises:
+        SidecarInvalid: ``source`` is unreadable, or the revised entry breaks the schema (the message names the
+            field, e.g. ``field 'points.0.x'``).
+    """
+    rows = {} if source is None else _read_rows(source)
+    base = source.parent.resolve() if source is not None else Path.cwd()
+    shots: dict[str, object] = {}
+    for name, data in rows.items():
+        entry = dict(data) if isinstance(data, Mapping) else data
+        if isinstance(entry, dict):
+            for field in _MASK_FIELDS:
+                entry[field] = _mask_path(entry.get(field) or None, base)
+            entry = {key: value for key, value in entry.items() if value not in ("", None)}
+        shots[str(name)] = entry
+    old = shots.get(shot)
+    revised = {k: v for k, v in old.items() if k not in (*_MASK_FIELDS, "shot")} if isinstance(old, dict) else {}
+    revised |= {"points": points, "boxes": boxes} | ({"remove": remove} if remove is not None else {})
+    validate_entry(revised, where=f"shot '{shot}'")
+    shots[shot] = revised
+    return yaml.safe_dump({"shots": shots}, sort_keys=False, allow_unicode=True)

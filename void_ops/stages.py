@@ -10,9 +10,11 @@ from typing import Literal
 
 __all__ = ["CACHED_STAGES", "STAGE_ORDER", "ShotState", "Stage", "StageState", "forced_stages"]
 
-Stage = Literal["mask", "pass1", "pass2", "deliver", "conform"]
-#: Every stage of a batch, in order: the shot stages, then conform (which belongs to the batch).
-STAGE_ORDER: tuple[Stage, ...] = ("mask", "pass1", "pass2", "deliver", "conform")
+Stage = Literal["mask", "pass1", "pass2", "deliver", "publish", "conform"]
+#: Every stage of a batch, in order: the shot stages, then conform (which belongs to the batch). ``publish`` (to the
+#: production tracker, ``--publish``) runs after deliver and is never cached: it finds earlier publishes in the
+#: ledger instead, and its failure leaves the shot's pixel stages and state alone.
+STAGE_ORDER: tuple[Stage, ...] = ("mask", "pass1", "pass2", "deliver", "publish", "conform")
 #: The stages whose runs are keyed, recorded and reused from the ledger.
 CACHED_STAGES: tuple[Stage, ...] = ("mask", "pass1", "pass2", "deliver")
 
@@ -30,13 +32,14 @@ def forced_stages(force_from: Stage | str | None) -> tuple[Stage, ...]:
     """The compute stages ``--from`` makes run even when cached: the named stage and every later one.
 
     The deliver stage is forced only by ``--from deliver``: otherwise its key (which covers the final fill's
-    content) decides, so a rerun whose output did not change keeps its version. ``--from conform`` forces nothing.
+    content) decides, so a rerun whose output did not change keeps its version. ``--from publish`` and
+    ``--from conform`` force nothing.
     Example: ``forced_stages("pass1") == ("pass1", "pass2")``.
 
     Raises:
         ValueError: ``force_from`` is not a stage.
     """
-    if force_from is None or force_from == "conform":
+    if force_from is None or force_from in ("publish", "conform"):
         return ()
     if force_from == "deliver":
         return ("deliver",)

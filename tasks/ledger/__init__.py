@@ -7,8 +7,9 @@ the attempt that owns it. A completed stage with the same key is not run again: 
 ``cached`` and points at the run that made the outputs.
 
 One concern per module: ``_batches`` (edits, batches, shots), ``_stages`` (stage runs and the cache),
-``_versions``, ``_memo`` (file hashes, VLM exchanges), ``_reviews`` (mask reviews) and ``_queries`` (reading
-batches and histories back), on ``_base`` (the sessions and the shot guard). ``Ledger`` is all of them.
+``_versions``, ``_memo`` (file hashes, VLM exchanges), ``_reviews`` (mask reviews), ``_publishes`` (publish runs
+and tracker IDs) and ``_queries`` (reading batches and histories back), on ``_base`` (the sessions and the shot
+guard). ``Ledger`` is all of them.
 """
 
 from __future__ import annotations
@@ -16,16 +17,26 @@ from __future__ import annotations
 from voidflow.tasks.ledger._base import code_version
 from voidflow.tasks.ledger._batches import UNFINISHED, BatchLedger
 from voidflow.tasks.ledger._memo import MemoLedger
+from voidflow.tasks.ledger._publishes import Deliverable, PublishLedger
 from voidflow.tasks.ledger._queries import QueryLedger
-from voidflow.tasks.ledger._reviews import ReviewLedger
+from voidflow.tasks.ledger._reviews import DECIDABLE_VERSIONS, Decision, ReviewLedger
 from voidflow.tasks.ledger._stages import StageHandle, StageLedger
 from voidflow.tasks.ledger._versions import VersionLedger
 from voidflow.void_ops.hashing import content_hash
 
-__all__ = ["UNFINISHED", "Ledger", "StageHandle", "code_version", "content_hash"]
+__all__ = [
+    "DECIDABLE_VERSIONS",
+    "UNFINISHED",
+    "Decision",
+    "Deliverable",
+    "Ledger",
+    "StageHandle",
+    "code_version",
+    "content_hash",
+]
 
 
-class Ledger(BatchLedger, StageLedger, VersionLedger, MemoLedger, ReviewLedger, QueryLedger):
+class Ledger(BatchLedger, StageLedger, VersionLedger, MemoLedger, ReviewLedger, QueryLedger, PublishLedger):
     """The voidflow database, seen as a ledger of batches, shots, stage runs and versions.
 
     Args:

@@ -84,7 +84,7 @@ def test_byo_quadmask_and_affected_matte_through_the_flow(small_demo, db_url: st
     start = sh010.media.index_of(sh010.first)
     mask_run, _, deliver_run = rows["sh010"].stage_runs
     assert (mask_run.params["source"], mask_run.params["quadmask"]) == ("quadmask", str(tmp_path / "masks/sh010.mov"))
-    assert {a.kind for a in mask_run.artifacts} == {"quadmask", "overlay", "preview"}  # review pictures too
+    assert {a.kind for a in mask_run.artifacts} == {"quadmask", "overlay", "preview", "plate_proxy"}  # review media too
     stored = media.read_mask(Path(next(a.path for a in mask_run.artifacts if a.kind == "quadmask")))
     assert np.array_equal(stored, classes[start : start + sh010.frames])  # the lossy movie read exactly
 

@@ -80,7 +80,7 @@ def test_batch_delivers_conforms_and_reports(small_demo, db_url: str, tmp_path: 
         ]
         deliver = row.stage_runs[-1]
         assert deliver.params["qc"]["changed_outside"] == 0 and deliver.params["qc"]["passed"]
-        assert {a.kind for a in deliver.artifacts} == {"delivery", "matte", "contact_sheet", "overlay"}
+        assert {a.kind for a in deliver.artifacts} == {"delivery", "matte", "contact_sheet", "overlay", "review"}
     assert batch.prefect_flow_run_id
     report = (out / "report.html").read_text()
     for name in result.done:

@@ -110,7 +110,7 @@ def test_text_to_quadmask_then_offline_replay(small_demo, db_url: str, tmp_path:
     quadmask = media.read_mask(Path(quadmask_file.path))
     assert quadmask.shape == (44, 180, 320) and set(np.unique(quadmask)) <= {0, 63, 127, 255}
     assert all((frame <= 63).any() for frame in quadmask)  # every frame, before and after the prompts, has a mask
-    assert {a.kind for a in mask_run.artifacts} == {"quadmask", "overlay", "preview"}
+    assert {a.kind for a in mask_run.artifacts} == {"quadmask", "overlay", "preview", "plate_proxy"}
 
     # The VLM switched off: the same shot, its mask forced to run again, replays the stored answers.
     stub.stop()

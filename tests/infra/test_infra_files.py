@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import doctest
+import json
 import re
 import shlex
 import subprocess
@@ -167,8 +168,13 @@ def test_ray_cluster_config_passes_rays_own_validation() -> None:
     for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
         starts = [c for c in commands if "ray start" in c]
         assert starts and all(c.index(f". {env_file}") < c.index("ray start") and "set -a" in c for c in starts)
-    worker = next(c for c in config["head_start_ray_commands"] if "prefect worker start" in c)
-    assert "--pool voidflow-process --type process" in worker and "RAY_ADDRESS=auto" in worker
+    # The Prefect worker submits each flow run as a Ray Job to the head's Jobs API (the pool's job template first).
+    commands = config["head_start_ray_commands"]
+    worker = next(i for i, c in enumerate(commands) if "prefect worker start" in c)
+    pool = next(i for i, c in enumerate(commands) if "prefect work-pool create voidflow-process" in c)
+    assert "--pool voidflow-process --type process" in commands[worker]
+    assert "RAY_ADDRESS=http://127.0.0.1:8265" in commands[worker] and "ray://" not in " ".join(commands)
+    assert pool < worker and f"--base-job-template {remote}/work-pool.json --overwrite" in commands[pool]
     assert any("/shows" in command for command in config["initialization_commands"])
 
 
@@ -184,8 +190,9 @@ def test_the_cluster_environment_file_is_shell_and_exports_the_settings() -> Non
 
 
 def test_kuberay_manifest_has_a_head_an_autoscaled_gpu_group_and_the_shared_claim() -> None:
-    documents = [d for d in yaml.safe_load_all((CLUSTER / "kuberay.yaml").read_text()) if d]
-    by_kind = {d["kind"]: d for d in documents}
+    text = (CLUSTER / "kuberay.yaml").read_text()
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    by_kind = {d["kind"]: d for d in documents if d["metadata"]["name"] != "voidflow-work-pool"}  # the settings
     cluster = by_kind["RayCluster"]
     assert cluster["apiVersion"] == "ray.io/v1" and cluster["spec"]["enableInTreeAutoscaling"] is True
     claims = {d["metadata"]["name"] for d in documents if d["kind"] == "PersistentVolumeClaim"}
@@ -209,10 +216,53 @@ def test_kuberay_manifest_has_a_head_an_autoscaled_gpu_group_and_the_shared_clai
 
     settings = by_kind["ConfigMap"]["data"]
     assert settings["PREFECT_API_URL"].endswith("/api") and parse_path_map(settings["VOIDFLOW_PATH_MAP"])
+    assert float(settings["VOIDFLOW_GPU_IDLE_S"]) > 0
+    # The Prefect worker submits flow runs as Ray Jobs (the Jobs API on the head's port 8265), never Ray Client.
     [prefect_worker] = by_kind["Deployment"]["spec"]["template"]["spec"]["containers"]
-    assert prefect_worker["command"][:3] == ["prefect", "worker", "start"]
+    shell = prefect_worker["command"][2]
+    assert prefect_worker["command"][:2] == ["sh", "-c"] and shell.endswith(
+        "&& exec prefect worker start --pool voidflow-process --type process"
+    )
+    assert "--base-job-template /etc/voidflow/work-pool.json --overwrite" in shell
     address = next(e["value"] for e in prefect_worker["env"] if e["name"] == "RAY_ADDRESS")
-    assert address == f"ray://{cluster['metadata']['name']}-head-svc:10001"
+    assert address == f"http://{cluster['metadata']['name']}-head-svc:8265"
+    assert "ray://" not in text and "10001" not in text
+    assert not any(e["name"] == "PGPASSWORD" for e in prefect_worker["env"])  # the flow runs, on the head, write
+    [template] = [d for d in documents if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "voidflow-work-pool"]
+    assert json.loads(template["data"]["work-pool.json"]) == json.loads((CLUSTER / "work-pool.json").read_text())
+    pod = by_kind["Deployment"]["spec"]["template"]["spec"]
+    mount = next(m for m in prefect_worker["volumeMounts"] if m["mountPath"] == "/etc/voidflow")
+    assert {v["name"]: v for v in pod["volumes"]}[mount["name"]]["configMap"]["name"] == "voidflow-work-pool"
+
+
+def test_the_work_pool_runs_each_flow_run_as_a_ray_job_named_after_it() -> None:
+    """The job template's command, through shlex (as Prefect's process worker splits it) and a real shell, with
+    ``printf`` standing in for ``ray``: the flow run's ID reaches the job, which is named after it (so one flow run
+    is never submitted twice)."""
+    template = json.loads((CLUSTER / "work-pool.json").read_text())
+    command = shlex.split(template["variables"]["properties"]["command"]["default"])
+    assert command[:2] == ["sh", "-c"] and command[2].startswith("exec ray job submit ")
+    command[2] = command[2].replace("exec ray job submit", "exec printf '%s\\n'", 1)
+    environment = {"PATH": "/usr/bin:/bin", "PREFECT__FLOW_RUN_ID": "0b7e-42"}
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
+    arguments = result.stdout.splitlines()
+    assert arguments[:2] == ["--submission-id", "voidflow-0b7e-42"]
+    assert arguments[2] == "--runtime-env-json"
+    assert json.loads(arguments[3]) == {"env_vars": {"PREFECT__FLOW_RUN_ID": "0b7e-42"}}
+    assert arguments[4:] == ["--", "python", "-m", "prefect.engine"]
+
+
+def test_the_rayjob_template_runs_voidflow_on_the_cluster_as_a_driver() -> None:
+    [job] = [d for d in yaml.safe_load_all((CLUSTER / "rayjob.yaml").read_text()) if d]
+    cluster = next(
+        d for d in yaml.safe_load_all((CLUSTER / "kuberay.yaml").read_text()) if d and d["kind"] == "RayCluster"
+    )
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    assert job["metadata"]["namespace"] == cluster["metadata"]["namespace"]
+    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
+    words = shlex.split(job["spec"]["entrypoint"])
+    assert words[:2] == ["voidflow", "rerun"] and words[words.index("--ray-address") + 1] == "auto"
+    assert int(words[words.index("--priority") + 1]) > 0
 
 
 def test_every_file_names_the_same_image() -> None:
