@@ -89,8 +89,8 @@ def run_batch(request: BatchRequest) -> BatchResult:
 
     published = _publish(request, batch_id, tally.done) if request.publish and tally.done else None
     conformed = _conform(request, batch_id, settings) if tally.done else None
+    state = ledger.finish_batch(batch_id)  # first, so the report shows how the batch ended
     report = report_batch(request.db_url, batch_id, request.out_dir / "report.html", db_timeout_s=settings.db_timeout_s)
-    state = ledger.finish_batch(batch_id)
     notify_batch(request.db_url, batch_id, settings.webhook_url, db_timeout_s=settings.db_timeout_s)
     get_run_logger().info(
         "batch %s %s: %d done, %d failed, %d skipped", batch_id, state, len(tally.done), len(tally.failed), len(skipped)
