@@ -150,6 +150,11 @@ class ShotRow(Base):
     batch: Mapped[Batch] = relationship(back_populates="shots")
     stage_runs: Mapped[list[StageRun]] = relationship(back_populates="shot", order_by="StageRun.id")
 
+    def finished(self, stage: str) -> StageRun | None:
+        """The newest run of ``stage`` that ended with its outputs (``done``, or ``cached``: a reused run), or None."""
+        runs = [run for run in self.stage_runs if run.stage == stage and run.state in ("done", "cached")]
+        return runs[-1] if runs else None
+
 
 class StageRun(Base):
     """One attempt at one stage (mask, pass1, pass2, deliver) of one shot, or a cache hit on an earlier one.

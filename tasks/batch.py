@@ -43,8 +43,8 @@ def load_batch(ledger: Ledger, batch_id: str) -> Batch:
 
 def _delivered_run(ledger: Ledger, shot: ShotRow) -> StageRun | None:
     """The run whose files a shot's delivery is: its own deliver run, or the one a cache hit points at."""
-    runs = [run for run in shot.stage_runs if run.stage == "deliver" and run.state in ("done", "cached")]
-    return ledger.origin(runs[-1]) if runs else None
+    run = shot.finished("deliver")
+    return ledger.origin(run) if run is not None else None
 
 
 def _source(shot: ShotRow, path: str, frames: int | None, fps: float | None) -> MediaSource:

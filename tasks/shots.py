@@ -508,5 +508,4 @@ def _qc_line(qc: dict[str, Any]) -> str:
     """One QC line from the QC recorded with a deliver run (``QcReport.summary``)."""
     if not qc:
         return "no QC recorded"
-    fields = {f.name: qc[f.name] for f in dataclasses.fields(QcReport) if f.name in qc}
-    return QcReport(**{**fields, "header": tuple(qc.get("header", ()))}).summary()
+    return QcReport.from_record(qc).summary()

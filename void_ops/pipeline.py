@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -231,6 +232,16 @@ class QcReport:
     tolerance_max: float = 0.0
     tolerance_mean: float = 0.0
     header: tuple[str, ...] = ()
+
+    @classmethod
+    def from_record(cls, qc: Mapping[str, Any]) -> QcReport:
+        """The report as a deliver run's provenance recorded it (JSON: ``header`` a list, ``passed`` beside it).
+
+        Raises:
+            TypeError: the record lacks a field this report needs (recorded by an older QC).
+        """
+        fields = {f.name: qc[f.name] for f in dataclasses.fields(cls) if f.name in qc}
+        return cls(**{**fields, "header": tuple(qc.get("header", ()))})
 
     @property
     def passed(self) -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import html
 import ipaddress
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -213,7 +214,7 @@ class _Room:
         try:
             page = batch_page(self.ledger, request.path_params["batch"], self.media_url)
         except UnknownName as error:
-            return HTMLResponse(f"<p>{_escape(str(error))}</p>", status_code=404)
+            return HTMLResponse(f"<p>{html.escape(str(error))}</p>", status_code=404)
         data = dataclasses.asdict(page)
         return HTMLResponse(render("overview", page=page, data=data, user=self.settings.user))
 
@@ -226,7 +227,7 @@ class _Room:
         try:
             page = shot_page(self.ledger, batch, name, self.media_url)
         except UnknownName as error:
-            return HTMLResponse(f"<p>{_escape(str(error))}</p>", status_code=404)
+            return HTMLResponse(f"<p>{html.escape(str(error))}</p>", status_code=404)
         data = {"batch_id": batch, "page": dataclasses.asdict(page)}
         return HTMLResponse(render("shot", page=page, batch_id=batch, data=data, user=self.settings.user))
 
@@ -310,10 +311,6 @@ class _Room:
         ]
         names = ", ".join(s for shots in found.values() for s in shots)
         return JSONResponse(self.jobs.start(f"resume {names}", commands).as_dict(), status_code=202)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _check_inside(body: _Prompts, frames: int, head: int, width: int | None, height: int | None) -> None:

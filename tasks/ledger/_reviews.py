@@ -33,10 +33,10 @@ def _newest_mask_key(session: Session, batch_id: str, shot: str) -> tuple[ShotRo
     row = session.execute(
         select(ShotRow).where(ShotRow.batch_id.startswith(batch_id), ShotRow.name == shot)
     ).scalar_one_or_none()
-    runs = [] if row is None else [r for r in row.stage_runs if r.stage == "mask" and r.state in ("done", "cached")]
-    if row is None or not runs:
+    run = None if row is None else row.finished("mask")
+    if row is None or run is None:
         raise InvalidInput(f"shot '{shot}' has no finished mask in batch {batch_id[:8]} to review")
-    return row, runs[-1].key
+    return row, run.key
 
 
 class ReviewLedger(LedgerBase):

@@ -116,11 +116,7 @@ def resumable(ledger: Ledger, batch_id: str) -> dict[str, list[str]]:
     if not chain:
         raise UnknownName(f"no batch with ID '{batch_id}' in the ledger")
     waiting = {name: row for name, row in newest_rows(chain).items() if row.state == "awaiting_review"}
-    keys = {
-        name: runs[-1].key
-        for name, row in waiting.items()
-        if (runs := [r for r in row.stage_runs if r.stage == "mask" and r.state in ("done", "cached")])
-    }
+    keys = {name: run.key for name, row in waiting.items() if (run := row.finished("mask")) is not None}
     decided = ledger.mask_reviews(list(keys.values())) if keys else {}
     found: dict[str, list[str]] = {}
     for name, key in keys.items():

@@ -7,7 +7,6 @@ shots adds to the night's picture instead of replacing it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -202,15 +201,10 @@ def _qc_line(params: Mapping[str, Any]) -> tuple[str, bool | None]:
     if not qc:
         return "", None
     try:
-        report = QcReport(**{f.name: qc[f.name] for f in dataclasses.fields(QcReport) if f.name in qc})
+        report = QcReport.from_record(qc)
     except TypeError:  # recorded by a version of voidflow whose QC had other fields
         return f"{'passed' if qc.get('passed') else 'FAILED'} (recorded by an older QC)", qc.get("passed")
     return report.summary(), bool(qc.get("passed", report.passed))
-
-
-def _last(shot: ShotRow, stage: str) -> StageRun | None:
-    runs = [run for run in shot.stage_runs if run.stage == stage and run.state in ("done", "cached")]
-    return runs[-1] if runs else None
 
 
 def newest_rows(chain: Iterable[Batch]) -> dict[str, ShotRow]:
@@ -237,7 +231,7 @@ class _Reader:
         wanted = [r.id for row in self.newest.values() for r in row.stage_runs if r.stage in ("mask", "deliver")]
         wanted += [v.deliver_run_id for vs in self.versions.values() for v in vs if v.deliver_run_id is not None]
         self.origins = ledger.runs(wanted) if wanted else {}
-        masks = [run.key for row in self.newest.values() if (run := _last(row, "mask")) is not None]
+        masks = [run.key for row in self.newest.values() if (run := row.finished("mask")) is not None]
         self.mask_reviews = ledger.mask_reviews(masks) if masks else {}
 
     def files(self, run: StageRun | None) -> list[Artifact]:
@@ -245,7 +239,7 @@ class _Reader:
         return list(origin.artifacts) if origin is not None else []
 
     def card(self, row: ShotRow) -> ShotCard:
-        deliver, mask = _last(row, "deliver"), _last(row, "mask")
+        deliver, mask = row.finished("deliver"), row.finished("mask")
         delivered, masked = self.files(deliver), self.files(mask)
         origin = self.origins.get(deliver.id) if deliver is not None else None
         qc = _qc_line(origin.params)[0] if origin is not None else ""
@@ -284,7 +278,7 @@ class _Reader:
         )
 
     def mask(self, row: ShotRow) -> MaskView | None:
-        run = _last(row, "mask")
+        run = row.finished("mask")
         if run is None:
             return None
         files, params = self.files(run), self.origins[run.id].params if run.id in self.origins else run.params
@@ -400,7 +394,7 @@ def shot_page(ledger: Ledger, batch_id: str, shot: str, url: MediaUrl) -> ShotPa
     decisions = ledger.version_reviews(shot)
     provenance = []
     for stage in ("plan", "mask", "pass1", "pass2", "deliver"):
-        run = _last(row, stage)
+        run = row.finished(stage)
         if run is not None:
             origin = reader.origins.get(run.id, run)
             entries = [("seed", str(origin.seed))] if origin.seed is not None else []
@@ -409,7 +403,7 @@ def shot_page(ledger: Ledger, batch_id: str, shot: str, url: MediaUrl) -> ShotPa
     rows, _ = ledger.history(shot)
     sized = [
         a
-        for run in (_last(row, "mask"), _last(row, "deliver"))
+        for run in (row.finished("mask"), row.finished("deliver"))
         for a in reader.files(run)
         if a.kind in ("quadmask", "delivery") and a.width
     ]
