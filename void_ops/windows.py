@@ -22,14 +22,17 @@ WINDOW_OVERLAP = 16
 def frame_windows(
     frames: int, longest: int | None, overlap: int = WINDOW_OVERLAP, *, shortest: int = 1
 ) -> list[tuple[int, int]]:
-    """Split ``frames`` into windows [start, stop) of at most ``longest`` frames, stepping by ``longest - overlap``.
+    """Split ``frames`` into windows [start, stop) of at most ``longest`` frames that share ``overlap`` frames.
 
-    One window when the shot fits (or ``longest`` is None). Otherwise full windows follow each other by the step,
-    so neighbours share ``overlap`` frames, and the last window covers only what is left (plus its overlap), but
-    never fewer than ``shortest`` frames (a backend pads shorter runs up to that cost anyway, so the window reaches
-    further back instead). An N-frame shot costs ceil((N - overlap) / (longest - overlap)) windows, the last one short.
-    Examples: ``frame_windows(198, 197, shortest=85)`` → [(0, 197), (113, 198)]; ``frame_windows(400, 197)`` →
-    [(0, 197), (181, 378), (362, 400)].
+    One window when the shot fits (or ``longest`` is None). Otherwise as few windows as can share ``overlap`` frames,
+    ceil((N - overlap) / (longest - overlap)), all of one length: the shortest that covers the shot, but never fewer
+    than ``shortest`` frames (a backend pads shorter runs up to that cost anyway). Each steps by its length minus
+    ``overlap``; the last ends on the last frame and may reach further back. Equal windows cost less than full ones
+    and a short remainder: a denoising run costs more than its length in frames (attention grows with the square),
+    and VOID pads a short remainder up to its 85-frame floor (issue 18: 198 frames as 197 + 85 cost 1.39x a 197-frame
+    shot; as 107 + 107, padded to two 109-frame runs, less).
+    Examples: ``frame_windows(198, 197, shortest=85)`` → [(0, 107), (91, 198)]; ``frame_windows(400, 197)`` →
+    [(0, 144), (128, 272), (256, 400)].
 
     Raises:
         InvalidInput: ``overlap`` does not leave room for progress (``longest <= overlap``).
@@ -38,12 +41,10 @@ def frame_windows(
         return [(0, frames)]
     if longest <= overlap:
         raise InvalidInput(f"a window of {longest} frames cannot overlap its neighbour by {overlap}")
-    step, spans, start = longest - overlap, [], 0
-    while start + longest < frames:
-        spans.append((start, start + longest))
-        start += step
-    last = min(max(frames - start, shortest), longest)
-    return [*spans, (frames - last, frames)]
+    count = -(-(frames - overlap) // (longest - overlap))
+    length = min(max(-(-(frames + (count - 1) * overlap) // count), shortest), longest)
+    step = length - overlap
+    return [*((index * step, index * step + length) for index in range(count - 1)), (frames - length, frames)]
 
 
 def windowed(
