@@ -90,7 +90,7 @@ def run(root: Path, *, smoke: bool, pass2: bool, windows: Path | None, node_cach
     from benchmarks.throughput import build_models
 
     began = time.perf_counter()
-    models = build_models(root / "models", smoke=smoke)
+    models, _ = build_models(root / "models", smoke=smoke)
     build_s = time.perf_counter() - began
     print(f"models written in {build_s:.0f} s", flush=True)
     cache = root / "compile-cache"

@@ -73,7 +73,7 @@ def make_edit(folder: Path, lengths: list[int], width: int, height: int, *, pass
     from voidflow.void_ops.demo import make_demo
 
     frames = max(116, max(lengths) + 2 * HANDLES + len(lengths))
-    shoot = make_demo(folder, frames=frames, width=width, height=height)
+    shoot = make_demo(folder / f"{frames}-frames", frames=frames, width=width, height=height)  # a kept one is reused
     reference = next(iter(otio.adapters.read_from_file(str(shoot.edit)).find_clips())).media_reference
     start = reference.available_range.start_time
     track = otio.schema.Track(name="VFX", kind=otio.schema.TrackKind.Video)
@@ -101,14 +101,22 @@ def make_edit(folder: Path, lengths: list[int], width: int, height: int, *, pass
     return edit, sidecar
 
 
-def build_models(folder: Path, *, smoke: bool) -> Any:
+def build_models(folder: Path, *, smoke: bool) -> tuple[Any, bool]:
     """Write the VOID to run in a child process, so that no GPU memory stays held by this one (the batch's GPU
-    worker needs the whole card); return its paths."""
+    worker needs the whole card); return its paths, and whether a kept folder already held them (``--keep``)."""
     import multiprocessing
 
+    from voidflow.void_ops.void.tiny import TinyVoid
+
+    built = folder / "built.json"
+    if built.is_file():
+        paths = json.loads(built.read_text())
+        return TinyVoid(Path(paths["base"]), Path(paths["pass1"]), Path(paths["pass2"])), True
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
-        return pool.apply(_build_models, (folder,), {"smoke": smoke})
+        models = pool.apply(_build_models, (folder,), {"smoke": smoke})
+    built.write_text(json.dumps({"base": str(models.base), "pass1": str(models.pass1), "pass2": str(models.pass2)}))
+    return models, False
 
 
 def _build_models(folder: Path, *, smoke: bool) -> Any:
@@ -234,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-cache", type=Path, help="start from this compile cache (default: an empty one)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--smoke", action="store_true", help="tiny model and plate on the CPU (for the tests)")
-    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temporary one)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="work in this folder and keep it (default: a temporary one); a second run in it reuses the models and "
+        "the compile caches the first left, as a warmed node does",
+    )
     args = parser.parse_args(argv)
     root = args.keep or Path(tempfile.mkdtemp(prefix="vf-throughput-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -277,8 +290,10 @@ def run(
     lengths = [cycle[index % len(cycle)] for index in range(shots)]
     if smoke:
         lengths = [min(length, 29) for length in lengths]
+    caches = ("compile-cache", "inductor", "triton")
+    kept_caches = [name for name in caches if (root / name).is_dir() and any((root / name).iterdir())]
     started = time.perf_counter()
-    models = build_models(root / "models", smoke=smoke)
+    models, kept_models = build_models(root / "models", smoke=smoke)
     build_s = time.perf_counter() - started
     width, height = (320, 180) if smoke else (1920, 1080)
     started = time.perf_counter()
@@ -292,7 +307,8 @@ def run(
     from voidflow.infra.database import ensure_schema
     from voidflow.infra.settings import Settings
 
-    home = root / "home"
+    run_dir = root / f"run-{time.strftime('%Y%m%d-%H%M%S')}"  # a run kept beside another starts its own ledger
+    home = run_dir / "home"
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'voidflow.db'}")
     ensure_schema(settings.db_url)
     geometry = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29, "window": 4, "overlap": 2}
@@ -307,7 +323,7 @@ def run(
     request = BatchRequest(
         edit=edit,
         sidecar=sidecar,
-        out_dir=root / "out",
+        out_dir=run_dir / "out",
         db_url=settings.db_url,
         backend="void",
         void=void,
@@ -335,8 +351,10 @@ def run(
             "memory_mode": void.memory_mode,
             "compile_cache": "given"
             if os.environ["VOIDFLOW_COMPILE_CACHE"] != str(root / "compile-cache")
-            else "empty",
+            else ("kept from an earlier run in --keep" if "compile-cache" in kept_caches else "empty"),
+            "caches_kept": kept_caches,  # Inductor's and Triton's too: a node that kept them (README: speed)
         },
+        "models_kept": kept_models,
         "build_models_s": round(build_s, 1),
         "media_s": round(media_s, 1),
         **measured,
