@@ -1,15 +1,16 @@
 """What a long shot costs in denoise time: the shot-window planner before and after issue 18, on one GPU.
 
-A shot longer than VOID's 197-frame run is split into shot windows (``void_ops.pipeline.frame_windows``); each
+A shot longer than VOID's 197-frame run is split into shot windows (``void_ops.windows.frame_windows``); each
 window is padded to a valid VOID length (``values.padded_length``: 85 to 197) and denoised with temporal
 multidiffusion over 22-latent windows (``VoidSampler.denoise``). This script times ``VoidSampler.denoise`` at the
 full 5.57B transformer size (random weights: the same FLOPs as the trained ones), pass 1's 30 DDIM steps, 384x672,
 once per distinct padded length, and adds up each plan:
 
-* ``denoise_s_by_frames``: the planner as shipped (as few windows as share 16 frames, all of the shortest length
-  that covers the shot), for shots of 197, 198 and 300 frames;
-* ``denoise_s_by_frames_step_then_short``: the planner the issue asked for first (full windows stepping by max -
-  overlap, the last one only as long as what is left, padded up to VOID's 85-frame floor);
+* ``denoise_s_by_frames``: the planner as shipped (full windows stepping by max - overlap and the last one only as
+  long as what is left, unless that is shorter than VOID's 85-frame run: then the last two windows split the rest),
+  for shots of 197, 198 and 300 frames;
+* ``denoise_s_by_frames_step_then_short``: the planner the issue asked for first (the same, but a short remainder
+  stays one window padded up to 85 frames);
 * ``denoise_s_by_frames_even_windows``: the planner before issue 18 (as few full 197-frame windows as share 16
   frames, spread evenly).
 

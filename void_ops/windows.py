@@ -25,14 +25,15 @@ def frame_windows(
     """Split ``frames`` into windows [start, stop) of at most ``longest`` frames that share ``overlap`` frames.
 
     One window when the shot fits (or ``longest`` is None). Otherwise as few windows as can share ``overlap`` frames,
-    ceil((N - overlap) / (longest - overlap)), all of one length: the shortest that covers the shot, but never fewer
-    than ``shortest`` frames (a backend pads shorter runs up to that cost anyway). Each steps by its length minus
-    ``overlap``; the last ends on the last frame and may reach further back. Equal windows cost less than full ones
-    and a short remainder: a denoising run costs more than its length in frames (attention grows with the square),
-    and VOID pads a short remainder up to its 85-frame floor (issue 18: 198 frames as 197 + 85 cost 1.39x a 197-frame
-    shot; as 107 + 107, padded to two 109-frame runs, less).
-    Examples: ``frame_windows(198, 197, shortest=85)`` → [(0, 107), (91, 198)]; ``frame_windows(400, 197)`` →
-    [(0, 144), (128, 272), (256, 400)].
+    ceil((N - overlap) / (longest - overlap)): full windows stepping by ``longest - overlap``, and the last one only as
+    long as what is left. When what is left is shorter than ``shortest`` (a backend pads a shorter run up to that cost
+    anyway), the last two windows split the rest between them instead, one length each, so a 198-frame shot runs as
+    two 107-frame windows, not as a full 197-frame run plus an 85-frame one for 17 new frames (1.39x the denoising of
+    197 frames measured on an H100, issue 18). The last window ends on the last frame and may reach a frame further
+    back than ``overlap``.
+    Examples: ``frame_windows(198, 197, shortest=85)`` → [(0, 107), (91, 198)]; ``frame_windows(300, 197,
+    shortest=85)`` → [(0, 197), (181, 300)]; ``frame_windows(400, 197, shortest=85)`` → [(0, 197), (181, 299),
+    (282, 400)].
 
     Raises:
         InvalidInput: ``overlap`` does not leave room for progress (``longest <= overlap``).
@@ -41,10 +42,14 @@ def frame_windows(
         return [(0, frames)]
     if longest <= overlap:
         raise InvalidInput(f"a window of {longest} frames cannot overlap its neighbour by {overlap}")
-    count = -(-(frames - overlap) // (longest - overlap))
-    length = min(max(-(-(frames + (count - 1) * overlap) // count), shortest), longest)
-    step = length - overlap
-    return [*((index * step, index * step + length) for index in range(count - 1)), (frames - length, frames)]
+    step = longest - overlap
+    count = -(-(frames - overlap) // step)
+    full = [(index * step, index * step + longest) for index in range(count - 1)]
+    if frames - (count - 1) * step >= shortest:
+        return [*full, ((count - 1) * step, frames)]
+    start = (count - 2) * step  # the last two windows share what is left: frames start..N, overlapping by `overlap`
+    length = min(max(-(-(frames - start + overlap) // 2), shortest), longest)
+    return [*full[:-1], (start, start + length), (frames - length, frames)]
 
 
 def windowed(

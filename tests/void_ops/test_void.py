@@ -103,22 +103,22 @@ def test_window_table(latent: int, spans: list[tuple[int, int]]) -> None:
 def test_long_shots_run_in_cross_faded_windows() -> None:
     from voidflow.void_ops.windows import frame_windows, windowed
 
-    # As few windows as share 16 frames, all of one length (the shortest that covers the shot, at least the shortest
-    # run); the last ends on the last frame.
+    # As few windows as share 16 frames: full ones stepping by 181 and the last only as long as what is left; when
+    # that is shorter than VOID's shortest run, the last two windows split the rest instead.
     assert frame_windows(197, 197, shortest=85) == [(0, 197)]
     assert frame_windows(198, 197, shortest=85) == [(0, 107), (91, 198)]
-    assert frame_windows(300, 197, shortest=85) == [(0, 158), (142, 300)]
+    assert frame_windows(300, 197, shortest=85) == [(0, 197), (181, 300)]
     assert frame_windows(378, 197, shortest=85) == [(0, 197), (181, 378)]
-    assert frame_windows(400, 197) == [(0, 144), (128, 272), (256, 400)]
+    assert frame_windows(400, 197, shortest=85) == [(0, 197), (181, 299), (282, 400)]
+    assert frame_windows(400, 197) == [(0, 197), (181, 378), (362, 400)]  # no floor: the short remainder stays
     assert frame_windows(100, 90, shortest=85) == [(0, 85), (15, 100)]  # the floor: the last reaches back
     assert frame_windows(20, 29) == [(0, 20)]
     for frames in range(198, 1200, 7):  # cost: ceil((N - overlap) / (max - overlap)) windows, every frame covered
         spans = frame_windows(frames, 197, shortest=85)
-        lengths = {stop - start for start, stop in spans}
         assert len(spans) == -(-(frames - 16) // 181) and spans[0][0] == 0 and spans[-1][1] == frames
-        assert len(lengths) == 1 and 85 <= lengths.pop() <= 197
-        assert [a[1] - b[0] for a, b in itertools.pairwise(spans)][:-1] == [16] * (len(spans) - 2)  # exactly 16
-        assert spans[-2][1] - spans[-1][0] in range(16, 16 + len(spans))  # the last: 16, plus what rounding leaves
+        assert all(85 <= stop - start <= 197 for start, stop in spans)
+        assert all(a[1] - b[0] == 16 for a, b in itertools.pairwise(spans[:-1]))  # exactly 16 ...
+        assert spans[-2][1] - spans[-1][0] in (16, 17)  # ... and the last, which ends on the last frame
     calls: list[tuple[int, int]] = []
 
     def backend(start: int, stop: int) -> np.ndarray:
@@ -126,10 +126,10 @@ def test_long_shots_run_in_cross_faded_windows() -> None:
         return np.full((stop - start, 2, 2, 3), 100 + start, np.uint16)
 
     out = windowed(60, 29, backend, shortest=20, overlap=6)
-    assert calls == [(0, 24), (18, 42), (36, 60)] and out.shape == (60, 2, 2, 3) and out.dtype == np.uint16
+    assert calls == [(0, 29), (23, 45), (38, 60)] and out.shape == (60, 2, 2, 3) and out.dtype == np.uint16
     values = out[:, 0, 0, 0].astype(int).tolist()
-    assert values[:18] == [100] * 18 and values[24:36] == [118] * 12 and values[42:] == [136] * 18
-    assert all(100 < v < 118 for v in values[18:24]) and all(118 < v < 136 for v in values[36:42])  # 6-frame fades
+    assert values[:23] == [100] * 23 and values[29:38] == [123] * 9 and values[45:] == [138] * 15
+    assert all(100 < v < 123 for v in values[23:29]) and all(123 < v < 138 for v in values[39:45])  # 6-frame fades
     assert np.all(np.diff(values) >= 0)
     calls.clear()
     values = windowed(100, 90, backend, shortest=85, overlap=16)[:, 0, 0, 0].astype(int).tolist()
@@ -403,11 +403,11 @@ def test_void_backend_through_the_flow(small_demo, tiny: TinyVoid, db_url: str, 
     assert runs[0]["compile_cache_note"] == "nothing is compiled on cpu (the fast path is for CUDA GPUs)"
     assert pass1["compile"] is False and "noise_cpu_s" not in runs[0]
     assert all(run["noise_cpu_s"] >= 0 for run in pass2["gpu_runs"]) and len(pass2["gpu_runs"]) == 3
-    # 44 frames (handles included) are longer than the 29-frame run: three cross-faded shot windows of one length,
-    # the shortest that covers the shot (26 frames, padded to 29 = 8 latent frames), in multidiffusion windows of 4
-    # overlapping by 2, letterboxed.
-    assert pass1["input_frames"] == 44 and pass1["shot_windows"] == [[0, 26], [10, 36], [18, 44]]
-    assert pass1["padded_frames_by_window"] == [29, 29, 29]
+    # 44 frames (handles included) are longer than the 29-frame run: cross-faded shot windows stepping by 29 - 16,
+    # the last one only as long as what is left (18 frames, padded to 21); the full ones are 8 latent frames in
+    # multidiffusion windows of 4 overlapping by 2, letterboxed.
+    assert pass1["input_frames"] == 44 and pass1["shot_windows"] == [[0, 29], [13, 42], [26, 44]]
+    assert pass1["padded_frames_by_window"] == [29, 29, 21]
     assert (pass1["padded_frames"], pass1["latent_frames"]) == (29, 8)
     assert pass1["windows"] == [[0, 4], [2, 6], [4, 8]]
     assert pass1["fit"]["mode"] == "letterbox" and pass1["fit"]["width"] == 96

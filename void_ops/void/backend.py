@@ -189,8 +189,8 @@ def warm_lengths(frames: Sequence[int] | None, settings: VoidSettings, *, window
     transformer blocks meet one shape per multidiffusion window length, the VAE the same chunks at every length.
     Of the runs the shots need, the shortest that brings a new window length is kept. Example (VOID's defaults,
     window 22, overlap 4): every length (``frames`` None) → [85, 93, 101, 109, 117, 125, 133, 141, 149] (latent
-    windows 22, then last windows of 6, 8, ... 20); ``[300]`` → [165] (it runs as two 158-frame windows, each
-    padded to 165).
+    windows 22, then last windows of 6, 8, ... 20); ``[300]`` → [125] (its runs of 197 and 125 frames both meet
+    windows of 22 and 14 latent frames, so the shorter one compiles both).
 
     Raises:
         InvalidInput: a frame count is below 1.
