@@ -11,10 +11,12 @@ once per distinct padded length, and adds up each plan:
   for shots of 197, 198 and 300 frames;
 * ``denoise_s_by_frames_step_then_short``: the planner the issue asked for first (the same, but a short remainder
   stays one window padded up to 85 frames);
+* ``denoise_s_by_frames_equal_windows``: every window of one length, the shortest that covers the shot (tried
+  for issue 18 and not shipped);
 * ``denoise_s_by_frames_even_windows``: the planner before issue 18 (as few full 197-frame windows as share 16
   frames, spread evenly).
 
-All three are measured in the same process on the same card, so each ratio's baseline comes from the same run.
+All are measured in the same process on the same card, so each ratio's baseline comes from the same run.
 
 Target (issue 18): a 198-frame shot costs at most 1.25x a 197-frame shot.
 
@@ -79,6 +81,17 @@ def step_then_short(frames: int, longest: int, shortest: int, overlap: int = WIN
     return [*spans, (frames - last, frames)]
 
 
+def equal_windows(frames: int, longest: int, shortest: int, overlap: int = WINDOW_OVERLAP) -> list[tuple[int, int]]:
+    """As few windows as share ``overlap`` frames, all of the shortest length that covers the shot (at least
+    ``shortest``); the last ends on the last frame."""
+    if frames <= longest:
+        return [(0, frames)]
+    count = -(-(frames - overlap) // (longest - overlap))
+    length = min(max(-(-(frames + (count - 1) * overlap) // count), shortest), longest)
+    step = length - overlap
+    return [*((index * step, index * step + length) for index in range(count - 1)), (frames - length, frames)]
+
+
 def padded(span: tuple[int, int], *, shortest: int, longest: int) -> int:
     return padded_length(span[1] - span[0], min_length=shortest, max_length=longest)
 
@@ -127,6 +140,7 @@ def main() -> None:
         for name, planner in (
             ("shipped", lambda n: frame_windows(n, longest, shortest=shortest)),
             ("step_then_short", lambda n: step_then_short(n, longest, shortest)),
+            ("equal_windows", lambda n: equal_windows(n, longest, shortest)),
             ("even_windows", lambda n: even_windows(n, longest)),
         ):
             plans[name] = {}
@@ -140,6 +154,7 @@ def main() -> None:
                 }
     by_frames = {key: plan["denoise_s"] for key, plan in plans["shipped"].items()}
     short = {key: plan["denoise_s"] for key, plan in plans["step_then_short"].items()}
+    equal = {key: plan["denoise_s"] for key, plan in plans["equal_windows"].items()}
     before = {key: plan["denoise_s"] for key, plan in plans["even_windows"].items()}
     one, two = str(shots[0]), str(shots[1])
     result = {
@@ -152,6 +167,7 @@ def main() -> None:
         "denoise_s_by_padded_frames": {str(key): value for key, value in sorted(measured.items())},
         "denoise_s_by_frames": by_frames,
         "denoise_s_by_frames_step_then_short": short,
+        "denoise_s_by_frames_equal_windows": equal,
         "denoise_s_by_frames_even_windows": before,
         "plans": plans,
         "ratio_198_to_197": round(by_frames[two] / by_frames[one], 3),
