@@ -212,6 +212,9 @@ def _parser() -> argparse.ArgumentParser:
         deployment.add_argument("--previous-edit", type=Path, help="last night's edit: run only the changed shots")
         deployment.add_argument("--backend", choices=BACKENDS, default="cleanplate")
         deployment.add_argument("--models", type=Path, help="models folder as the workers see it (void backend)")
+        deployment.add_argument(
+            "--publish", choices=TRACKERS, help="after deliver, publish each version to this production tracker"
+        )
         deployment.add_argument("--cron", default="0 2 * * *")
         deployment.add_argument("--timezone", default="Europe/London")
         deployment.add_argument("--db-url", help="the ledger as the workers reach it (default: VOIDFLOW_DB_URL)")

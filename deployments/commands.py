@@ -555,6 +555,7 @@ def _deployments(args: argparse.Namespace, settings: Settings) -> list[Any]:
         previous_edit=absolute(args.previous_edit),
         backend=args.backend,
         models_dir=absolute(args.models or (settings.models_dir if args.backend == "void" else None)),
+        publish=args.publish,
         **({"work_pool": args.pool, "image": args.image} if args.command == "deploy" else {}),
     )
 

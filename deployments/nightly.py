@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from voidflow.void_ops.exceptions import ConfigurationError
 from voidflow.void_ops.pipeline import Backend
+from voidflow.void_ops.tracker import Tracker
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -94,6 +95,7 @@ def nightly_deployments(
     backend: Backend = "cleanplate",
     image: str | None = None,
     models_dir: str | None = None,
+    publish: Tracker | None = None,
 ) -> list[RunnerDeployment]:
     """Declare the nightly batch and the rerun entry for one edit; nothing is sent to a server.
 
@@ -112,6 +114,8 @@ def nightly_deployments(
         backend: ``cleanplate`` or ``void``.
         image: container image for docker or kubernetes work pools (a job variable); None for process pools.
         models_dir: the models folder as the workers see it (absolute); required with ``backend="void"``.
+        publish: the production tracker each delivered version goes to (``shotgrid`` or ``kitsu``), or None. Only
+            the name travels: the tracker's credentials stay in the workers' settings or a Prefect Secret block.
 
     Returns:
         ``[nightly-batch, rerun-failed]`` as Prefect ``RunnerDeployment`` objects.
@@ -143,9 +147,11 @@ def nightly_deployments(
         void={"models_dir": models_dir},
         previous_edit=previous_edit,
         priority=NIGHTLY_PRIORITY,
+        publish=publish,
     )
     parameters = {"request": request}
     superseding = f"; supersedes {previous_edit}" if previous_edit else ""
+    publishing = f"; publishes to {publish}" if publish else ""
     common: dict[str, Any] = {
         "parameters": parameters,
         "work_pool_name": work_pool,
@@ -160,7 +166,7 @@ def nightly_deployments(
         nightly = run_batch.to_deployment(
             name=NIGHTLY,
             schedule=schedule,
-            description=f"Nightly voidflow batch ({backend}) of {edit} into {out_dir}{superseding}.",
+            description=f"Nightly voidflow batch ({backend}) of {edit} into {out_dir}{superseding}{publishing}.",
             **common,
         )
     except ValueError as error:  # a bad cron string or time zone (pydantic's errors are ValueErrors)

@@ -99,6 +99,8 @@ def test_config_show_masks_secrets_and_deploy_dry_run(small_demo, tmp_path: Path
         "America/Los_Angeles",
         "--cron",
         "30 1 * * *",
+        "--publish",
+        "kitsu",
         home=env_home,
     )
     assert plan.returncode == 0, plan.stderr
@@ -107,7 +109,10 @@ def test_config_show_masks_secrets_and_deploy_dry_run(small_demo, tmp_path: Path
     assert nightly["schedules"][0]["cron"] == "30 1 * * *"
     assert nightly["schedules"][0]["timezone"] == "America/Los_Angeles"
     assert nightly["parameters"]["request"]["edit"] == str(small_demo.edit)
-    assert "rerun-failed" in deployments
+    # Both deployments publish to the tracker by name; its credentials stay in the workers' settings.
+    assert {d["parameters"]["request"]["publish"] for d in deployments.values()} == {"kitsu"}
+    unknown = voidflow("deploy", str(small_demo.edit), "--out", str(tmp_path), "--publish", "jira", home=env_home)
+    assert unknown.returncode == 2 and "--publish: invalid choice: 'jira'" in unknown.stderr
 
 
 def test_plan_shows_each_plates_colour_space_and_why(small_demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -92,6 +92,18 @@ def test_parameters_pass_prefects_schema_and_the_flows_own_validation() -> None:
         validate(unknown, _schema(nightly), raise_on_error=True)
 
 
+def test_both_deployments_can_publish_to_a_tracker_by_name() -> None:
+    nightly, rerun = _declare(publish="shotgrid")
+    assert "publishes to shotgrid" in (nightly.description or "")
+    for deployment in (nightly, rerun):
+        assert validate(deployment.parameters, _schema(deployment), raise_on_error=True) == []
+        assert run_batch.validate_parameters(deployment.parameters)["request"].publish == "shotgrid"
+        bad = {"request": {**deployment.parameters["request"], "publish": "jira"}}
+        with pytest.raises(SchemaValidationError, match="publish"):
+            validate(bad, _schema(deployment), raise_on_error=True)
+    assert all(run_batch.validate_parameters(d.parameters)["request"].publish is None for d in _declare())
+
+
 def test_rerun_parameters_name_the_shots_and_the_parent_batch() -> None:
     if "only_shots" not in BatchRequest.model_fields:
         pytest.skip("BatchRequest has no rerun fields yet")
