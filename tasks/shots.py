@@ -32,7 +32,14 @@ from voidflow.tasks.ledger import Ledger
 from voidflow.tasks.void_actors import ActorModel, GpuPool
 from voidflow.void_ops import media, pipeline
 from voidflow.void_ops.composite import Blend
-from voidflow.void_ops.exceptions import MatteInvalid, MediaInvalid, StorageUnavailable, VoidflowError, is_retryable
+from voidflow.void_ops.exceptions import (
+    InvalidInput,
+    MatteInvalid,
+    MediaInvalid,
+    StorageUnavailable,
+    VoidflowError,
+    is_retryable,
+)
 from voidflow.void_ops.hashing import content_hash
 from voidflow.void_ops.keys import stage_key
 from voidflow.void_ops.masking._vlm_settings import VlmMode
@@ -386,8 +393,17 @@ class _Versioning(_Hook):
     version: str = ""
 
     def reuse(self, origin: StageRun) -> dict[str, Any] | None:
-        kept = self.ledger.version_of_run(origin.id)
-        return None if kept is None else {"version": kept}
+        found = self.ledger.version_and_review_of_run(origin.id)
+        if found is None:
+            return None
+        label, review = found
+        if review == "rejected":  # the same inputs would only make the rejected pixels again, under a new name
+            raise InvalidInput(
+                f"shot '{self.shot}': {label} was rejected, and this run would make it again (the plate, mask, "
+                "prompts, seed and settings it was made from are unchanged); change the prompt, the seed (sidecar "
+                "'seed') or the mask, then rerun"
+            )
+        return {"version": label}
 
     def begin(self) -> dict[str, Any]:
         self.version = self.ledger.allocate_version(self.batch_id, self.shot, self.runs)

@@ -96,7 +96,14 @@ class VersionLedger(LedgerBase):
 
     def version_of_run(self, deliver_run_id: int) -> str | None:
         """Return the label of the version a deliver run wrote, if any."""
+        found = self.version_and_review_of_run(deliver_run_id)
+        return None if found is None else found[0]
+
+    def version_and_review_of_run(self, deliver_run_id: int) -> tuple[str, str | None] | None:
+        """The label of the version a deliver run wrote and its newest review decision (``approved``, ``rejected``,
+        or None before any), if the run wrote one."""
         with self._unit() as session:
-            return session.execute(
-                select(Version.label).where(Version.deliver_run_id == deliver_run_id)
-            ).scalar_one_or_none()
+            row = session.execute(
+                select(Version.label, Version.review_state).where(Version.deliver_run_id == deliver_run_id)
+            ).one_or_none()
+            return None if row is None else (str(row[0]), row[1])

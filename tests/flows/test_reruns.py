@@ -105,3 +105,32 @@ def test_cache_hits_then_rerun_of_a_failed_shot(small_demo, any_db_url: str, tmp
         ("deliver", "cached"),
     ]
     assert [v.label for v in ledger.history("sh020")[1]] == ["v001", "v002"]
+
+
+def test_a_rejected_version_is_not_made_again_from_the_same_inputs(small_demo, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A supervisor rejects sh010's v001; rerunning it unchanged would give the same pixels back under the same name,
+    so the shot fails with the reason and what to change, and the other shots and versions are untouched."""
+    request = BatchRequest(edit=small_demo.edit, sidecar=small_demo.sidecar, out_dir=tmp_path / "out", db_url=db_url)
+    first = run_batch(request)
+    ledger = Ledger(db_url)
+    ledger.decide_version("sh010", "v001", decision="rejected", reviewer="anna", note="edge chatter")
+
+    rerun, _ = prepare_rerun(db_url, first.batch_id, failed=False, shots=["sh010", "sh020"], force_from="pass1")
+    assert rerun is not None
+    again = run_batch(rerun)
+    assert (again.done, again.failed) == (("sh020",), ("sh010",))
+    (batch,) = ledger.batches(again.batch_id)
+    reason = next(row.reason for row in batch.shots if row.name == "sh010")
+    assert reason == (
+        "shot 'sh010': v001 was rejected, and this run would make it again (the plate, mask, prompts, seed and "
+        "settings it was made from are unchanged); change the prompt, the seed (sidecar 'seed') or the mask, then rerun"
+    )
+    assert [v.label for v in ledger.history("sh010")[1]] == ["v001"]  # no new version, the rejected one kept
+    assert [v.label for v in ledger.history("sh020")[1]] == ["v001"]  # an unreviewed shot keeps its version
+
+    # Forcing deliver is the explicit way to make a new version anyway.
+    forced, _ = prepare_rerun(db_url, again.batch_id, failed=True, force_from="deliver")
+    assert forced is not None and (run_batch(forced).done, [v.label for v in ledger.history("sh010")[1]]) == (
+        ("sh010",),
+        ["v001", "v002"],
+    )
