@@ -385,7 +385,7 @@ class ActorModel:
         worker = ray.get_actor(answer.gpu, namespace=self.pool.namespace)
         label = f"{self.shot} {self.name} on {answer.gpu}"
         pending = worker.run.remote(self.name, call, label)
-        outcome: Outcome = "failed"
+        outcome: Outcome | None = "failed"  # None once the lease is handed back
         busy = kernels = 0.0
         try:
             frames, facts = ray.get(pending, timeout=self.pool.timeout_s)
@@ -394,7 +394,10 @@ class ActorModel:
             self.runs.append({**facts, "gpu": answer.gpu, **noise})
             return np.asarray(frames)
         except ray.exceptions.GetTimeoutError:
-            outcome = "stuck"
+            # Quarantine before the kill: a call queued on this worker dies with it, and its "lost" must find the
+            # GPU already quarantined for the hang, the real cause.
+            self._release(answer.lease, "stuck")
+            outcome = None
             ray.kill(worker, no_restart=True)
             raise StageTimeout(
                 f"shot '{self.shot}': {self.name} on {answer.gpu} ran past its {self.pool.timeout_s:g} s timeout"
@@ -409,9 +412,14 @@ class ActorModel:
                 raise cause from None
             raise
         finally:
-            note = ray.get(self._dispatcher.release.remote(answer.lease, outcome, busy, kernels))
-            if note:
-                print(note, flush=True)
+            if outcome is not None:
+                self._release(answer.lease, outcome, busy, kernels)
+
+    def _release(self, lease: int, outcome: Outcome, busy: float = 0.0, kernels: float = 0.0) -> None:
+        """Hand ``lease`` back to the dispatcher with how the call went; print its note when that quarantined a GPU."""
+        note: Any = ray.get(self._dispatcher.release.remote(lease, outcome, busy, kernels))
+        if note:
+            print(note, flush=True)
 
 
 @dataclass(frozen=True)
