@@ -178,6 +178,7 @@ def _shot_job(request: BatchRequest, batch_id: str, settings: Settings) -> ShotJ
         gate=request.masks.gate,
         allowed_roots=settings.allowed_roots,
         db_timeout_s=settings.db_timeout_s,
+        shot_timeout_s=request.shot_timeout_s,
     )
 
 

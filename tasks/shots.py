@@ -23,6 +23,7 @@ from typing import Any, Literal, NoReturn
 
 from prefect import get_run_logger, task
 from prefect.runtime import task_run as current_task_run
+from prefect.task_engine import TaskRunTimeoutError
 
 from voidflow.infra.database import StageRun, remember_password
 from voidflow.infra.paths import ensure_allowed
@@ -79,6 +80,7 @@ class ShotJob:
     gate: bool = False
     allowed_roots: tuple[str, ...] = ()  # media and mattes outside are refused (``VOIDFLOW_ALLOWED_ROOTS``)
     db_timeout_s: float = 30.0  # how long a locked SQLite ledger is waited for (``VOIDFLOW_DB_TIMEOUT``)
+    shot_timeout_s: float | None = None  # one shot, all its stages (also checked between stages: see process_shot)
 
     def runs_pass2(self, shot: Shot) -> bool:
         """Whether ``shot`` gets VOID's pass 2: its own sidecar choice, else the batch's."""
@@ -500,6 +502,7 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
     try:
         parts = _parts(context, slot, settings)
         for stage in job.stages(shot):
+            _within_time(job, shot, started)
             result = results[stage] = context.run(_STEPS[stage](stage, context, parts, results))
             logger.info("%s: %s %s (%s)", shot.name, stage, "cached" if result.hit else "done", result.file.path.name)
             held = _held_for_review(context, result) if stage == "mask" and job.gate else None
@@ -518,6 +521,18 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
     context.ledger.finish_shot(job.batch_id, shot.name, state="done", version=version)
     logger.info("%s: %s %s (%s)", shot.name, "kept" if delivered.hit else "delivered", version, qc_line)
     return context.outcome(version, qc_line, results, started)
+
+
+def _within_time(job: ShotJob, shot: Shot, started: float) -> None:
+    """Stop a shot past its time limit before its next stage. Prefect's own timeout cannot interrupt a blocking
+    call (a decode, a GPU wait), so a shot could otherwise run on past its limit; this is the same timeout, as
+    Prefect reports it (``TimedOut``, not retried).
+
+    Raises:
+        TaskRunTimeoutError: more than ``job.shot_timeout_s`` seconds went by since the shot started.
+    """
+    if job.shot_timeout_s is not None and time.monotonic() - started > job.shot_timeout_s:
+        raise TaskRunTimeoutError(f"shot '{shot.name}': ran past its {job.shot_timeout_s:g} s shot timeout")
 
 
 def _qc_line(qc: dict[str, Any]) -> str:
