@@ -28,6 +28,12 @@ the GPU time of its kernels):
 Run on a CUDA machine: ``python benchmarks/throughput.py --out benchmarks/results/throughput_h100_x1.json``
 (12 shots; ``--shots N`` takes the first N of the same mix, for a shorter run). ``--smoke`` runs the same code on a
 CPU with the tiny model and a small plate (the tests use it).
+
+``--warm --keep DIR`` warms a node instead of measuring: it writes the models into ``DIR`` and compiles every shape
+the mix's shots meet into ``DIR``'s compile, Inductor and Triton caches, as ``voidflow models warm`` does (one blank
+one-step call per length ``warm_lengths`` picks; pass 2 too when some shot asks for it), with the specs the batch's
+GPU worker loads; a later ``--keep DIR`` run then starts as a node that kept its caches. It runs no flow and needs
+no media libraries (the GPU machine's bundle comes in two parts: benchmarks/device).
 """
 
 from __future__ import annotations
@@ -243,12 +249,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--smoke", action="store_true", help="tiny model and plate on the CPU (for the tests)")
     parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="only write the models and compile every shape the mix meets into --keep's caches (see above)",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="work in this folder and keep it (default: a temporary one); a second run in it reuses the models and "
         "the compile caches the first left, as a warmed node does",
     )
     args = parser.parse_args(argv)
+    if args.warm and args.keep is None:
+        parser.error("--warm fills the caches of a folder a later run keeps: give it --keep DIR")
     root = args.keep or Path(tempfile.mkdtemp(prefix="vf-throughput-"))
     root.mkdir(parents=True, exist_ok=True)
     os.environ["PREFECT_HOME"] = str(root / "prefect")
@@ -262,10 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(root / "inductor")
     os.environ["TRITON_CACHE_DIR"] = str(root / "triton")
     try:
-        lengths = tuple(int(n) for n in args.lengths.split(",")) if args.lengths else LENGTHS
-        document = run(
-            root, args.shots, lengths, smoke=args.smoke, pass2_every=args.pass2_every, compile=not args.no_compile
-        )
+        cycle = tuple(int(n) for n in args.lengths.split(",")) if args.lengths else LENGTHS
+        lengths = mix(cycle, args.shots, smoke=args.smoke)
+        if args.warm:
+            document = warm(root, lengths, smoke=args.smoke, pass2_every=args.pass2_every, compile=not args.no_compile)
+        else:
+            document = run(root, lengths, smoke=args.smoke, pass2_every=args.pass2_every, compile=not args.no_compile)
     finally:
         if args.keep is None:
             shutil.rmtree(root, ignore_errors=True)
@@ -281,15 +296,81 @@ def emit(document: dict[str, Any], out: Path | None) -> None:
     print(json.dumps(document), flush=True)
 
 
-def run(
-    root: Path, shots: int, cycle: tuple[int, ...], *, smoke: bool, pass2_every: int, compile: bool
-) -> dict[str, Any]:
-    """Build the models and media under ``root``, run the batch, and measure it."""
+def mix(cycle: tuple[int, ...], shots: int, *, smoke: bool) -> list[int]:
+    """The first ``shots`` lengths of ``cycle`` repeated (at most 29 frames on the CPU: the tiny model's longest)."""
+    lengths = [cycle[index % len(cycle)] for index in range(shots)]
+    return [min(length, 29) for length in lengths] if smoke else lengths
+
+
+def void_options(models: Any, *, smoke: bool, compile: bool) -> Any:
+    """The ``void`` backend's options for the batch (and ``--warm``): the product's defaults at full size, pass 2
+    from the same random weights as pass 1 (the same FLOPs as a pass-2 checkpoint); a tiny recipe for ``--smoke``."""
+    from voidflow.flows.params import VoidOptions
+
+    geometry = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29, "window": 4, "overlap": 2}
+    smoke_recipe = {"pass1_steps": 2, "pass2_steps": 2, **geometry, "device": "cpu"}
+    return VoidOptions(
+        base=models.base,
+        pass1_weights=models.pass1,
+        pass2_weights=models.pass1,
+        compile=compile,
+        **(smoke_recipe if smoke else {}),
+    )
+
+
+def warm(root: Path, lengths: list[int], *, smoke: bool, pass2_every: int, compile: bool) -> dict[str, Any]:
+    """Write the models under ``root`` and compile into its caches every shape the batch's shots (handles
+    included) meet, as ``voidflow models warm`` does (``warm_passes``, one blank step per length, pass 2 only when
+    some shot asks for it), with the specs a GPU worker of the batch loads (``--warm``)."""
+    import dataclasses
+
     import torch
 
-    lengths = [cycle[index % len(cycle)] for index in range(shots)]
-    if smoke:
-        lengths = [min(length, 29) for length in lengths]
+    from voidflow.void_ops.void.backend import PassRun, warm_lengths, warm_passes
+    from voidflow.void_ops.void.compile_cache import CompileCache, device_key
+
+    started = time.perf_counter()
+    models, kept_models = build_models(root / "models", smoke=smoke)
+    build_s = time.perf_counter() - started
+    void = void_options(models, smoke=smoke, compile=compile)
+    config = void.config(pass2=pass2_every > 0 and pass2_every <= len(lengths))
+    device, dtype = ("cpu", "float32") if smoke else ("cuda", "bfloat16")
+    specs = {
+        name: dataclasses.replace(spec, device=device, dtype=dtype)
+        for name, spec in (("pass1", config.pass1), ("pass2", config.pass2))
+        if spec is not None
+    }
+    runs = warm_lengths(
+        [length + 2 * HANDLES for length in lengths], config.settings, window=void.window, overlap=void.overlap
+    )
+    cache = None if smoke else CompileCache(Path(os.environ["VOIDFLOW_COMPILE_CACHE"]), device_key(device))
+    print(f"warming {', '.join(specs)} at {', '.join(map(str, runs))} frames", flush=True)
+    calls: list[dict[str, Any]] = []
+
+    def report(name: str, length: int, run: PassRun) -> None:
+        seconds = round(run.finished - run.started, 2)
+        calls.append({"pass": name, "frames": length, "seconds": seconds, "compile_cache": run.cache.state})
+        print(f"{name} {length} frames: {seconds} s, cache {run.cache.state}", flush=True)
+
+    started = time.perf_counter()
+    warm_passes(specs, runs, config.settings, cache, report)
+    return {
+        "benchmark": "throughput_warm",
+        "card": torch.cuda.get_device_name(0) if not smoke else "cpu",
+        "lengths": lengths,
+        "calls": calls,
+        "warm_s": round(time.perf_counter() - started, 1),
+        "cache_key": cache.key if cache else None,
+        "cache_mb": cache.size_mb() if cache else 0.0,
+        "models_kept": kept_models,
+        "build_models_s": round(build_s, 1),
+    }
+
+
+def run(root: Path, lengths: list[int], *, smoke: bool, pass2_every: int, compile: bool) -> dict[str, Any]:
+    """Build the models and media under ``root``, run the batch of shots of ``lengths``, and measure it."""
+    import torch
+
     caches = ("compile-cache", "inductor", "triton")
     kept_caches = [name for name in caches if (root / name).is_dir() and any((root / name).iterdir())]
     started = time.perf_counter()
@@ -302,7 +383,7 @@ def run(
     print(f"models in {build_s:.0f}s, media in {media_s:.0f}s", flush=True)
 
     from voidflow.flows.batch import run_batch
-    from voidflow.flows.params import BatchRequest, VoidOptions
+    from voidflow.flows.params import BatchRequest
     from voidflow.infra.cluster import orchestration
     from voidflow.infra.database import ensure_schema
     from voidflow.infra.settings import Settings
@@ -311,15 +392,7 @@ def run(
     home = run_dir / "home"
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'voidflow.db'}")
     ensure_schema(settings.db_url)
-    geometry = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29, "window": 4, "overlap": 2}
-    smoke_recipe = {"pass1_steps": 2, "pass2_steps": 2, **geometry, "device": "cpu"}
-    void = VoidOptions(
-        base=models.base,
-        pass1_weights=models.pass1,
-        pass2_weights=models.pass1,  # random weights: the same FLOPs as a pass-2 checkpoint
-        compile=compile,
-        **(smoke_recipe if smoke else {}),
-    )
+    void = void_options(models, smoke=smoke, compile=compile)
     request = BatchRequest(
         edit=edit,
         sidecar=sidecar,

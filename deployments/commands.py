@@ -612,7 +612,7 @@ def _warm(folder: Path, frames: list[int] | None, settings: Settings) -> int:
     import torch
 
     from voidflow.flows.params import PASS2_FILE, VoidOptions
-    from voidflow.void_ops.void.backend import VoidModel, warm_lengths
+    from voidflow.void_ops.void.backend import PassRun, warm_lengths, warm_passes
     from voidflow.void_ops.void.compile_cache import CompileCache, device_key
 
     if not torch.cuda.is_available():
@@ -629,14 +629,15 @@ def _warm(folder: Path, frames: list[int] | None, settings: Settings) -> int:
     lengths = warm_lengths(frames, geometry, window=options.window, overlap=options.overlap)
     cache = CompileCache(settings.compile_cache, device_key("cuda"))
     print(f"compile cache {cache.folder}: warming {', '.join(specs)} at {', '.join(map(str, lengths))} frames")
-    for name, spec in specs.items():
-        model = VoidModel(dataclasses.replace(spec, device="cuda", dtype="bfloat16", compile=True), cache)
-        for length in lengths:
-            run = model.warm(length, geometry.height, geometry.width)
-            note = f" ({run.cache.note})" if run.cache.note else ""
-            print(f"  {name} {length} frames: {run.finished - run.started:.1f} s, cache {run.cache.state}{note}")
-        del model
-        torch.cuda.empty_cache()
+
+    def report(name: str, length: int, run: PassRun) -> None:
+        note = f" ({run.cache.note})" if run.cache.note else ""
+        print(f"  {name} {length} frames: {run.finished - run.started:.1f} s, cache {run.cache.state}{note}")
+
+    on_gpu = {
+        name: dataclasses.replace(spec, device="cuda", dtype="bfloat16", compile=True) for name, spec in specs.items()
+    }
+    warm_passes(on_gpu, lengths, geometry, cache, report)
     print(f"compile cache {cache.folder}: {cache.size_mb()} MB")
     return 0
 

@@ -71,8 +71,23 @@ def test_gpu_efficiency_benchmark_smoke(tmp_path: Path) -> None:
 
 
 def test_throughput_benchmark_smoke(tmp_path: Path) -> None:
-    """Two shots through the real flow (Prefect, Ray, SQLite), pass 2 on the second, both in shot windows."""
-    document = _smoke("throughput.py", tmp_path / "throughput.json", "--shots", "2", "--pass2-every", "2")
+    """Two shots through the real flow (Prefect, Ray, SQLite), pass 2 on the second, both in shot windows, in a
+    folder that ``--warm`` filled first: the batch reuses its models, and every multidiffusion window shape the
+    batch's calls met (pass 2's too) was among those the warm-up ran, so a warmed node compiles nothing new."""
+    from voidflow.void_ops.void.values import latent_frames, window_spans
+
+    def shapes(lengths: list[int]) -> set[int]:  # the smoke recipe's latent windows: 4 frames, overlapping by 2
+        return {stop - start for n in lengths for start, stop in window_spans(latent_frames(n), window=4, overlap=2)}
+
+    mix = ("--shots", "2", "--pass2-every", "2", "--keep", str(tmp_path / "node"))
+    warmed = _smoke("throughput.py", tmp_path / "warm.json", "--warm", *mix)
+    document = _smoke("throughput.py", tmp_path / "throughput.json", *mix)
+    assert document["models_kept"] is True and warmed["models_kept"] is False
+    ran = {name: [call["frames"] for call in warmed["calls"] if call["pass"] == name] for name in ("pass1", "pass2")}
+    for shot in document["per_shot"]:
+        assert shapes(shot["padded_runs"]) <= shapes(ran["pass1"])
+        if "pass2" in shot:
+            assert shapes(shot["padded_runs"]) <= shapes(ran["pass2"])
     assert (document["shots"], document["pass2_shots"], document["failed"]) == (2, 1, [])
     assert 0 < document["occupancy_fraction_flow"] <= 1 and document["kernel_busy_fraction"] is None  # CPU
     assert "busy_fraction" not in document  # occupancy, renamed
