@@ -3,7 +3,7 @@
 # Builds the GPU machine's offline bundle from MANIFEST.txt (README.md beside this file says why and how it is used):
 # CPython 3.12 manylinux x86_64 wheels of every pinned package, installed with --target and no dependencies, trimmed
 # (trim.sh), every ELF stripped, then packed as two xz parts that fit one call's carry each, plus setup.sh.
-# Needs pip (from any Python), PyPI, binutils' strip and xz. About 10 minutes on two cores.
+# Needs pip (from any Python), PyPI, binutils' strip and xz. About 4 minutes on two cores.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
