@@ -58,6 +58,9 @@ import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where 
 LENGTHS = (121, 45, 85, 25, 97, 61, 141, 33, 73, 49, 181, 57)
 HANDLES = 8
 PASS2_EVERY = 3  # pass 2 on every third shot (the 3rd, 6th, ...)
+#: ``--smoke``'s VOID on the CPU: a tiny geometry, and multidiffusion windows of 4 latent frames overlapping by 2.
+SMOKE_GEOMETRY = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29}
+SMOKE_WINDOWS = {"window": 4, "overlap": 2}
 T5_XXL = {
     "vocab_size": 32128,
     "d_model": 4096,
@@ -303,12 +306,11 @@ def mix(cycle: tuple[int, ...], shots: int, *, smoke: bool) -> list[int]:
 
 
 def void_options(models: Any, *, smoke: bool, compile: bool) -> Any:
-    """The ``void`` backend's options for the batch (and ``--warm``): the product's defaults at full size, pass 2
-    from the same random weights as pass 1 (the same FLOPs as a pass-2 checkpoint); a tiny recipe for ``--smoke``."""
+    """The ``void`` backend's options for the batch: the product's defaults at full size, pass 2 from the same
+    random weights as pass 1 (the same FLOPs as a pass-2 checkpoint); a tiny recipe for ``--smoke``."""
     from voidflow.flows.params import VoidOptions
 
-    geometry = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29, "window": 4, "overlap": 2}
-    smoke_recipe = {"pass1_steps": 2, "pass2_steps": 2, **geometry, "device": "cpu"}
+    smoke_recipe = {"pass1_steps": 2, "pass2_steps": 2, **SMOKE_GEOMETRY, **SMOKE_WINDOWS, "device": "cpu"}
     return VoidOptions(
         base=models.base,
         pass1_weights=models.pass1,
@@ -321,28 +323,30 @@ def void_options(models: Any, *, smoke: bool, compile: bool) -> Any:
 def warm(root: Path, lengths: list[int], *, smoke: bool, pass2_every: int, compile: bool) -> dict[str, Any]:
     """Write the models under ``root`` and compile into its caches every shape the batch's shots (handles
     included) meet, as ``voidflow models warm`` does (``warm_passes``, one blank step per length, pass 2 only when
-    some shot asks for it), with the specs a GPU worker of the batch loads (``--warm``)."""
+    some shot asks for it), with the specs a GPU worker of the batch loads (``--warm``). Built from ``void_ops``
+    alone, as the batch's defaults (``void_options``) resolve: ``flows`` needs the media libraries."""
     import dataclasses
 
     import torch
 
-    from voidflow.void_ops.void.backend import PassRun, warm_lengths, warm_passes
+    from voidflow.void_ops.void.backend import ModelSpec, PassRun, VoidSettings, warm_lengths, warm_passes
     from voidflow.void_ops.void.compile_cache import CompileCache, device_key
+    from voidflow.void_ops.void.values import PASS1, PASS2
 
     started = time.perf_counter()
     models, kept_models = build_models(root / "models", smoke=smoke)
     build_s = time.perf_counter() - started
-    void = void_options(models, smoke=smoke, compile=compile)
-    config = void.config(pass2=pass2_every > 0 and pass2_every <= len(lengths))
+    settings = VoidSettings(**SMOKE_GEOMETRY) if smoke else VoidSettings()
+    recipes = {"pass1": PASS1, **({"pass2": PASS2} if 0 < pass2_every <= len(lengths) else {})}
+    if smoke:
+        recipes = {name: dataclasses.replace(recipe, **SMOKE_WINDOWS) for name, recipe in recipes.items()}
     device, dtype = ("cpu", "float32") if smoke else ("cuda", "bfloat16")
     specs = {
-        name: dataclasses.replace(spec, device=device, dtype=dtype)
-        for name, spec in (("pass1", config.pass1), ("pass2", config.pass2))
-        if spec is not None
+        name: ModelSpec(str(models.base), str(models.pass1), recipe, device=device, dtype=dtype, compile=compile)
+        for name, recipe in recipes.items()
     }
-    runs = warm_lengths(
-        [length + 2 * HANDLES for length in lengths], config.settings, window=void.window, overlap=void.overlap
-    )
+    window, overlap = recipes["pass1"].window, recipes["pass1"].overlap
+    runs = warm_lengths([length + 2 * HANDLES for length in lengths], settings, window=window, overlap=overlap)
     cache = None if smoke else CompileCache(Path(os.environ["VOIDFLOW_COMPILE_CACHE"]), device_key(device))
     print(f"warming {', '.join(specs)} at {', '.join(map(str, runs))} frames", flush=True)
     calls: list[dict[str, Any]] = []
@@ -353,7 +357,7 @@ def warm(root: Path, lengths: list[int], *, smoke: bool, pass2_every: int, compi
         print(f"{name} {length} frames: {seconds} s, cache {run.cache.state}", flush=True)
 
     started = time.perf_counter()
-    warm_passes(specs, runs, config.settings, cache, report)
+    warm_passes(specs, runs, settings, cache, report)
     return {
         "benchmark": "throughput_warm",
         "card": torch.cuda.get_device_name(0) if not smoke else "cpu",
