@@ -62,7 +62,8 @@ def test_run_status_and_conform(small_demo, tmp_path: Path) -> None:  # type: ig
     sidecar.write_text(yaml.safe_dump(entries))
     result = voidflow("run", str(small_demo.edit), "--sidecar", str(sidecar), "--out", str(out), home=home)
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "[3/3 · 2 done · 0 running · 1 failed · 0 queued" in result.stdout and "sh030: FAILED" in result.stdout
+    last = "[3/3 · 2 done · 0 running · 1 failed · 0 queued"
+    assert last in result.stdout and "sh030: FAILED" in result.stdout, result.stdout + result.stderr[-3000:]
 
     status = voidflow("status", "--json", home=home)
     assert status.returncode == 0
