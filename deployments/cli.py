@@ -98,7 +98,12 @@ def _parser() -> argparse.ArgumentParser:
         help="void backend: GPUs (auto: waits --gpu-wait for a GPU group to grow from zero), or cpu (tests only)",
     )
     run.add_argument("--gpu-wait", type=float, default=600.0, help="void backend: seconds to wait for a GPU (600)")
-    run.add_argument("--shot-timeout", type=float, default=4 * 3600.0, help="seconds one shot may take (14400)")
+    run.add_argument(
+        "--shot-timeout",
+        type=float,
+        default=4 * 3600.0,
+        help="seconds one shot may take, checked before each stage (14400)",
+    )
     run.add_argument(
         "--priority", type=int, default=0, help="void backend: GPU priority across batches, higher first (0)"
     )

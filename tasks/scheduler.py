@@ -137,7 +137,7 @@ class ShotScheduler:
 
         A failed shot never stops the others: this returns once every shot has a final outcome.
         """
-        task = process_shot.with_options(timeout_seconds=self._timeout_s)
+        task = process_shot  # its shot timeout is checked between stages (ShotJob.shot_timeout_s), not by Prefect
         queue = deque(_Submission(shot, slot) for slot, shot in enumerate(scheduling_order(self._shots)))
         window = submission_window()  # shots handed to Ray at once: bounded memory on edits of hundreds of shots
         pending: dict[Any, _Submission] = {}

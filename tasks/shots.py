@@ -80,7 +80,7 @@ class ShotJob:
     gate: bool = False
     allowed_roots: tuple[str, ...] = ()  # media and mattes outside are refused (``VOIDFLOW_ALLOWED_ROOTS``)
     db_timeout_s: float = 30.0  # how long a locked SQLite ledger is waited for (``VOIDFLOW_DB_TIMEOUT``)
-    shot_timeout_s: float | None = None  # one shot, all its stages (also checked between stages: see process_shot)
+    shot_timeout_s: float | None = None  # one shot, all its stages: checked before each stage (``_within_time``)
 
     def runs_pass2(self, shot: Shot) -> bool:
         """Whether ``shot`` gets VOID's pass 2: its own sidecar choice, else the batch's."""
@@ -509,6 +509,9 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
             if held is not None:
                 logger.info("%s: %s", shot.name, held)
                 return context.outcome(None, held, results, started)
+    except TaskRunTimeoutError as error:  # the shot timeout (an OSError too): Prefect's TimedOut, not retried
+        context.fail(str(error))
+        raise
     except OSError as error:  # a write outside the atomic writers (a work folder, say): name the file and cause
         reason = f"shot '{shot.name}': {error.filename or 'a file'}: {error.strerror or error}"
         context.fail(reason)
@@ -524,9 +527,11 @@ def process_shot(shot: Shot, job: ShotJob, slot: int = 0, attempt_base: int = 0)
 
 
 def _within_time(job: ShotJob, shot: Shot, started: float) -> None:
-    """Stop a shot past its time limit before its next stage. Prefect's own timeout cannot interrupt a blocking
-    call (a decode, a GPU wait), so a shot could otherwise run on past its limit; this is the same timeout, as
-    Prefect reports it (``TimedOut``, not retried).
+    """Stop a shot past its time limit before its next stage, as Prefect reports a timeout (``TimedOut``, not
+    retried). This is the shot timeout: a stage runs to its end (a GPU call has its own ``gpu_timeout_s``), as
+    Prefect's own task timeout would not interrupt a blocking call (a decode, a GPU wait) either, and where it did
+    interrupt, it raised into whatever ran: an import or a first database use, which then failed in the worker
+    process for every later shot.
 
     Raises:
         TaskRunTimeoutError: more than ``job.shot_timeout_s`` seconds went by since the shot started.

@@ -304,8 +304,9 @@ def test_a_read_only_output_folder_stops_the_run_with_its_name(small_demo, tmp_p
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_shot_past_its_time_limit_fails_and_leaves_no_stage_running(small_demo, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Issue 8: a shot that outlives ``shot_timeout_s`` fails with that reason, once (no retry), and the ledger
-    keeps no stage in a running state. The limit is far below a shot's work here (about half a second), and a shot
-    that Prefect's timeout cannot interrupt (a blocking call) is stopped before its next stage."""
+    keeps no stage in a running state. The limit is far below a shot's work here (about half a second): the shot is
+    stopped before its next stage (a stage runs to its end; nothing is raised into it, as Prefect's task timeout
+    would, into an import or a first database use, failing the worker process for later shots)."""
     request = BatchRequest(
         edit=small_demo.edit, sidecar=small_demo.sidecar, out_dir=tmp_path / "out", db_url=db_url, shot_timeout_s=0.1
     )
