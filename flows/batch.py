@@ -79,7 +79,7 @@ def run_batch(request: BatchRequest) -> BatchResult:
     skipped = tuple(shot.name for shot in shots if shot.status == "skipped")
     print(f"batch {batch_id}: {len(ready)} shots to process, {len(skipped)} skipped")
 
-    scheduler = ShotScheduler(ready, ledger=ledger, batch_id=batch_id, shot_timeout_s=request.shot_timeout_s)
+    scheduler = ShotScheduler(ready, ledger=ledger, batch_id=batch_id)
     try:
         with _workers(_shot_job(request, batch_id, settings), request, ready, settings.gpu_idle_s) as job:
             tally = scheduler.run(job)

@@ -114,19 +114,17 @@ class ShotScheduler:
     busy share in the progress line) count their loading too.
     """
 
-    def __init__(self, shots: Sequence[Shot], *, ledger: Ledger, batch_id: str, shot_timeout_s: float) -> None:
+    def __init__(self, shots: Sequence[Shot], *, ledger: Ledger, batch_id: str) -> None:
         """Open the batch's progress artifact at 0 %.
 
         Args:
             shots: the ready shots, in edit order (the tally keeps it).
             ledger: where lost and timed-out shots are recorded.
             batch_id: the batch the shots belong to.
-            shot_timeout_s: seconds one shot may take, all its stages; past it the shot fails, not retried.
         """
         self._shots = tuple(shots)
         self._ledger = ledger
         self._batch_id = batch_id
-        self._timeout_s = shot_timeout_s
         artifact = create_progress_artifact(0.0, key="voidflow-batch-progress", description=f"batch {batch_id}")
         assert isinstance(artifact, UUID)  # sync context: the artifact id, not a coroutine
         self._artifact = artifact
@@ -137,7 +135,7 @@ class ShotScheduler:
 
         A failed shot never stops the others: this returns once every shot has a final outcome.
         """
-        task = process_shot  # its shot timeout is checked between stages (ShotJob.shot_timeout_s), not by Prefect
+        task = process_shot  # its shot timeout (job.shot_timeout_s) is checked between stages, not by Prefect
         queue = deque(_Submission(shot, slot) for slot, shot in enumerate(scheduling_order(self._shots)))
         window = submission_window()  # shots handed to Ray at once: bounded memory on edits of hundreds of shots
         pending: dict[Any, _Submission] = {}
@@ -175,7 +173,7 @@ class ShotScheduler:
                 print(f"{name}: worker lost ({state.message}); running it again")
                 submit(dataclasses.replace(entry, lost=entry.lost + 1))
                 continue
-            outcomes[name], note = self._settle(name, future)
+            outcomes[name], note = self._settle(name, future, job)
             self._show(name, note, outcomes, running=len(pending), job=job)
         named = self._named
         return Tally(named(outcomes, "done"), named(outcomes, "failed"), named(outcomes, "waiting"))
@@ -191,7 +189,7 @@ class ShotScheduler:
         self._ledger.finish_shot(self._batch_id, name, state="failed", reason=reason)
         return reason
 
-    def _settle(self, name: str, future: Any) -> tuple[Outcome, str]:
+    def _settle(self, name: str, future: Any, job: ShotJob) -> tuple[Outcome, str]:
         """The final outcome of a finished shot task, and its note for the progress line; records lost stages."""
         state = future.state
         if state.is_completed():
@@ -201,8 +199,8 @@ class ShotScheduler:
             reused = f", cached: {' '.join(outcome.cached)}" if outcome.cached else ""
             return "done", f"{outcome.version} in {outcome.seconds:.1f}s{reused}"
         reason = state.message or "worker lost"
-        if state.name == "TimedOut":  # Prefect stopped the shot at the shot timeout: not retried
-            reason = f"shot '{name}': ran past its {self._timeout_s:g} s shot timeout (not retried)"
+        if state.name == "TimedOut":  # the shot stopped at its shot timeout (process_shot): not retried
+            reason = f"shot '{name}': ran past its {job.shot_timeout_s or 0:g} s shot timeout (not retried)"
             self._ledger.mark_lost(self._batch_id, name, reason, cause="ShotTimedOut")
         elif state.is_crashed():  # its worker was lost once too often
             self._ledger.mark_lost(self._batch_id, name, reason)

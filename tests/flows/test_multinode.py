@@ -127,9 +127,9 @@ def _run(request: BatchRequest, config: VoidConfig, gpus: int, found: list[str])
         found.append(batch_id)
         pool, handles = _pool(f"voidflow-{batch_id[:8]}", gpus)
         job = ShotJob(batch_id=batch_id, db_url=request.db_url, out_dir=request.out_dir, backend="void", seed=0,
-                      blend=Blend(), void=config, gpus=pool)  # fmt: skip
+                      blend=Blend(), void=config, gpus=pool, shot_timeout_s=600)  # fmt: skip
         ready = [shot for shot in shots if shot.status == "ready"]
-        ShotScheduler(ready, ledger=ledger, batch_id=batch_id, shot_timeout_s=600).run(job)
+        ShotScheduler(ready, ledger=ledger, batch_id=batch_id).run(job)
         ledger.finish_batch(batch_id)
         del handles  # the workers and dispatcher live until the shots are settled
 
