@@ -637,29 +637,24 @@ def warm_passes(
     lengths: Sequence[int],
     settings: VoidSettings,
     cache: CompileCache | None,
-    report: Callable[[str, int, PassRun], None] | None = None,
-) -> list[tuple[str, int, PassRun]]:
+    report: Callable[[str, int, PassRun], None],
+) -> None:
     """Load each pass of ``specs`` as a GPU worker does, one at a time, and compile it at each padded length of
-    ``lengths`` (``warm_lengths``) with ``VoidModel.warm``, into ``cache``; ``report`` hears of each call as it ends.
-    Returns each call's pass name, length and run, in order.
+    ``lengths`` (``warm_lengths``) with ``VoidModel.warm``, into ``cache``; ``report`` hears of each call (pass
+    name, length, how it ran) as it ends.
 
     Raises:
         InvalidInput: a length is not one of VOID's padded lengths.
     """
     import torch
 
-    runs: list[tuple[str, int, PassRun]] = []
     for name, spec in specs.items():
         model = VoidModel(spec, cache)
         for length in lengths:
-            run = model.warm(length, settings.height, settings.width)
-            runs.append((name, length, run))
-            if report is not None:
-                report(name, length, run)
+            report(name, length, model.warm(length, settings.height, settings.width))
         del model  # the next pass gets the whole card
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    return runs
 
 
 def _footprint(models: Any, dtype_bytes: int, *, resident_t5: bool) -> Footprint:
