@@ -176,6 +176,7 @@ def child(plan: dict[str, Any]) -> dict[str, Any]:
 
     import torch
 
+    from benchmarks.throughput import SMOKE_GEOMETRY, SMOKE_WINDOWS
     from voidflow.void_ops.void.backend import ModelSpec, VoidModel, VoidPass, VoidSettings
     from voidflow.void_ops.void.compile_cache import CompileCache, device_key
     from voidflow.void_ops.void.noise_warp import WarpSettings
@@ -185,9 +186,9 @@ def child(plan: dict[str, Any]) -> dict[str, Any]:
     device = "cpu" if smoke else "cuda"
     cache = None if smoke else CompileCache(Path(plan["cache"]), device_key(device))
     if smoke:
-        settings = VoidSettings(height=64, width=96, min_frames=13, max_frames=29)
+        settings = VoidSettings(**SMOKE_GEOMETRY)
         recipes = {
-            name: dataclasses.replace(recipe, steps=2, window=4, overlap=2)
+            name: dataclasses.replace(recipe, steps=2, **SMOKE_WINDOWS)
             for name, recipe in (("pass1", PASS1), ("pass2", PASS2))
         }
         frames, quadmask = shot(29, 180, 320)
