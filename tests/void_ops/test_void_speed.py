@@ -56,3 +56,51 @@ def test_warm_runs_the_fewest_lengths_that_meet_every_window_shape() -> None:
     assert warm_lengths([85, 197, 198], settings, window=22, overlap=4) == [85, 109, 197]  # 198: two 109-frame runs
     with pytest.raises(InvalidInput, match="at least 1 frame, got 0"):
         warm_lengths([0], settings, window=22, overlap=4)
+
+
+@pytest.mark.parametrize("name", ["pass1", "pass2"])
+def test_after_a_warm_up_the_shots_of_a_mix_compile_nothing_new(tmp_path, name: str) -> None:
+    """A node warmed for a batch's lengths (``voidflow models warm``, ``throughput.py --warm``) must not compile
+    again during the batch: on a GPU each VAE compile costs minutes. The VAE was handed slices of the whole clip, whose
+    strides change with its length, so every length the warm-up skipped compiled the VAE again (found on an H100:
+    the 12-shot batch was still compiling after nine minutes). The tiny model compiles on the CPU the same way."""
+    import dataclasses
+
+    import numpy as np
+    import torch._dynamo
+    import torch._dynamo.utils as dynamo_utils
+
+    from voidflow.void_ops.void.backend import ModelSpec, VoidModel, VoidPass, VoidSettings, warm_lengths
+    from voidflow.void_ops.void.noise_warp import WarpSettings
+    from voidflow.void_ops.void.speed import compile_vae, fuse_qkv
+    from voidflow.void_ops.void.tiny import build_tiny_void
+    from voidflow.void_ops.void.values import PASS1, PASS2
+
+    torch._dynamo.reset()  # graphs another test compiled for the same code would hide new ones
+    tiny = build_tiny_void(tmp_path / "void")
+    settings = VoidSettings(height=64, width=96, min_frames=13, max_frames=29)
+    recipe = dataclasses.replace(PASS1 if name == "pass1" else PASS2, window=4, overlap=2, steps=2)
+    model = VoidModel(ModelSpec(str(tiny.base), str(tiny.pass1), recipe, device="cpu", dtype="float32"))
+    fuse_qkv(model.models.transformer)  # the CUDA fast path, which a CPU model leaves off
+    compile_transformer(model.models.transformer)
+    compile_vae(model.models.vae)
+    shots = [17, 21, 29]  # padded runs of 21 and 29 frames (6 and 8 latent frames; the VAE in chunks of 13 and 8)
+    lengths = warm_lengths(shots, settings, window=4, overlap=2)
+    assert lengths == [21]  # every run's latent windows are 4 frames long: one warm length meets them all
+    for length in lengths:
+        model.warm(length, settings.height, settings.width)  # as warm_passes does, on a compiled model
+
+    def graphs() -> int:
+        return int(dynamo_utils.counters["stats"]["unique_graphs"])
+
+    warmed = graphs()
+    assert warmed > 0  # the warm-up compiled
+    void = VoidPass(model, settings, None if name == "pass1" else WarpSettings())
+    rng = np.random.default_rng(0)
+    for frames in shots:
+        plate = rng.integers(0, 256, (frames, 72, 120, 3), dtype=np.uint8)
+        quadmask = np.full((frames, 72, 120), 255, np.uint8)
+        quadmask[:, 20:50, 30:80] = 0
+        first_pass = None if name == "pass1" else rng.integers(0, 256, plate.shape, dtype=np.uint8)
+        void(plate, quadmask, seed=1, prompt="an empty street", first_pass=first_pass)
+        assert graphs() == warmed, f"a {frames}-frame shot compiled {graphs() - warmed} graph(s) after the warm-up"

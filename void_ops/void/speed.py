@@ -11,8 +11,9 @@ What each switch does:
 * ``compile_vae``: ``torch.compile`` of the VAE's encoder and decoder: on an H100 at 85 frames, 384x672, encode
   2.6 s to 1.3 s and decode 3.0 s to 1.4 s, with far smaller peaks (fused GroupNorm/SiLU temporaries). The VAE works
   in frame chunks of fixed sizes at every padded length VOID uses (8k+5 frames: a first chunk of 13, then 8s; two
-  latent frames per decode chunk), so it compiles once for all lengths: about 135 s on a first call, once per
-  process, or seconds from a persisted compile cache (``void_ops.void.compile_cache``).
+  latent frames per decode chunk), each made contiguous before the compiled call (a slice of the clip has strides
+  that change with its length, and Dynamo guards on them), so it compiles once for all lengths: about 135 s on a
+  first call, once per process, or seconds from a persisted compile cache (``void_ops.void.compile_cache``).
 * ``attention_backend``: picks PyTorch's scaled-dot-product attention kernel (``cudnn`` on H100 is the fastest for
   head dim 64 at these sequence lengths; ``flash`` and ``efficient`` are the other fused kernels); a batch prefers
   ``cudnn`` and falls back to the others where it cannot run.
@@ -22,6 +23,7 @@ What each switch does:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -74,9 +76,21 @@ def compile_transformer(transformer: Any, *, mode: str | None = None) -> None:
 
 
 def compile_vae(vae: Any) -> None:
-    """Compile the VAE's encoder and decoder in place (graph breaks allowed: its causal conv cache branches)."""
-    vae.encoder.compile(dynamic=False)
-    vae.decoder.compile(dynamic=False)
+    """Compile the VAE's encoder and decoder in place (graph breaks allowed: its causal conv cache branches).
+
+    Each is handed its frame chunk made contiguous first. diffusers passes a slice of the whole clip, whose strides
+    depend on the clip's length; Dynamo guards on strides, so without the copy every padded length compiled the VAE
+    again (minutes on a GPU) and a warm-up at some lengths did not cover the others.
+    """
+    import torch
+
+    for part in (vae.encoder, vae.decoder):
+        compiled = torch.compile(part.forward, dynamic=False)
+        part.forward = functools.partial(_contiguous_call, compiled)
+
+
+def _contiguous_call(compiled: Any, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    return compiled(sample.contiguous(), *args, **kwargs)
 
 
 @contextmanager
