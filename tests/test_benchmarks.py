@@ -34,6 +34,31 @@ def _smoke(script: str, out: Path, *extra: str, timeout: float = 600, without: t
     return document
 
 
+#: Python code that hides this venv's editable install of voidflow from the process running it.
+_NOT_INSTALLED = (
+    "import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in str(getattr(f, '__module__', ''))]; "
+    "sys.path[:] = [p for p in sys.path if '__editable__' not in p]; "
+)
+
+
+def test_benchmarks_and_the_processes_they_start_import_voidflow_where_it_is_not_installed() -> None:
+    """The GPU hosts have no voidflow installed: the scripts find it in this checkout, and so must the processes
+    they start (a batch's Ray workers died with "No module named 'voidflow'" on an H100 before this)."""
+    child = _NOT_INSTALLED + "import voidflow.void_ops.windows as w; print(w.__file__)"
+    parent = (
+        _NOT_INSTALLED
+        + "import importlib.util, subprocess; assert importlib.util.find_spec('voidflow') is None; "
+        + "import benchmarks._checkout; import voidflow.void_ops.windows as w; print(w.__file__, flush=True); "
+        + f"subprocess.run([sys.executable, '-c', {child!r}], check=True, cwd='/')"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", parent], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False, env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [Path(line).resolve() for line in result.stdout.split()] == [ROOT / "void_ops" / "windows.py"] * 2
+
+
 def test_windows_benchmark_smoke(tmp_path: Path) -> None:
     document = _smoke("windows.py", tmp_path / "windows.json")
     assert set(document["denoise_s_by_frames"]) == {"29", "30", "44"}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The 12-shot throughput run on one lent GPU machine, longer than one call's 600 s: a warm-up, then the batch on the
+# warmed node, in one background job that outlives the calls (a process in its own session runs on until the
+# machine goes back) and that later calls watch. Each call starts within 30 s of the last one's end.
+#
+#   call 1, carrying .devbundle/setup.sh and .devbundle/site312-core.tar.xz:
+#       source .devbundle/setup.sh && bash benchmarks/device/batch_run.sh start 540
+#   call 2, carrying .devbundle/setup.sh and .devbundle/site312-media.tar.xz (the batch waits for this part):
+#       source .devbundle/setup.sh && bash benchmarks/device/batch_run.sh watch 560
+#   call 3 and on, carrying .devbundle/setup.sh: the same `watch`, until it says the job ended
+#
+# `start` copies this checkout to /tmp/vf-batch/repo (a later call's copy of the working tree may be rewritten while
+# the job reads it) and starts the job; `watch SECONDS` waits up to SECONDS for the job to end, then prints the
+# end of its log and copies the log and whatever JSON it wrote so far (warm.json, throughput.json) to $OUT.
+set -uo pipefail
+work=/tmp/vf-batch
+pass2_every=6  # the same in the warm-up and the batch: the warm-up compiles pass 2 at the lengths that ask for it
+extra="${BATCH_RUN_ARGS:-}"  # more arguments for both runs, e.g. --smoke to try the script on a CPU
+
+watch() {
+    local deadline=$((SECONDS + $1))
+    while [ ! -f "$work/exit" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 5; done
+    tail -n 40 "$work/log"
+    if [ -f "$work/exit" ]; then echo "batch_run: the job ended, exit $(cat "$work/exit")"; else echo "batch_run: still running"; fi
+    if [ -n "${OUT:-}" ]; then
+        cp "$work/log" "$OUT/batch_run.log"
+        for name in warm.json throughput.json; do [ -f "$work/$name" ] && cp "$work/$name" "$OUT/"; done
+    fi
+    return 0
+}
+
+case "${1:-}" in
+start)
+    rm -rf "$work" && mkdir -p "$work/repo"
+    tar --exclude=./.devbundle --exclude=./.git -cf - . | tar -C "$work/repo" -xf -
+    cd "$work/repo" || exit 1
+    setsid nohup bash -c "
+        export PYTHONUNBUFFERED=1
+        python3 benchmarks/throughput.py --warm --pass2-every $pass2_every --keep $work/tp --out $work/warm.json $extra \
+            || { echo \$? > $work/exit; exit; }
+        until [ -f /tmp/site312/.unpacked-media ]; do sleep 5; done
+        echo 'batch_run: media packages there, starting the batch'
+        python3 benchmarks/throughput.py --pass2-every $pass2_every --keep $work/tp --out $work/throughput.json $extra
+        echo \$? > $work/exit
+    " >"$work/log" 2>&1 </dev/null &
+    cd - >/dev/null || exit 1
+    watch "${2:-540}"
+    ;;
+watch)
+    [ -d "$work" ] || { echo "batch_run: no job on this machine (a fresh machine: start again)" >&2; exit 1; }
+    watch "${2:-560}"
+    ;;
+*)
+    echo "usage: batch_run.sh start|watch [SECONDS]" >&2
+    exit 2
+    ;;
+esac
