@@ -4,9 +4,9 @@
 # machine goes back) and that later calls watch. Each call starts within 30 s of the last one's end.
 #
 #   call 1, carrying .devbundle/setup.sh and .devbundle/site312-core.tar.xz:
-#       source .devbundle/setup.sh && bash benchmarks/device/batch_run.sh start 540
+#       source .devbundle/setup.sh && bash benchmarks/device/batch_run.sh start 500
 #   call 2, carrying .devbundle/setup.sh and .devbundle/site312-media.tar.xz (the batch waits for this part):
-#       source .devbundle/setup.sh && bash benchmarks/device/batch_run.sh watch 560
+#       source .devbundle/setup.sh && bash benchmarks/device/batch_run.sh watch 520
 #   call 3 and on, carrying .devbundle/setup.sh: the same `watch`, until it says the job ended
 #
 # `start` copies this checkout to /tmp/vf-batch/repo (a later call's copy of the working tree may be rewritten while
