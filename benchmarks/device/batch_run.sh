@@ -44,7 +44,7 @@ start)
         echo \$? > $work/exit
     " >"$work/log" 2>&1 </dev/null &
     cd - >/dev/null || exit 1
-    watch "${2:-540}"
+    watch "${2:-500}"
     ;;
 watch)
     [ -d "$work" ] || { echo "batch_run: no job on this machine (a fresh machine: start again)" >&2; exit 1; }

@@ -82,8 +82,6 @@ def compile_vae(vae: Any) -> None:
     depend on the clip's length; Dynamo guards on strides, so without the copy every padded length compiled the VAE
     again (minutes on a GPU) and a warm-up at some lengths did not cover the others.
     """
-    import torch
-
     for part in (vae.encoder, vae.decoder):
         compiled = torch.compile(part.forward, dynamic=False)
         part.forward = functools.partial(_contiguous_call, compiled)
