@@ -244,22 +244,34 @@ class QcReport:
         return cls(**{**fields, "header": tuple(qc.get("header", ()))})
 
     @property
+    def failures(self) -> tuple[str, ...]:
+        """What failed, one short phrase per check with its measure and limit; empty when the version passes."""
+        checks = (
+            (self.changed_outside != 0, f"{self.changed_outside} px changed outside the matte"),
+            (
+                self.codec_p999 > self.tolerance_max,
+                f"codec p99.9 {self.codec_p999 * 255:.0f}/255 over {self.tolerance_max * 255:g}",
+            ),
+            (
+                self.codec_mean > self.tolerance_mean,
+                f"codec mean {self.codec_mean * 255:.3f}/255 over {self.tolerance_mean * 255:g}",
+            ),
+            (bool(self.header), "header wrong"),
+            (self.frames != self.expected_frames, f"{self.frames} frames, the plate has {self.expected_frames}"),
+            (self.fps != self.expected_fps, f"{self.fps:g} fps, the plate is {self.expected_fps:g}"),
+            (self.flicker > self.max_flicker, f"flicker {self.flicker:+.4f} over {self.max_flicker:g}"),
+        )
+        return tuple(phrase for failed, phrase in checks if failed)
+
+    @property
     def passed(self) -> bool:
         """True when nothing changed outside the matte (within codec tolerance for movies), frame count, rate and
         header match the plate, and the fill does not flicker more than ``max_flicker`` beyond its surroundings."""
-        return (
-            self.changed_outside == 0
-            and self.codec_p999 <= self.tolerance_max
-            and self.codec_mean <= self.tolerance_mean
-            and not self.header
-            and self.frames == self.expected_frames
-            and self.fps == self.expected_fps
-            and self.flicker <= self.max_flicker
-        )
+        return not self.failures
 
     def summary(self) -> str:
-        """Return a one-line description for reports."""
-        verdict = "passed" if self.passed else "FAILED"
+        """Return a one-line description for reports: the verdict (with what failed), then every measure."""
+        verdict = f"FAILED on {'; '.join(self.failures)}" if self.failures else "passed"
         codec = ""
         if self.tolerance_max:
             codec = (
@@ -268,8 +280,8 @@ class QcReport:
             )
         header = f", header: {'; '.join(self.header)}" if self.header else ""
         return (
-            f"{verdict}: {self.changed_outside} px changed outside the matte{codec}, flicker {self.flicker:+.4f}, "
-            f"{self.frames}/{self.expected_frames} frames at {self.fps:g} fps{header}"
+            f"{verdict} — {self.changed_outside} px changed outside the matte{codec}, flicker {self.flicker:+.4f} "
+            f"(limit {self.max_flicker:g}), {self.frames}/{self.expected_frames} frames at {self.fps:g} fps{header}"
         )
 
 

@@ -72,6 +72,15 @@ def test_qc_fails_on_flicker_and_count() -> None:
     assert not dataclasses.replace(good, flicker=0.2).passed
     assert not dataclasses.replace(good, frames=43).passed
     assert not dataclasses.replace(good, changed_outside=1).passed
+    assert good.summary().startswith("passed — 0 px changed outside the matte")
+
+
+def test_a_failed_qc_line_says_which_check_failed_and_its_limit() -> None:
+    flickers = QcReport(0, 0.0638, 44, 44, 24.0, 24.0)
+    assert flickers.failures == ("flicker +0.0638 over 0.02",)
+    assert flickers.summary().startswith("FAILED on flicker +0.0638 over 0.02 — 0 px changed outside the matte")
+    short = dataclasses.replace(flickers, flicker=0.001, frames=43, codec_p999=5 / 255, tolerance_max=4 / 255)
+    assert short.failures == ("codec p99.9 5/255 over 4", "43 frames, the plate has 44")
 
 
 @pytest.mark.usefixtures("ray_cluster")
