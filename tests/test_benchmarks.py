@@ -153,3 +153,46 @@ def test_cluster_sim_benchmark_smoke(tmp_path: Path) -> None:
     assert (document["ledger"]["writes"]["count"], document["ledger"]["reads"]["count"]) == (240, 72)
     assert 0 < document["gpu_busy"] <= 1 and document["frames"]["void_calls"] >= 24
     assert document["head"]["peak_rss_gb"] > 0 and document["head"]["cpu_s_per_shot"] > 0
+
+
+def _compile_in_a_process(cache: Path, log: Path, threads: int) -> None:
+    """Compile one small function with Inductor on the CPU in a fresh process with ``threads`` threads, sharing the
+    on-disk cache ``cache``, its cache keys written to ``log`` (as ``batch_run.sh`` has its runs do)."""
+    code = (
+        f"import torch; torch.set_num_threads({threads}); "
+        "f = torch.compile(lambda x: (x * 2).sin().cumsum(0)); f(torch.randn(256))"
+    )
+    env = {
+        **os.environ,
+        "TORCHINDUCTOR_CACHE_DIR": str(cache),
+        "TORCH_LOGS": "+torch._inductor.codecache,+torch._functorch._aot_autograd.autograd_cache",
+        "TORCH_LOGS_OUT": str(log),
+    }
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=300)
+
+
+def test_cache_keys_names_the_setting_that_made_a_warmed_process_compile_again(tmp_path: Path) -> None:
+    """``benchmarks/device/cache_keys.py``: a later process that finds the warm-up's compiled graphs computes no new
+    key; one with a different thread count (CPU kernels specialise on it) computes new keys, and the tool says the
+    thread count is the part that differs, not the graph."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cache_keys", ROOT / "benchmarks" / "device" / "cache_keys.py")
+    assert spec is not None and spec.loader is not None
+    cache_keys = importlib.util.module_from_spec(spec)
+    sys.modules["cache_keys"] = cache_keys  # its dataclasses look their module up
+    spec.loader.exec_module(cache_keys)
+    cache = tmp_path / "inductor"
+    logs = {name: tmp_path / f"{name}.log" for name in ("warm", "same", "other")}
+    for name, threads in (("warm", 1), ("same", 1), ("other", 2)):
+        _compile_in_a_process(cache, logs[name], threads)
+
+    def keys(name: str) -> list[Any]:
+        return cache_keys.parse(logs[name].read_bytes().decode("utf-8", "replace"))
+
+    assert keys("warm") and all(block.parts.get("gm") for block in keys("warm"))
+    same = cache_keys.compare(keys("warm"), keys("same"))
+    assert same["Autograd"]["new_keys"] == 0 and same["Autograd"]["later_keys"] > 0, same
+    other = cache_keys.compare(keys("warm"), keys("other"))["Autograd"]
+    assert other["new_keys"] > 0 and "cpp_runtime_thread_count" in other["parts_new_to_the_warm_up"], other
+    assert "gm" not in other["parts_new_to_the_warm_up"], other

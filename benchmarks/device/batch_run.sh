@@ -16,6 +16,9 @@ set -uo pipefail
 work=/tmp/vf-batch
 pass2_every=6  # the same in the warm-up and the batch: the warm-up compiles pass 2 at the lengths that ask for it
 extra="${BATCH_RUN_ARGS:-}"  # more arguments for both runs, e.g. --smoke to try the script on a CPU
+# BATCH_RUN_KEYS=1: both runs log every compile-cache key they compute (TORCH_LOGS_OUT, kept out of the job's log),
+# and the job ends by comparing them (cache_keys.py: which parts of the keys the batch met were new to the warm-up).
+keys="${BATCH_RUN_KEYS:-0}"
 
 watch() {
     local deadline=$((SECONDS + $1))
@@ -24,7 +27,7 @@ watch() {
     if [ -f "$work/exit" ]; then echo "batch_run: the job ended, exit $(cat "$work/exit")"; else echo "batch_run: still running"; fi
     if [ -n "${OUT:-}" ]; then
         cp "$work/log" "$OUT/batch_run.log"
-        for name in warm.json throughput.json; do [ -f "$work/$name" ] && cp "$work/$name" "$OUT/"; done
+        for name in warm.json throughput.json keys.json; do [ -f "$work/$name" ] && cp "$work/$name" "$OUT/"; done
     fi
     return 0
 }
@@ -36,12 +39,22 @@ start)
     cd "$work/repo" || exit 1
     setsid nohup bash -c "
         export PYTHONUNBUFFERED=1
-        python3 benchmarks/throughput.py --warm --pass2-every $pass2_every --keep $work/tp --out $work/warm.json $extra \
+        run() {  # run NAME ARGS...: one throughput.py run; with keys on, its cache keys go to $work/keys-NAME.log
+            local name=\$1; shift
+            if [ $keys != 1 ]; then python3 benchmarks/throughput.py \"\$@\"; return; fi
+            TORCH_LOGS=+torch._inductor.codecache,+torch._functorch._aot_autograd.autograd_cache \\
+                TORCH_LOGS_OUT=$work/keys-\$name.log python3 benchmarks/throughput.py \"\$@\" 2>&1 \\
+                | grep --line-buffered -aEv '[VDI][0-9]{4} [0-9:.]+ +[0-9]+ .*(codecache|autograd_cache)[.]py:[0-9]+[]]'
+            return \${PIPESTATUS[0]}
+        }
+        run warm --warm --pass2-every $pass2_every --keep $work/tp --out $work/warm.json $extra \\
             || { echo \$? > $work/exit; exit; }
         until [ -f /tmp/site312/.unpacked-media ]; do sleep 5; done
         echo 'batch_run: media packages there, starting the batch'
-        python3 benchmarks/throughput.py --pass2-every $pass2_every --keep $work/tp --out $work/throughput.json $extra
-        echo \$? > $work/exit
+        run batch --pass2-every $pass2_every --keep $work/tp --out $work/throughput.json $extra
+        status=\$?
+        [ $keys = 1 ] && python3 benchmarks/device/cache_keys.py $work/keys-warm.log $work/keys-batch.log --out $work/keys.json
+        echo \$status > $work/exit
     " >"$work/log" 2>&1 </dev/null &
     cd - >/dev/null || exit 1
     watch "${2:-500}"

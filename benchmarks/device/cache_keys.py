@@ -1,0 +1,101 @@
+"""Why a warmed node compiled again: compare the compile-cache keys of a warm-up with those of a later run.
+
+Inductor's FX graph cache and AOTAutograd's cache find a compiled graph by a key hashed from its parts (the graph,
+its example inputs, the Inductor config, grad mode, matmul settings, the torch version, the system ...); with
+``TORCH_LOGS="+torch._inductor.codecache,+torch._functorch._aot_autograd.autograd_cache"`` and ``TORCH_LOGS_OUT``
+each process writes every key it computes with each part's own hash. A key the later run computed that the warm-up
+never did is a graph it could not find; the parts whose hashes the warm-up never saw say why (``gm`` and
+``example_inputs``: a different graph or shapes; anything else: a setting that differs between the processes).
+
+    python3 benchmarks/device/cache_keys.py WARM_LOG LATER_LOG [--out summary.json]
+
+``batch_run.sh`` writes both logs when ``BATCH_RUN_KEYS=1`` and prints this summary at the end of the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["KeyBlock", "compare", "parse"]
+
+_HEADER = re.compile(r"\] (\[\d+/\d+\]) (Autograd|FX) graph cache hash details for key (\w+):")
+_PART = re.compile(r"\] (\[\d+/\d+\]) \[([a-z0-9]{40,60})\] ([A-Za-z_][\w.]*(?:\[[^\]]*\])?):")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyBlock:
+    """One cache key a process computed: which cache (``Autograd`` or ``FX``), the key, and its parts' hashes."""
+
+    cache: str
+    key: str
+    parts: dict[str, str]
+
+
+def parse(text: str) -> list[KeyBlock]:
+    """Every key block of a ``TORCH_LOGS_OUT`` log, in order (a part line belongs to the last header of its
+    compile id, ``[frame/compile]``; values that span lines are skipped, their hash is on the part's line)."""
+    blocks: list[KeyBlock] = []
+    open_blocks: dict[str, KeyBlock] = {}
+    for line in text.splitlines():
+        header = _HEADER.search(line)
+        if header:
+            block = KeyBlock(header.group(2), header.group(3), {})
+            blocks.append(block)
+            open_blocks[header.group(1)] = block
+            continue
+        part = _PART.search(line)
+        if part and part.group(1) in open_blocks:
+            open_blocks[part.group(1)].parts[part.group(3)] = part.group(2)
+    return blocks
+
+
+def compare(warm: list[KeyBlock], later: list[KeyBlock]) -> dict[str, object]:
+    """What the later run computed that the warm-up did not: per cache, the keys new to it, and for those the
+    parts (name: count of new keys) whose hash no key of the warm-up had."""
+    summary: dict[str, object] = {}
+    for cache in ("Autograd", "FX"):
+        known = {block.key for block in warm if block.cache == cache}
+        seen: dict[str, set[str]] = {}
+        for block in warm:
+            if block.cache == cache:
+                for name, digest in block.parts.items():
+                    seen.setdefault(name, set()).add(digest)
+        mine = [block for block in later if block.cache == cache]
+        new = [block for block in mine if block.key not in known]
+        differing: Counter[str] = Counter()
+        for block in new:
+            differing.update(name for name, digest in block.parts.items() if digest not in seen.get(name, set()))
+        summary[cache] = {
+            "warm_keys": len(known),
+            "later_keys": len({block.key for block in mine}),
+            "new_keys": len({block.key for block in new}),
+            "parts_new_to_the_warm_up": dict(differing.most_common()),
+        }
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("warm", type=Path, help="the warm-up's TORCH_LOGS_OUT file")
+    parser.add_argument("later", type=Path, help="the later run's TORCH_LOGS_OUT file")
+    parser.add_argument("--out", type=Path, help="also write the summary here")
+    args = parser.parse_args()
+
+    def read(path: Path) -> list[KeyBlock]:
+        return parse(path.read_bytes().decode("utf-8", "replace")) if path.exists() else []
+
+    summary = compare(read(args.warm), read(args.later))
+    text = json.dumps(summary, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
