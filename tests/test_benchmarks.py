@@ -175,19 +175,14 @@ def test_cache_keys_names_the_setting_that_made_a_warmed_process_compile_again(t
     """``benchmarks/device/cache_keys.py``: a later process that finds the warm-up's compiled graphs computes no new
     key; one with a different thread count (CPU kernels specialise on it) computes new keys, and the tool says the
     thread count is the part that differs, not the graph."""
-    import importlib.util
+    from benchmarks.device import cache_keys
 
-    spec = importlib.util.spec_from_file_location("cache_keys", ROOT / "benchmarks" / "device" / "cache_keys.py")
-    assert spec is not None and spec.loader is not None
-    cache_keys = importlib.util.module_from_spec(spec)
-    sys.modules["cache_keys"] = cache_keys  # its dataclasses look their module up
-    spec.loader.exec_module(cache_keys)
     cache = tmp_path / "inductor"
     logs = {name: tmp_path / f"{name}.log" for name in ("warm", "same", "other")}
     for name, threads in (("warm", 1), ("same", 1), ("other", 2)):
         _compile_in_a_process(cache, logs[name], threads)
 
-    def keys(name: str) -> list[Any]:
+    def keys(name: str) -> list[cache_keys.KeyBlock]:
         return cache_keys.parse(logs[name].read_bytes().decode("utf-8", "replace"))
 
     assert keys("warm") and all(block.parts.get("gm") for block in keys("warm"))

@@ -271,7 +271,8 @@ class QcReport:
 
     def summary(self) -> str:
         """Return a one-line description for reports: the verdict (with what failed), then every measure."""
-        verdict = f"FAILED on {'; '.join(self.failures)}" if self.failures else "passed"
+        failures = self.failures
+        verdict = f"FAILED on {'; '.join(failures)}" if failures else "passed"
         codec = ""
         if self.tolerance_max:
             codec = (

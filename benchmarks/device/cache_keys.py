@@ -59,10 +59,11 @@ def compare(warm: list[KeyBlock], later: list[KeyBlock]) -> dict[str, object]:
     parts (name: count of new keys) whose hash no key of the warm-up had."""
     summary: dict[str, object] = {}
     for cache in ("Autograd", "FX"):
-        known = {block.key for block in warm if block.cache == cache}
+        known: set[str] = set()
         seen: dict[str, set[str]] = {}
         for block in warm:
             if block.cache == cache:
+                known.add(block.key)
                 for name, digest in block.parts.items():
                     seen.setdefault(name, set()).add(digest)
         mine = [block for block in later if block.cache == cache]
