@@ -183,6 +183,7 @@ def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[
                 "call_s": round(sum(float(call["seconds"]) for call in stage_calls), 3),
                 "kernel_s": _sum(call.get("kernel_s") for call in stage_calls),
                 "compile_cache": [call.get("compile_cache") for call in stage_calls],
+                "compile_graphs": [call.get("compile_graphs") for call in stage_calls],
                 "recipe": stage_calls[0]["recipe"]["name"] if stage_calls else None,
                 "peak_gb": stage_calls[0].get("peak_gb") if stage_calls else None,
                 **({"noise_cpu_s": _sum(c.get("noise_cpu_s") for c in stage_calls)} if run.stage == "pass2" else {}),
@@ -353,8 +354,14 @@ def warm(root: Path, lengths: list[int], *, smoke: bool, pass2_every: int, compi
 
     def report(name: str, length: int, run: PassRun) -> None:
         seconds = round(run.finished - run.started, 2)
-        calls.append({"pass": name, "frames": length, "seconds": seconds, "compile_cache": run.cache.state})
-        print(f"{name} {length} frames: {seconds} s, cache {run.cache.state}", flush=True)
+        graphs = run.cache.graphs.as_dict() if run.cache.graphs else None
+        calls.append(
+            {"pass": name, "frames": length, "seconds": seconds, "compile_cache": run.cache.state, "graphs": graphs}
+        )
+        print(
+            f"{name} {length} frames: {seconds} s, cache {run.cache.state}, {run.cache.graphs or 'nothing compiled'}",
+            flush=True,
+        )
 
     started = time.perf_counter()
     warm_passes(specs, runs, settings, cache, report)

@@ -127,8 +127,10 @@ class GpuWorker:
         assert run is not None
         if run.passed_over:
             print(f"{label}: ran with memory recipe '{run.recipe.name}' ({'; '.join(run.passed_over)})", flush=True)
-        if run.cache.state == "miss":  # compiled here: saved for the next worker, or why not
-            print(f"{label}: compiled; compile cache {run.cache.key}: {run.cache.note}", flush=True)
+        graphs = run.cache.graphs
+        if run.cache.state == "miss" or (graphs is not None and graphs.compiled):  # what it compiled, where it went
+            note = run.cache.note or "nothing new to save"
+            print(f"{label}: {graphs or 'compiled'}; compile cache {run.cache.key}: {note}", flush=True)
         return frames, run.facts()
 
 

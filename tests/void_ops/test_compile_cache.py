@@ -16,21 +16,22 @@ from pathlib import Path
 import pytest
 
 from voidflow.void_ops.exceptions import InvalidInput
-from voidflow.void_ops.void.compile_cache import CacheUse, CompileCache, cache_key, device_key
+from voidflow.void_ops.void.compile_cache import CacheUse, CompileCache, GraphCounts, cache_key, device_key
 
 # One process: load the folder, compile what argv names (f, or f then g), save after each; print what happened.
 _PROCESS = """
 import json, sys, torch
-from voidflow.void_ops.void.compile_cache import CompileCache
+from voidflow.void_ops.void.compile_cache import CompileCache, GraphCounts
 cache = CompileCache(sys.argv[1], "cpu-test")
 loaded = cache.load()
 uses = []
 for name in sys.argv[2:]:
     scale = 2.0 if name == "f" else 3.0
+    before = GraphCounts.now()
     compiled = torch.compile(lambda x: (x.sin() * scale + 1).relu(), dynamic=False)
     compiled(torch.ones(8, 8))
     use = cache.save()
-    uses.append([use.state, use.note])
+    uses.append([use.state, use.note, GraphCounts.now().since(before).as_dict()])
 print(json.dumps({"loaded": loaded.as_dict(), "uses": uses}))
 """
 
@@ -78,7 +79,8 @@ def test_a_compile_saved_by_one_process_is_a_hit_in_the_next(tmp_path: Path) -> 
         # an Inductor cache the environment pins is kept; Triton's, unpinned here, goes in the folder
         "inductor": str(tmp_path / "inductor-1"), "triton": str(folder / "triton"),
     }  # fmt: skip
-    [(state, note)] = first["uses"]  # type: ignore[misc]
+    [(state, note, graphs)] = first["uses"]  # type: ignore[misc]
+    assert graphs == {"found": 0, "compiled": 1, "uncached": 0}  # what provenance counts for a call
     (blob,) = [name for name in _files(folder) if name.endswith(".bin")]
     assert state == "miss" and note.endswith(f"as {blob}")
     assert _files(folder) == [blob, blob.replace(".bin", ".json")]  # no temporary file left behind
@@ -93,9 +95,9 @@ def test_a_compile_saved_by_one_process_is_a_hit_in_the_next(tmp_path: Path) -> 
     second = _process(root, tmp_path / "inductor-2", "f", "g")
     loaded = second["loaded"]
     assert (loaded["files"], loaded["artifacts"]) == (1, len(manifest["artifacts"]))  # type: ignore[index]
-    [(hit, hit_note), (miss, _)] = second["uses"]  # type: ignore[misc]
-    assert (hit, hit_note) == ("hit", "")
-    assert miss == "miss"
+    [(hit, hit_note, found), (miss, _, compiled)] = second["uses"]  # type: ignore[misc]
+    assert (hit, hit_note, found) == ("hit", "", {"found": 1, "compiled": 0, "uncached": 0})
+    assert (miss, compiled) == ("miss", {"found": 0, "compiled": 1, "uncached": 0})
     (newer,) = [name for name in _files(folder) if name.endswith(".bin")]
     assert newer != blob and len(_files(folder)) == 2
     held = set(json.loads((folder / newer).with_suffix(".json").read_text())["artifacts"])
@@ -130,3 +132,6 @@ def test_cache_use_facts_say_why_the_cache_is_off() -> None:
         "compile_cache_note": "nothing is compiled on cpu (the fast path is for CUDA GPUs)",
     }
     assert CacheUse("hit", "k").facts() == {"compile_cache": "hit", "compile_cache_key": "k"}
+    counted = CacheUse("hit", "k", graphs=GraphCounts(found=3))
+    assert counted.facts()["compile_graphs"] == {"found": 3, "compiled": 0, "uncached": 0}
+    assert str(GraphCounts(1, 2, 0)) == "2 graph(s) compiled, 1 found in the cache, 0 uncacheable"

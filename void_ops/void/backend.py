@@ -32,7 +32,7 @@ import numpy as np
 from voidflow.void_ops.exceptions import GpuOutOfMemory, InvalidInput
 from voidflow.void_ops.frames import from_unit, to_unit
 from voidflow.void_ops.quadmask import KEEP, quantise, region
-from voidflow.void_ops.void.compile_cache import CacheUse, CompileCache
+from voidflow.void_ops.void.compile_cache import CacheUse, CompileCache, GraphCounts
 from voidflow.void_ops.void.memory import RECIPES, Footprint, Recipe, estimate_gb
 from voidflow.void_ops.void.values import (
     Fit,
@@ -473,6 +473,7 @@ class VoidModel:
             "weights": {_weight_name(w.path, spec.base): w.sha256 for w in self.models.weights},
         }
         self.compile_cache = compile_cache if fast else None
+        self._compiles = fast
         if not spec.compile:
             off = "compilation is off (--no-compile)"
         elif not fast:
@@ -583,6 +584,7 @@ class VoidModel:
             started = time.time()
             cuda = self.sampler.device.type == "cuda"
             clock = _KernelClock(self.sampler.device)
+            graphs = GraphCounts.now() if self._compiles else None
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.sampler.device)
             try:
@@ -597,6 +599,8 @@ class VoidModel:
             finished = time.time()
             peak = torch.cuda.max_memory_allocated(self.sampler.device) / 1e9 if cuda else None
             cache = self.compile_cache.save() if self.compile_cache is not None else self._cache_off
+            if graphs is not None:
+                cache = dataclasses.replace(cache, graphs=GraphCounts.now().since(graphs))
             self.last_run = PassRun(
                 recipe, tuple(passed_over), started, finished, need, peak, clock.seconds(), self.attention, cache
             )

@@ -40,7 +40,7 @@ from typing import Any, Literal
 from voidflow.void_ops.exceptions import InvalidInput
 from voidflow.void_ops.files import atomic_write
 
-__all__ = ["CacheLoad", "CacheState", "CacheUse", "CompileCache", "cache_key", "device_key"]
+__all__ = ["CacheLoad", "CacheState", "CacheUse", "CompileCache", "GraphCounts", "cache_key", "device_key"]
 
 #: How a model call met the compile cache: ``hit`` (every graph it needed came from the cache, or from this
 #: process's earlier calls), ``miss`` (it compiled a graph the cache lacked; saved after the call), ``off`` (nothing
@@ -126,17 +126,60 @@ class CacheLoad:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphCounts:
+    """Graphs this process handed to Inductor so far, by how Inductor's FX graph cache met them (torch's own
+    counters); ``since`` gives one call's share.
+
+    Attributes:
+        found: graphs found compiled in the cache (Inductor's folder, or loaded artifacts).
+        compiled: graphs compiled because the cache had none with their key.
+        uncached: graphs compiled that Inductor cannot cache (it says why in its log).
+    """
+
+    found: int = 0
+    compiled: int = 0
+    uncached: int = 0
+
+    @classmethod
+    def now(cls) -> GraphCounts:
+        """The process's counts so far (all zero where nothing was compiled)."""
+        from torch._dynamo.utils import counters
+
+        inductor = counters["inductor"]
+        return cls(inductor["fxgraph_cache_hit"], inductor["fxgraph_cache_miss"], inductor["fxgraph_cache_bypass"])
+
+    def since(self, before: GraphCounts) -> GraphCounts:
+        """The counts added after ``before`` was taken."""
+        return GraphCounts(self.found - before.found, self.compiled - before.compiled, self.uncached - before.uncached)
+
+    def as_dict(self) -> dict[str, int]:
+        """Return the counts for provenance."""
+        return {"found": self.found, "compiled": self.compiled, "uncached": self.uncached}
+
+    def __str__(self) -> str:
+        return f"{self.compiled} graph(s) compiled, {self.found} found in the cache, {self.uncached} uncacheable"
+
+
+@dataclass(frozen=True, slots=True)
 class CacheUse:
-    """How one model call used the compile cache, for provenance (``facts``)."""
+    """How one model call used the compile cache, for provenance (``facts``).
+
+    Attributes:
+        graphs: the graphs the call handed to Inductor (None where nothing compiles: the CPU, ``--no-compile``).
+    """
 
     state: CacheState
     key: str | None = None
     note: str = ""
+    graphs: GraphCounts | None = None
 
     def facts(self) -> dict[str, object]:
-        """``compile_cache`` (hit, miss or off), ``compile_cache_key``, and ``compile_cache_note`` when there is one
-        (why it is off, what was saved, why a save failed)."""
+        """``compile_cache`` (hit, miss or off), ``compile_cache_key``, ``compile_graphs`` (``GraphCounts``) where
+        the call compiles, and ``compile_cache_note`` when there is one (why it is off, what was saved, why a save
+        failed)."""
         facts: dict[str, object] = {"compile_cache": self.state, "compile_cache_key": self.key}
+        if self.graphs is not None:
+            facts["compile_graphs"] = self.graphs.as_dict()
         if self.note:
             facts["compile_cache_note"] = self.note
         return facts
