@@ -191,3 +191,21 @@ def test_cache_keys_names_the_setting_that_made_a_warmed_process_compile_again(t
     other = cache_keys.compare(keys("warm"), keys("other"))["Autograd"]
     assert other["new_keys"] > 0 and "cpp_runtime_thread_count" in other["parts_new_to_the_warm_up"], other
     assert "gm" not in other["parts_new_to_the_warm_up"], other
+    assert other["values"]["cpp_runtime_thread_count"] == {"later": "2", "warm": ["1"]}, other
+
+
+def test_warm_reuse_smoke(tmp_path: Path) -> None:
+    """``benchmarks/device/warm_reuse.py --smoke``: the warm-up, a plain process and a GPU worker of the batch's own
+    Ray service each run both passes on the tiny VOID; on the CPU nothing compiles, so no call counts graphs and no
+    process computes a cache key."""
+    document = _smoke("device/warm_reuse.py", tmp_path / "warm_reuse.json", "--folder", str(tmp_path / "work"))
+    processes = document["processes"]
+    assert list(processes) == ["warm", "plain", "ray"], processes
+    assert len({process["pid"] for process in processes.values()}) == 3
+    for process in processes.values():
+        assert [call["pass"] for call in process["calls"]] == ["pass1", "pass2"], process
+        assert all(call["compile_cache"] == "off" and call["graphs"] is None for call in process["calls"]), process
+    for role in ("plain", "ray"):
+        assert processes[role]["keys"]["FX"] == {
+            "warm_keys": 0, "later_keys": 0, "new_keys": 0, "parts_new_to_the_warm_up": {}, "values": {}
+        }  # fmt: skip

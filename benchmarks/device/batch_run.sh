@@ -8,6 +8,8 @@
 #   call 2, carrying .devbundle/setup.sh and .devbundle/site312-media.tar.xz (the batch waits for this part):
 #       source .devbundle/setup.sh && bash benchmarks/device/batch_run.sh watch 520
 #   call 3 and on, carrying .devbundle/setup.sh: the same `watch`, until it says the job ended
+# With BATCH_RUN_HOLD=1 on `start`, the batch waits after the warm-up for a `go SECONDS` call (a watch that first
+# copies its checkout over the job's).
 #
 # `start` copies this checkout to /tmp/vf-batch/repo (a later call's copy of the working tree may be rewritten while
 # the job reads it) and starts the job; `watch SECONDS` waits up to SECONDS for the job to end, then prints the
@@ -17,25 +19,40 @@ work=/tmp/vf-batch
 pass2_every=6  # the same in the warm-up and the batch: the warm-up compiles pass 2 at the lengths that ask for it
 extra="${BATCH_RUN_ARGS:-}"  # more arguments for both runs, e.g. --smoke to try the script on a CPU
 # BATCH_RUN_KEYS=1: both runs log every compile-cache key they compute (TORCH_LOGS_OUT, kept out of the job's log),
-# and the job ends by comparing them (cache_keys.py: which parts of the keys the batch met were new to the warm-up).
+# and the job ends by comparing them (cache_keys.py: which parts of the keys the batch met were new to the warm-up);
+# a watch before the end compares what the logs hold so far (keys-so-far.json).
 keys="${BATCH_RUN_KEYS:-0}"
+# BATCH_RUN_HOLD=1: after the warm-up the batch waits for `go`, which first copies this checkout over the job's copy
+# (a change made while the warm-up ran is what the batch runs).
+hold="${BATCH_RUN_HOLD:-0}"
 
 watch() {
     local deadline=$((SECONDS + $1))
     while [ ! -f "$work/exit" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 5; done
     tail -n 40 "$work/log"
     if [ -f "$work/exit" ]; then echo "batch_run: the job ended, exit $(cat "$work/exit")"; else echo "batch_run: still running"; fi
+    if [ ! -f "$work/keys.json" ] && [ -f "$work/keys-warm.log" ] && [ -f "$work/keys-batch.log" ]; then
+        python3 "$work/repo/benchmarks/device/cache_keys.py" "$work/keys-warm.log" "$work/keys-batch.log" \
+            --out "$work/keys-so-far.json" >/dev/null
+    fi
     if [ -n "${OUT:-}" ]; then
         cp "$work/log" "$OUT/batch_run.log"
-        for name in warm.json throughput.json keys.json; do [ -f "$work/$name" ] && cp "$work/$name" "$OUT/"; done
+        for name in warm.json throughput.json keys.json keys-so-far.json; do
+            [ -f "$work/$name" ] && cp "$work/$name" "$OUT/"
+        done
     fi
     return 0
 }
 
+copy_checkout() {  # this call's checkout over the job's copy (never the bundle or git's folder)
+    mkdir -p "$work/repo"
+    tar --exclude=./.devbundle --exclude=./.git -cf - . | tar -C "$work/repo" -xf -
+}
+
 case "${1:-}" in
 start)
-    rm -rf "$work" && mkdir -p "$work/repo"
-    tar --exclude=./.devbundle --exclude=./.git -cf - . | tar -C "$work/repo" -xf -
+    rm -rf "$work" && copy_checkout
+    [ "$hold" = 1 ] || touch "$work/go"
     cd "$work/repo" || exit 1
     setsid nohup bash -c "
         export PYTHONUNBUFFERED=1
@@ -49,7 +66,8 @@ start)
         }
         run warm --warm --pass2-every $pass2_every --keep $work/tp --out $work/warm.json $extra \\
             || { echo \$? > $work/exit; exit; }
-        until [ -f /tmp/site312/.unpacked-media ]; do sleep 5; done
+        echo 'batch_run: warm-up done; the batch waits for the media packages and for go'
+        until [ -f /tmp/site312/.unpacked-media ] && [ -f $work/go ]; do sleep 5; done
         echo 'batch_run: media packages there, starting the batch'
         run batch --pass2-every $pass2_every --keep $work/tp --out $work/throughput.json $extra
         status=\$?
@@ -63,8 +81,14 @@ watch)
     [ -d "$work" ] || { echo "batch_run: no job on this machine (a fresh machine: start again)" >&2; exit 1; }
     watch "${2:-560}"
     ;;
+go)
+    [ -d "$work" ] || { echo "batch_run: no job on this machine (a fresh machine: start again)" >&2; exit 1; }
+    [ -f "$work/go" ] && { echo "batch_run: the batch was already let go" >&2; exit 1; }
+    copy_checkout && touch "$work/go" && echo "batch_run: this checkout copied; the batch goes"
+    watch "${2:-560}"
+    ;;
 *)
-    echo "usage: batch_run.sh start|watch [SECONDS]" >&2
+    echo "usage: batch_run.sh start|watch|go [SECONDS]" >&2
     exit 2
     ;;
 esac

@@ -18,22 +18,25 @@ import argparse
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["KeyBlock", "compare", "parse"]
 
 _HEADER = re.compile(r"\] (\[\d+/\d+\]) (Autograd|FX) graph cache hash details for key (\w+):")
-_PART = re.compile(r"\] (\[\d+/\d+\]) \[([a-z0-9]{40,60})\] ([A-Za-z_][\w.]*(?:\[[^\]]*\])?):")
+_PART = re.compile(r"\] (\[\d+/\d+\]) \[([a-z0-9]{40,60})\] ([A-Za-z_][\w.]*(?:\[[^\]]*\])?): ?(.*)$")
+_VALUE = 300  # characters of a part's value kept (a graph's code is long; a setting's value is short)
 
 
 @dataclass(frozen=True, slots=True)
 class KeyBlock:
-    """One cache key a process computed: which cache (``Autograd`` or ``FX``), the key, and its parts' hashes."""
+    """One cache key a process computed: which cache (``Autograd`` or ``FX``), the key, its parts' hashes, and the
+    start of each part's value as logged (its first line)."""
 
     cache: str
     key: str
     parts: dict[str, str]
+    values: dict[str, str] = field(default_factory=dict)
 
 
 def parse(text: str) -> list[KeyBlock]:
@@ -50,32 +53,45 @@ def parse(text: str) -> list[KeyBlock]:
             continue
         part = _PART.search(line)
         if part and part.group(1) in open_blocks:
-            open_blocks[part.group(1)].parts[part.group(3)] = part.group(2)
+            block = open_blocks[part.group(1)]
+            block.parts[part.group(3)] = part.group(2)
+            block.values[part.group(3)] = part.group(4)[:_VALUE]
     return blocks
 
 
 def compare(warm: list[KeyBlock], later: list[KeyBlock]) -> dict[str, object]:
-    """What the later run computed that the warm-up did not: per cache, the keys new to it, and for those the
-    parts (name: count of new keys) whose hash no key of the warm-up had."""
+    """What the later run computed that the warm-up did not: per cache, the keys new to it, for those the parts
+    (name: count of new keys) whose hash no key of the warm-up had, and for each such part other than the graph
+    itself (``gm``) the value the later run logged beside those the warm-up logged (``values``: a setting that
+    differs shows both)."""
     summary: dict[str, object] = {}
     for cache in ("Autograd", "FX"):
         known: set[str] = set()
         seen: dict[str, set[str]] = {}
+        warm_values: dict[str, set[str]] = {}
         for block in warm:
             if block.cache == cache:
                 known.add(block.key)
                 for name, digest in block.parts.items():
                     seen.setdefault(name, set()).add(digest)
+                    warm_values.setdefault(name, set()).add(block.values.get(name, ""))
         mine = [block for block in later if block.cache == cache]
         new = [block for block in mine if block.key not in known]
         differing: Counter[str] = Counter()
+        values: dict[str, dict[str, object]] = {}
         for block in new:
-            differing.update(name for name, digest in block.parts.items() if digest not in seen.get(name, set()))
+            for name, digest in block.parts.items():
+                if digest in seen.get(name, set()):
+                    continue
+                differing[name] += 1
+                if name != "gm" and name not in values:
+                    values[name] = {"later": block.values.get(name, ""), "warm": sorted(warm_values.get(name, ()))[:3]}
         summary[cache] = {
             "warm_keys": len(known),
             "later_keys": len({block.key for block in mine}),
             "new_keys": len({block.key for block in new}),
             "parts_new_to_the_warm_up": dict(differing.most_common()),
+            "values": values,
         }
     return summary
 

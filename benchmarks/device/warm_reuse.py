@@ -1,0 +1,199 @@
+"""Does a warm-up spare later processes their compile on this GPU? A tiny VOID on CUDA, compiled for real.
+
+Three processes share one compile cache (voidflow's folder, Inductor's and Triton's): the warm-up
+(``warm_passes``, as ``voidflow models warm`` and ``throughput.py --warm`` run it), then a plain process and a GPU
+worker of the batch's own Ray service (``start_gpu_service``), each making one real call per pass at a length the
+warm-up compiled. Every process counts the graphs it compiled and found (``GraphCounts``) and logs its cache keys;
+the JSON says, per later process, how many of its keys were new to the warm-up and which parts of them
+(``cache_keys.compare``). The tiny model compiles in seconds, so the question costs a minute of GPU time, not the
+full model's ten.
+
+    python3 benchmarks/device/warm_reuse.py [--out result.json] [--folder DIR] [--smoke]
+
+``--smoke`` runs the same on the CPU, where nothing compiles (the plumbing only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import benchmarks._checkout  # noqa: F401  (voidflow.* from this checkout where it is not installed)
+
+GEOMETRY = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29}
+WINDOWS = {"window": 4, "overlap": 2}
+SHOT = 21  # frames: a padded run of 29, two multidiffusion windows of 4 latent frames
+STEPS = 3
+ROLES = ("warm", "plain", "ray")
+_KEY_LOGS = "+torch._inductor.codecache,+torch._functorch._aot_autograd.autograd_cache"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--folder", type=Path, help="work here (default: a temporary folder)")
+    parser.add_argument("--smoke", action="store_true", help="on the CPU: nothing compiles, the plumbing runs")
+    parser.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)  # one child process
+    args = parser.parse_args(argv)
+    folder = args.folder or Path(tempfile.mkdtemp(prefix="warm-reuse-"))
+    if args.role:
+        print(json.dumps(child(args.role, folder, smoke=args.smoke)), flush=True)
+        return 0
+    document = parent(folder, smoke=args.smoke)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print(json.dumps(document), flush=True)  # one line, the output's last
+    return 0
+
+
+def parent(folder: Path, *, smoke: bool) -> dict[str, Any]:
+    """Build the tiny VOID, run the three processes in turn, and compare their keys with the warm-up's."""
+    from benchmarks.device.cache_keys import compare, parse
+    from voidflow.void_ops.void.tiny import build_tiny_void
+
+    folder.mkdir(parents=True, exist_ok=True)
+    models = build_tiny_void(folder / "models")
+    (folder / "models.json").write_text(json.dumps({"base": str(models.base), "pass1": str(models.pass1)}))
+    env = {
+        **os.environ,
+        "VOIDFLOW_HOME": str(folder / "home"),
+        "VOIDFLOW_COMPILE_CACHE": str(folder / "compile-cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"),
+        "TRITON_CACHE_DIR": str(folder / "triton"),
+        "RAY_AUTH_MODE": "disabled",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "TORCH_LOGS": _KEY_LOGS,
+    }
+    document: dict[str, Any] = {"benchmark": "warm_reuse", "shot_frames": SHOT, "steps": STEPS, "processes": {}}
+    for role in ROLES:
+        log = folder / f"keys-{role}.log"
+        command = [sys.executable, __file__, "--role", role, "--folder", str(folder), *(["--smoke"] * smoke)]
+        result = subprocess.run(
+            command, env={**env, "TORCH_LOGS_OUT": str(log)}, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            document["processes"][role] = {"error": result.stderr.strip().splitlines()[-1:]}
+            print(result.stderr[-4000:], file=sys.stderr)
+            continue
+        document["processes"][role] = json.loads(result.stdout.strip().splitlines()[-1])
+    warm_keys = parse(_read(folder / "keys-warm.log"))
+    for role in ROLES[1:]:
+        if role in document["processes"]:
+            document["processes"][role]["keys"] = compare(warm_keys, parse(_read(folder / f"keys-{role}.log")))
+    return document
+
+
+def _read(path: Path) -> str:
+    return path.read_bytes().decode("utf-8", "replace") if path.is_file() else ""
+
+
+def child(role: str, folder: Path, *, smoke: bool) -> dict[str, Any]:
+    """One process of the three: warm up, or make one call per pass (in this process, or on a Ray GPU worker)."""
+    import dataclasses
+
+    import torch
+
+    from voidflow.void_ops.void.backend import ModelSpec, VoidSettings, warm_lengths, warm_passes
+    from voidflow.void_ops.void.compile_cache import CompileCache, device_key
+    from voidflow.void_ops.void.values import PASS1, PASS2
+
+    paths = json.loads((folder / "models.json").read_text())
+    device, dtype = ("cpu", "float32") if smoke else ("cuda", "bfloat16")
+    settings = VoidSettings(**GEOMETRY)
+    recipes = {
+        name: dataclasses.replace(recipe, **WINDOWS, steps=STEPS)
+        for name, recipe in (("pass1", PASS1), ("pass2", PASS2))
+    }
+    specs = {
+        name: ModelSpec(paths["base"], paths["pass1"], recipe, device=device, dtype=dtype)
+        for name, recipe in recipes.items()
+    }
+    cache_root = Path(os.environ["VOIDFLOW_COMPILE_CACHE"])
+    cache = None if smoke else CompileCache(cache_root, device_key(device))
+    calls: list[dict[str, Any]] = []
+    if role == "warm":
+        lengths = warm_lengths([SHOT], settings, window=WINDOWS["window"], overlap=WINDOWS["overlap"])
+
+        def report(name: str, length: int, run: Any) -> None:
+            calls.append(_call(name, length, run.finished - run.started, run.facts()))
+
+        warm_passes(specs, lengths, settings, cache, report)
+    elif role == "plain":
+        from voidflow.void_ops.void.backend import VoidModel
+
+        models = {name: VoidModel(spec, cache) for name, spec in specs.items()}  # both resident, as on a worker
+        for name, model in models.items():
+            channels, scale = model.latent_geometry
+            model(_input(name, settings, channels, scale))
+            assert model.last_run is not None
+            facts = model.last_run.facts()
+            calls.append(_call(name, SHOT, facts["seconds"], facts))
+    else:
+        calls = _on_ray(specs, settings, smoke=smoke)
+    return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls}
+
+
+def _on_ray(specs: dict[str, Any], settings: Any, *, smoke: bool) -> list[dict[str, Any]]:
+    """The calls on a GPU worker of the batch's own service, started as a batch starts it."""
+    import ray
+
+    from voidflow.tasks.void_actors import start_gpu_service, stop_gpu_service
+
+    ray.init(num_cpus=4, num_gpus=0 if smoke else 1, include_dashboard=False, log_to_driver=False)
+    try:
+        pool = start_gpu_service(specs, timeout_s=600, on_cpu=smoke, gpu_wait_s=60)
+        worker = ray.get_actor(pool.workers[0], namespace=pool.namespace)
+        calls = []
+        for name in specs:
+            channels, scale = pool.latents[name]
+            call = _input(name, settings, channels, scale)
+            _, facts = ray.get(worker.run.remote(name, call, f"warm_reuse {name}"))
+            calls.append(_call(name, SHOT, facts["seconds"], facts))
+        stop_gpu_service(pool)
+        return calls
+    finally:
+        ray.shutdown()
+
+
+def _input(name: str, settings: Any, channels: int, scale: int) -> Any:
+    """A shot of ``SHOT`` frames prepared as a batch prepares one: random plate, a square to remove with an
+    affected ring around it; pass 2 gets warped noise of the clip's latent shape (here plain noise)."""
+    import numpy as np
+
+    from voidflow.void_ops.void.backend import PassInput, prepare_clip
+    from voidflow.void_ops.void.values import latent_frames
+
+    rng = np.random.default_rng(0)
+    frames = rng.random((SHOT, settings.height, settings.width, 3), dtype=np.float32)
+    quadmask = np.full((SHOT, settings.height, settings.width), 255, np.uint8)
+    quadmask[:, 12:52, 20:76] = 127
+    quadmask[:, 20:44, 32:64] = 0
+    clip = prepare_clip(frames, quadmask, settings)
+    noise = None
+    if name == "pass2":
+        shape = (latent_frames(len(clip.video)), channels, settings.height // scale, settings.width // scale)
+        noise = rng.standard_normal((1, *shape), dtype=np.float32)
+    return PassInput(clip, 0, "a quiet street", noise)
+
+
+def _call(name: str, frames: int, seconds: float, facts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "pass": name,
+        "frames": frames,
+        "seconds": round(float(seconds), 2),
+        "compile_cache": facts.get("compile_cache"),
+        "graphs": facts.get("compile_graphs"),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
