@@ -632,7 +632,8 @@ def _warm(folder: Path, frames: list[int] | None, settings: Settings) -> int:
 
     def report(name: str, length: int, run: PassRun) -> None:
         note = f" ({run.cache.note})" if run.cache.note else ""
-        print(f"  {name} {length} frames: {run.finished - run.started:.1f} s, cache {run.cache.state}{note}")
+        graphs = f", {run.cache.graphs}" if run.cache.graphs else ""
+        print(f"  {name} {length} frames: {run.finished - run.started:.1f} s, cache {run.cache.state}{graphs}{note}")
 
     on_gpu = {
         name: dataclasses.replace(spec, device="cuda", dtype="bfloat16", compile=True) for name, spec in specs.items()
