@@ -191,7 +191,34 @@ def test_cache_keys_names_the_setting_that_made_a_warmed_process_compile_again(t
     other = cache_keys.compare(keys("warm"), keys("other"))["Autograd"]
     assert other["new_keys"] > 0 and "cpp_runtime_thread_count" in other["parts_new_to_the_warm_up"], other
     assert "gm" not in other["parts_new_to_the_warm_up"], other
-    assert other["values"]["cpp_runtime_thread_count"] == {"later": "2", "warm": ["1"]}, other
+    assert other["values"]["cpp_runtime_thread_count"] == {"later": "2", "warm": "1", "fields": []}, other
+
+
+def test_cache_keys_names_the_tensor_field_that_differs_for_the_same_graph() -> None:
+    """Two processes compiled the same graph (``gm``) for inputs whose metadata differ in one field: the summary
+    pairs the later key with the warm-up's key of that graph and names the field."""
+    from benchmarks.device import cache_keys
+
+    def log(key: str, inference: bool) -> str:
+        prefix = "V1206 22:00:00.000000 1 torch/_inductor/codecache.py:900] [0/0]"
+        metadata = (
+            "TensorMetadata(dtype=torch.bfloat16, shape=torch.Size([8, 8, 3, 3, 3]), stride=(216, 27, 9, 3, 1), "
+            f"device=device(type='cuda', index=0), requires_grad=False, is_neg=False, is_inference={inference})"
+        )
+        digest = ("a" if inference else "b") * 52
+        return "\n".join(
+            [
+                f"{prefix} FX graph cache hash details for key {key}:",
+                f"{prefix} [{'c' * 52}] gm: GraphModule()",
+                f"{prefix} [{digest}] example_inputs[0]: {metadata}",
+                f"{prefix} [{'d' * 52}] torch_version: <bytes>",
+            ]
+        )
+
+    summary = cache_keys.compare(cache_keys.parse(log("fwarm", True)), cache_keys.parse(log("flater", False)))["FX"]
+    assert summary["new_keys"] == 1 and summary["parts_new_to_the_warm_up"] == {"example_inputs[0]": 1}, summary
+    assert summary["fields_that_differ"] == {"is_inference": 1}, summary
+    assert summary["values"]["example_inputs[0]"]["fields"] == ["is_inference"], summary
 
 
 def test_warm_reuse_smoke(tmp_path: Path) -> None:
@@ -205,7 +232,13 @@ def test_warm_reuse_smoke(tmp_path: Path) -> None:
     for process in processes.values():
         assert [call["pass"] for call in process["calls"]] == ["pass1", "pass2"], process
         assert all(call["compile_cache"] == "off" and call["graphs"] is None for call in process["calls"]), process
+    worker = processes["ray"]["process"]  # taken inside the Ray GPU worker, which holds both passes
+    assert worker["parameters_are_inference_tensors"] == {
+        "pass1": {"vae": False, "transformer": False}, "pass2": {"vae": False, "transformer": False}
+    }  # fmt: skip
+    assert "torch.layout" in worker["copyreg"] and worker["grad"] and not worker["inference_mode"], worker
     for role in ("plain", "ray"):
         assert processes[role]["keys"]["FX"] == {
-            "warm_keys": 0, "later_keys": 0, "new_keys": 0, "parts_new_to_the_warm_up": {}, "values": {}
+            "warm_keys": 0, "later_keys": 0, "new_keys": 0, "parts_new_to_the_warm_up": {}, "fields_that_differ": {},
+            "values": {},
         }  # fmt: skip

@@ -25,7 +25,8 @@ __all__ = ["KeyBlock", "compare", "parse"]
 
 _HEADER = re.compile(r"\] (\[\d+/\d+\]) (Autograd|FX) graph cache hash details for key (\w+):")
 _PART = re.compile(r"\] (\[\d+/\d+\]) \[([a-z0-9]{40,60})\] ([A-Za-z_][\w.]*(?:\[[^\]]*\])?): ?(.*)$")
-_VALUE = 300  # characters of a part's value kept (a graph's code is long; a setting's value is short)
+_VALUE = 1000  # characters of a part's value kept (a graph's code is long; tensor metadata and settings are short)
+_FIELD = re.compile(r"(\w+)=((?:[^,()]|\([^()]*\))+)")  # name=value pairs of a logged record (nested parens once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,38 +63,50 @@ def parse(text: str) -> list[KeyBlock]:
 def compare(warm: list[KeyBlock], later: list[KeyBlock]) -> dict[str, object]:
     """What the later run computed that the warm-up did not: per cache, the keys new to it, for those the parts
     (name: count of new keys) whose hash no key of the warm-up had, and for each such part other than the graph
-    itself (``gm``) the value the later run logged beside those the warm-up logged (``values``: a setting that
-    differs shows both)."""
+    itself (``gm``) the value the later run logged beside the warm-up's for the same graph (``values``); where
+    both are records (``TensorMetadata(dtype=..., is_inference=...)``), ``fields`` names the ones that differ."""
     summary: dict[str, object] = {}
     for cache in ("Autograd", "FX"):
         known: set[str] = set()
         seen: dict[str, set[str]] = {}
-        warm_values: dict[str, set[str]] = {}
+        by_graph: dict[str, KeyBlock] = {}
         for block in warm:
             if block.cache == cache:
                 known.add(block.key)
+                by_graph.setdefault(block.parts.get("gm", ""), block)
                 for name, digest in block.parts.items():
                     seen.setdefault(name, set()).add(digest)
-                    warm_values.setdefault(name, set()).add(block.values.get(name, ""))
         mine = [block for block in later if block.cache == cache]
         new = [block for block in mine if block.key not in known]
         differing: Counter[str] = Counter()
+        fields: Counter[str] = Counter()
         values: dict[str, dict[str, object]] = {}
         for block in new:
+            twin = by_graph.get(block.parts.get("gm", ""))  # the warm-up's key of the same graph, if any
             for name, digest in block.parts.items():
                 if digest in seen.get(name, set()):
                     continue
                 differing[name] += 1
+                before = twin.values.get(name, "") if twin else ""
+                changed = _changed_fields(before, block.values.get(name, "")) if twin else []
+                fields.update(changed)
                 if name != "gm" and name not in values:
-                    values[name] = {"later": block.values.get(name, ""), "warm": sorted(warm_values.get(name, ()))[:3]}
+                    values[name] = {"later": block.values.get(name, ""), "warm": before, "fields": changed}
         summary[cache] = {
             "warm_keys": len(known),
             "later_keys": len({block.key for block in mine}),
             "new_keys": len({block.key for block in new}),
             "parts_new_to_the_warm_up": dict(differing.most_common()),
+            "fields_that_differ": dict(fields.most_common()),
             "values": values,
         }
     return summary
+
+
+def _changed_fields(before: str, after: str) -> list[str]:
+    """The ``name=value`` fields of two logged records whose values differ (``[]`` when either is no record)."""
+    old, new = dict(_FIELD.findall(before)), dict(_FIELD.findall(after))
+    return sorted(name for name in old.keys() & new.keys() if old[name] != new[name])
 
 
 def main() -> int:

@@ -120,6 +120,7 @@ def child(role: str, folder: Path, *, smoke: bool) -> dict[str, Any]:
     cache_root = Path(os.environ["VOIDFLOW_COMPILE_CACHE"])
     cache = None if smoke else CompileCache(cache_root, device_key(device))
     calls: list[dict[str, Any]] = []
+    held: dict[str, Any] | None = None  # the plain process's models, for its fingerprint
     if role == "warm":
         lengths = warm_lengths([SHOT], settings, window=WINDOWS["window"], overlap=WINDOWS["overlap"])
 
@@ -130,20 +131,45 @@ def child(role: str, folder: Path, *, smoke: bool) -> dict[str, Any]:
     elif role == "plain":
         from voidflow.void_ops.void.backend import VoidModel
 
-        models = {name: VoidModel(spec, cache) for name, spec in specs.items()}  # both resident, as on a worker
-        for name, model in models.items():
+        held = {name: VoidModel(spec, cache) for name, spec in specs.items()}  # both resident, as on a worker
+        for name, model in held.items():
             channels, scale = model.latent_geometry
             model(_input(name, settings, channels, scale))
             assert model.last_run is not None
             facts = model.last_run.facts()
             calls.append(_call(name, SHOT, facts["seconds"], facts))
     else:
-        calls = _on_ray(specs, settings, smoke=smoke)
-    return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls}
+        calls, worker_process = _on_ray(specs, settings, smoke=smoke)
+        return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls, "process": worker_process}
+    return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls, "process": _fingerprint(held)}
 
 
-def _on_ray(specs: dict[str, Any], settings: Any, *, smoke: bool) -> list[dict[str, Any]]:
-    """The calls on a GPU worker of the batch's own service, started as a batch starts it."""
+def _fingerprint(models: dict[str, Any] | None) -> dict[str, Any]:
+    """What about this process can change a cache key's tensor parts while their printed values stay the same:
+    the reducers pickling uses (``copyreg``, which Inductor's key pickler starts from), torch's modes, the thread
+    count and visible GPUs, and whether the models' parameters are inference tensors."""
+    import copyreg
+
+    import torch
+
+    reducers = sorted(f"{kind.__module__}.{kind.__qualname__}" for kind in copyreg.dispatch_table)
+    params = {
+        name: {part: next(getattr(model.models, part).parameters()).is_inference() for part in ("vae", "transformer")}
+        for name, model in (models or {}).items()
+    }
+    return {
+        "copyreg": reducers,
+        "inference_mode": torch.is_inference_mode_enabled(),
+        "grad": torch.is_grad_enabled(),
+        "threads": torch.get_num_threads(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "parameters_are_inference_tensors": params,
+    }
+
+
+def _on_ray(specs: dict[str, Any], settings: Any, *, smoke: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The calls on a GPU worker of the batch's own service, started as a batch starts it, and the worker
+    process's fingerprint (``_fingerprint``, taken in the worker)."""
     import ray
 
     from voidflow.tasks.void_actors import start_gpu_service, stop_gpu_service
@@ -158,10 +184,16 @@ def _on_ray(specs: dict[str, Any], settings: Any, *, smoke: bool) -> list[dict[s
             call = _input(name, settings, channels, scale)
             _, facts = ray.get(worker.run.remote(name, call, f"warm_reuse {name}"))
             calls.append(_call(name, SHOT, facts["seconds"], facts))
+        process = ray.get(worker.__ray_call__.remote(_worker_fingerprint))
         stop_gpu_service(pool)
-        return calls
+        return calls, process
     finally:
         ray.shutdown()
+
+
+def _worker_fingerprint(worker: Any) -> dict[str, Any]:
+    """``_fingerprint`` of a GPU worker's process (run there by Ray's ``__ray_call__``)."""
+    return _fingerprint(worker._models)
 
 
 def _input(name: str, settings: Any, channels: int, scale: int) -> Any:
