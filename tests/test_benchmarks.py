@@ -223,21 +223,23 @@ def test_cache_keys_names_the_tensor_field_that_differs_for_the_same_graph() -> 
 
 def test_warm_reuse_smoke(tmp_path: Path) -> None:
     """``benchmarks/device/warm_reuse.py --smoke``: the warm-up, a plain process and a GPU worker of the batch's own
-    Ray service each run both passes on the tiny VOID; on the CPU nothing compiles, so no call counts graphs and no
-    process computes a cache key."""
+    Ray service each run both passes on the tiny VOID, then a worker warms up inside itself and a fresh one runs the
+    calls; on the CPU nothing compiles, so no call counts graphs and no process computes a cache key."""
     document = _smoke("device/warm_reuse.py", tmp_path / "warm_reuse.json", "--folder", str(tmp_path / "work"))
     processes = document["processes"]
-    assert list(processes) == ["warm", "plain", "ray"], processes
-    assert len({process["pid"] for process in processes.values()}) == 3
-    for process in processes.values():
-        assert [call["pass"] for call in process["calls"]] == ["pass1", "pass2"], process
+    assert list(processes) == ["warm", "plain", "ray", "ray-warm", "ray-after"], processes
+    assert len({process["pid"] for process in processes.values()}) == 5
+    for process in processes.values():  # the warm-ups at the one padded length a 21-frame shot runs at
+        assert [(call["pass"], call["frames"]) for call in process["calls"]] == [("pass1", 21), ("pass2", 21)], process
         assert all(call["compile_cache"] == "off" and call["graphs"] is None for call in process["calls"]), process
     worker = processes["ray"]["process"]  # taken inside the Ray GPU worker, which holds both passes
     assert worker["parameters_are_inference_tensors"] == {
         "pass1": {"vae": False, "transformer": False}, "pass2": {"vae": False, "transformer": False}
     }  # fmt: skip
     assert "torch.layout" in worker["copyreg"] and worker["grad"] and not worker["inference_mode"], worker
-    for role in ("plain", "ray"):
+    warmed_by = {"plain": "warm", "ray": "warm", "ray-after": "ray-warm"}
+    for role, warm in warmed_by.items():
+        assert processes[role]["keys"]["warmed_by"] == warm
         assert processes[role]["keys"]["FX"] == {
             "warm_keys": 0, "later_keys": 0, "new_keys": 0, "parts_new_to_the_warm_up": {}, "fields_that_differ": {},
             "values": {},

@@ -3,10 +3,11 @@
 Three processes share one compile cache (voidflow's folder, Inductor's and Triton's): the warm-up
 (``warm_passes``, as ``voidflow models warm`` and ``throughput.py --warm`` run it), then a plain process and a GPU
 worker of the batch's own Ray service (``start_gpu_service``), each making one real call per pass at a length the
-warm-up compiled. Every process counts the graphs it compiled and found (``GraphCounts``) and logs its cache keys;
-the JSON says, per later process, how many of its keys were new to the warm-up and which parts of them
-(``cache_keys.compare``). The tiny model compiles in seconds, so the question costs a minute of GPU time, not the
-full model's ten.
+warm-up compiled. Two more share a second cache: a GPU worker that warms up inside itself, then a fresh worker
+making the calls (``ROLES``). Every process counts the graphs it compiled and found (``GraphCounts``) and logs its
+cache keys; the JSON says, per later process, how many of its keys were new to its warm-up's, which parts of them,
+and which fields of those parts (``cache_keys.compare``), with each process's facts (``_fingerprint``). The tiny
+model compiles in seconds, so the question costs a few minutes of GPU time, not the full model's ten.
 
     python3 benchmarks/device/warm_reuse.py [--out result.json] [--folder DIR] [--smoke]
 
@@ -32,7 +33,11 @@ GEOMETRY = {"height": 64, "width": 96, "min_frames": 13, "max_frames": 29}
 WINDOWS = {"window": 4, "overlap": 2}
 SHOT = 21  # frames: a padded run of 29, two multidiffusion windows of 4 latent frames
 STEPS = 3
-ROLES = ("warm", "plain", "ray")
+#: Each process, and the warm-up whose keys its keys are compared with. ``ray-warm`` warms inside a GPU worker of
+#: the service (its own caches, not the first warm-up's); ``ray-after`` is a fresh worker after it: does warming
+#: where the batch runs spare the batch's worker its compile?
+ROLES = {"warm": None, "plain": "warm", "ray": "warm", "ray-warm": None, "ray-after": "ray-warm"}
+_SECOND = ("ray-warm", "ray-after")  # these two share a second set of caches
 _KEY_LOGS = "+torch._inductor.codecache,+torch._functorch._aot_autograd.autograd_cache"
 
 
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--folder", type=Path, help="work here (default: a temporary folder)")
     parser.add_argument("--smoke", action="store_true", help="on the CPU: nothing compiles, the plumbing runs")
-    parser.add_argument("--role", choices=ROLES, help=argparse.SUPPRESS)  # one child process
+    parser.add_argument("--role", choices=list(ROLES), help=argparse.SUPPRESS)  # one child process
     args = parser.parse_args(argv)
     folder = args.folder or Path(tempfile.mkdtemp(prefix="warm-reuse-"))
     if args.role:
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parent(folder: Path, *, smoke: bool) -> dict[str, Any]:
-    """Build the tiny VOID, run the three processes in turn, and compare their keys with the warm-up's."""
+    """Build the tiny VOID, run the processes of ``ROLES`` in turn, and compare their keys with their warm-up's."""
     from benchmarks.device.cache_keys import compare, parse
     from voidflow.void_ops.void.tiny import build_tiny_void
 
@@ -66,29 +71,31 @@ def parent(folder: Path, *, smoke: bool) -> dict[str, Any]:
     env = {
         **os.environ,
         "VOIDFLOW_HOME": str(folder / "home"),
-        "VOIDFLOW_COMPILE_CACHE": str(folder / "compile-cache"),
-        "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"),
-        "TRITON_CACHE_DIR": str(folder / "triton"),
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
         "TORCH_LOGS": _KEY_LOGS,
     }
     document: dict[str, Any] = {"benchmark": "warm_reuse", "shot_frames": SHOT, "steps": STEPS, "processes": {}}
-    for role in ROLES:
+    for role, warmed_by in ROLES.items():
         log = folder / f"keys-{role}.log"
+        caches = folder / ("second" if role in _SECOND else "first")
+        role_env = {
+            **env,
+            "TORCH_LOGS_OUT": str(log),
+            "VOIDFLOW_COMPILE_CACHE": str(caches / "compile-cache"),
+            "TORCHINDUCTOR_CACHE_DIR": str(caches / "inductor"),
+            "TRITON_CACHE_DIR": str(caches / "triton"),
+        }
         command = [sys.executable, __file__, "--role", role, "--folder", str(folder), *(["--smoke"] * smoke)]
-        result = subprocess.run(
-            command, env={**env, "TORCH_LOGS_OUT": str(log)}, capture_output=True, text=True, check=False
-        )
+        result = subprocess.run(command, env=role_env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             document["processes"][role] = {"error": result.stderr.strip().splitlines()[-1:]}
             print(result.stderr[-4000:], file=sys.stderr)
             continue
         document["processes"][role] = json.loads(result.stdout.strip().splitlines()[-1])
-    warm_keys = parse(_read(folder / "keys-warm.log"))
-    for role in ROLES[1:]:
-        if role in document["processes"]:
-            document["processes"][role]["keys"] = compare(warm_keys, parse(_read(folder / f"keys-{role}.log")))
+        if warmed_by is not None:
+            keys = compare(parse(_read(folder / f"keys-{warmed_by}.log")), parse(_read(log)))
+            document["processes"][role]["keys"] = {"warmed_by": warmed_by, **keys}
     return document
 
 
@@ -97,7 +104,7 @@ def _read(path: Path) -> str:
 
 
 def child(role: str, folder: Path, *, smoke: bool) -> dict[str, Any]:
-    """One process of the three: warm up, or make one call per pass (in this process, or on a Ray GPU worker)."""
+    """One process of ``ROLES``: warm up, or make one call per pass (in this process, or on a Ray GPU worker)."""
     import dataclasses
 
     import torch
@@ -139,7 +146,8 @@ def child(role: str, folder: Path, *, smoke: bool) -> dict[str, Any]:
             facts = model.last_run.facts()
             calls.append(_call(name, SHOT, facts["seconds"], facts))
     else:
-        calls, worker_process = _on_ray(specs, settings, smoke=smoke)
+        lengths = warm_lengths([SHOT], settings, window=WINDOWS["window"], overlap=WINDOWS["overlap"])
+        calls, worker_process = _on_ray(specs, settings, smoke=smoke, warm=lengths if role == "ray-warm" else None)
         return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls, "process": worker_process}
     return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls, "process": _fingerprint(held)}
 
@@ -167,9 +175,12 @@ def _fingerprint(models: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _on_ray(specs: dict[str, Any], settings: Any, *, smoke: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The calls on a GPU worker of the batch's own service, started as a batch starts it, and the worker
-    process's fingerprint (``_fingerprint``, taken in the worker)."""
+def _on_ray(
+    specs: dict[str, Any], settings: Any, *, smoke: bool, warm: list[int] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The calls on a GPU worker of the batch's own service, started as a batch starts it (with ``warm``, the
+    warm-up's blank calls at those lengths instead, made inside the worker), and the worker process's fingerprint
+    (``_fingerprint``, taken in the worker)."""
     import ray
 
     from voidflow.tasks.void_actors import start_gpu_service, stop_gpu_service
@@ -178,8 +189,10 @@ def _on_ray(specs: dict[str, Any], settings: Any, *, smoke: bool) -> tuple[list[
     try:
         pool = start_gpu_service(specs, timeout_s=600, on_cpu=smoke, gpu_wait_s=60)
         worker = ray.get_actor(pool.workers[0], namespace=pool.namespace)
-        calls = []
-        for name in specs:
+        calls: list[dict[str, Any]] = []
+        if warm is not None:
+            calls = ray.get(worker.__ray_call__.remote(_warm_in_worker, warm, settings.height, settings.width))
+        for name in specs if warm is None else ():
             channels, scale = pool.latents[name]
             call = _input(name, settings, channels, scale)
             _, facts = ray.get(worker.run.remote(name, call, f"warm_reuse {name}"))
@@ -189,6 +202,17 @@ def _on_ray(specs: dict[str, Any], settings: Any, *, smoke: bool) -> tuple[list[
         return calls, process
     finally:
         ray.shutdown()
+
+
+def _warm_in_worker(worker: Any, lengths: list[int], height: int, width: int) -> list[dict[str, Any]]:
+    """``VoidModel.warm`` of each pass a GPU worker holds, at each length, saved to its cache (run there by Ray's
+    ``__ray_call__``)."""
+    calls = []
+    for name, model in worker._models.items():
+        for length in lengths:
+            run = model.warm(length, height, width)
+            calls.append(_call(name, length, run.finished - run.started, run.facts()))
+    return calls
 
 
 def _worker_fingerprint(worker: Any) -> dict[str, Any]:
