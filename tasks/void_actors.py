@@ -127,10 +127,10 @@ class GpuWorker:
         assert run is not None
         if run.passed_over:
             print(f"{label}: ran with memory recipe '{run.recipe.name}' ({'; '.join(run.passed_over)})", flush=True)
-        graphs = run.cache.graphs
-        if run.cache.state == "miss" or (graphs is not None and graphs.compiled):  # what it compiled, where it went
+        graphs = run.cache.graphs  # None only where nothing compiles (and the cache is off)
+        if graphs is not None and (run.cache.state == "miss" or graphs.compiled):  # what it compiled, where it went
             note = run.cache.note or "nothing new to save"
-            print(f"{label}: {graphs or 'compiled'}; compile cache {run.cache.key}: {note}", flush=True)
+            print(f"{label}: {graphs}; compile cache {run.cache.key}: {note}", flush=True)
         return frames, run.facts()
 
 

@@ -158,6 +158,8 @@ def test_cluster_sim_benchmark_smoke(tmp_path: Path) -> None:
 def _compile_in_a_process(cache: Path, log: Path, threads: int) -> None:
     """Compile one small function with Inductor on the CPU in a fresh process with ``threads`` threads, sharing the
     on-disk cache ``cache``, its cache keys written to ``log`` (as ``batch_run.sh`` has its runs do)."""
+    from benchmarks.device import cache_keys
+
     code = (
         f"import torch; torch.set_num_threads({threads}); "
         "f = torch.compile(lambda x: (x * 2).sin().cumsum(0)); f(torch.randn(256))"
@@ -165,7 +167,7 @@ def _compile_in_a_process(cache: Path, log: Path, threads: int) -> None:
     env = {
         **os.environ,
         "TORCHINDUCTOR_CACHE_DIR": str(cache),
-        "TORCH_LOGS": "+torch._inductor.codecache,+torch._functorch._aot_autograd.autograd_cache",
+        "TORCH_LOGS": cache_keys.TORCH_LOGS,
         "TORCH_LOGS_OUT": str(log),
     }
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, timeout=300)
@@ -183,7 +185,7 @@ def test_cache_keys_names_the_setting_that_made_a_warmed_process_compile_again(t
         _compile_in_a_process(cache, logs[name], threads)
 
     def keys(name: str) -> list[cache_keys.KeyBlock]:
-        return cache_keys.parse(logs[name].read_bytes().decode("utf-8", "replace"))
+        return cache_keys.read(logs[name])
 
     assert keys("warm") and all(block.parts.get("gm") for block in keys("warm"))
     same = cache_keys.compare(keys("warm"), keys("same"))

@@ -21,8 +21,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["KeyBlock", "compare", "parse"]
+__all__ = ["TORCH_LOGS", "KeyBlock", "compare", "parse", "read"]
 
+#: ``TORCH_LOGS`` for a process whose keys are to be compared (with ``TORCH_LOGS_OUT`` naming its log file).
+TORCH_LOGS = "+torch._inductor.codecache,+torch._functorch._aot_autograd.autograd_cache"
 _HEADER = re.compile(r"\] (\[\d+/\d+\]) (Autograd|FX) graph cache hash details for key (\w+):")
 _PART = re.compile(r"\] (\[\d+/\d+\]) \[([a-z0-9]{40,60})\] ([A-Za-z_][\w.]*(?:\[[^\]]*\])?): ?(.*)$")
 _VALUE = 1000  # characters of a part's value kept (a graph's code is long; tensor metadata and settings are short)
@@ -58,6 +60,11 @@ def parse(text: str) -> list[KeyBlock]:
             block.parts[part.group(3)] = part.group(2)
             block.values[part.group(3)] = part.group(4)[:_VALUE]
     return blocks
+
+
+def read(path: Path) -> list[KeyBlock]:
+    """``parse`` of the log file ``path`` (no blocks when the process wrote none)."""
+    return parse(path.read_bytes().decode("utf-8", "replace")) if path.is_file() else []
 
 
 def compare(warm: list[KeyBlock], later: list[KeyBlock]) -> dict[str, object]:
@@ -115,10 +122,6 @@ def main() -> int:
     parser.add_argument("later", type=Path, help="the later run's TORCH_LOGS_OUT file")
     parser.add_argument("--out", type=Path, help="also write the summary here")
     args = parser.parse_args()
-
-    def read(path: Path) -> list[KeyBlock]:
-        return parse(path.read_bytes().decode("utf-8", "replace")) if path.exists() else []
-
     summary = compare(read(args.warm), read(args.later))
     text = json.dumps(summary, indent=1)
     if args.out:

@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,6 @@ STEPS = 3
 #: where the batch runs spare the batch's worker its compile?
 ROLES = {"warm": None, "plain": "warm", "ray": "warm", "ray-warm": None, "ray-after": "ray-warm"}
 _SECOND = ("ray-warm", "ray-after")  # these two share a second set of caches
-_KEY_LOGS = "+torch._inductor.codecache,+torch._functorch._aot_autograd.autograd_cache"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parent(folder: Path, *, smoke: bool) -> dict[str, Any]:
     """Build the tiny VOID, run the processes of ``ROLES`` in turn, and compare their keys with their warm-up's."""
-    from benchmarks.device.cache_keys import compare, parse
+    from benchmarks.device.cache_keys import TORCH_LOGS, compare, read
     from voidflow.void_ops.void.tiny import build_tiny_void
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ def parent(folder: Path, *, smoke: bool) -> dict[str, Any]:
         "VOIDFLOW_HOME": str(folder / "home"),
         "RAY_AUTH_MODE": "disabled",
         "RAY_USAGE_STATS_ENABLED": "0",
-        "TORCH_LOGS": _KEY_LOGS,
+        "TORCH_LOGS": TORCH_LOGS,
     }
     document: dict[str, Any] = {"benchmark": "warm_reuse", "shot_frames": SHOT, "steps": STEPS, "processes": {}}
     for role, warmed_by in ROLES.items():
@@ -94,13 +94,9 @@ def parent(folder: Path, *, smoke: bool) -> dict[str, Any]:
             continue
         document["processes"][role] = json.loads(result.stdout.strip().splitlines()[-1])
         if warmed_by is not None:
-            keys = compare(parse(_read(folder / f"keys-{warmed_by}.log")), parse(_read(log)))
+            keys = compare(read(folder / f"keys-{warmed_by}.log"), read(log))
             document["processes"][role]["keys"] = {"warmed_by": warmed_by, **keys}
     return document
-
-
-def _read(path: Path) -> str:
-    return path.read_bytes().decode("utf-8", "replace") if path.is_file() else ""
 
 
 def child(role: str, folder: Path, *, smoke: bool) -> dict[str, Any]:
@@ -126,30 +122,28 @@ def child(role: str, folder: Path, *, smoke: bool) -> dict[str, Any]:
     }
     cache_root = Path(os.environ["VOIDFLOW_COMPILE_CACHE"])
     cache = None if smoke else CompileCache(cache_root, device_key(device))
+    lengths = warm_lengths([SHOT], settings, window=WINDOWS["window"], overlap=WINDOWS["overlap"])
     calls: list[dict[str, Any]] = []
-    held: dict[str, Any] | None = None  # the plain process's models, for its fingerprint
     if role == "warm":
-        lengths = warm_lengths([SHOT], settings, window=WINDOWS["window"], overlap=WINDOWS["overlap"])
 
         def report(name: str, length: int, run: Any) -> None:
             calls.append(_call(name, length, run.finished - run.started, run.facts()))
 
         warm_passes(specs, lengths, settings, cache, report)
+        process = _fingerprint(None)
     elif role == "plain":
         from voidflow.void_ops.void.backend import VoidModel
 
         held = {name: VoidModel(spec, cache) for name, spec in specs.items()}  # both resident, as on a worker
         for name, model in held.items():
-            channels, scale = model.latent_geometry
-            model(_input(name, settings, channels, scale))
+            model(_input(name, settings, model.latent_shape))
             assert model.last_run is not None
             facts = model.last_run.facts()
             calls.append(_call(name, SHOT, facts["seconds"], facts))
+        process = _fingerprint(held)
     else:
-        lengths = warm_lengths([SHOT], settings, window=WINDOWS["window"], overlap=WINDOWS["overlap"])
-        calls, worker_process = _on_ray(specs, settings, smoke=smoke, warm=lengths if role == "ray-warm" else None)
-        return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls, "process": worker_process}
-    return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls, "process": _fingerprint(held)}
+        calls, process = _on_ray(specs, settings, smoke=smoke, warm=lengths if role == "ray-warm" else None)
+    return {"role": role, "pid": os.getpid(), "torch": torch.__version__, "calls": calls, "process": process}
 
 
 def _fingerprint(models: dict[str, Any] | None) -> dict[str, Any]:
@@ -183,7 +177,7 @@ def _on_ray(
     (``_fingerprint``, taken in the worker)."""
     import ray
 
-    from voidflow.tasks.void_actors import start_gpu_service, stop_gpu_service
+    from voidflow.tasks.void_actors import ActorModel, start_gpu_service, stop_gpu_service
 
     ray.init(num_cpus=4, num_gpus=0 if smoke else 1, include_dashboard=False, log_to_driver=False)
     try:
@@ -193,8 +187,7 @@ def _on_ray(
         if warm is not None:
             calls = ray.get(worker.__ray_call__.remote(_warm_in_worker, warm, settings.height, settings.width))
         for name in specs if warm is None else ():
-            channels, scale = pool.latents[name]
-            call = _input(name, settings, channels, scale)
+            call = _input(name, settings, ActorModel(pool, name).latent_shape)
             _, facts = ray.get(worker.run.remote(name, call, f"warm_reuse {name}"))
             calls.append(_call(name, SHOT, facts["seconds"], facts))
         process = ray.get(worker.__ray_call__.remote(_worker_fingerprint))
@@ -220,13 +213,12 @@ def _worker_fingerprint(worker: Any) -> dict[str, Any]:
     return _fingerprint(worker._models)
 
 
-def _input(name: str, settings: Any, channels: int, scale: int) -> Any:
+def _input(name: str, settings: Any, latent_shape: Callable[[int, int, int], tuple[int, ...]]) -> Any:
     """A shot of ``SHOT`` frames prepared as a batch prepares one: random plate, a square to remove with an
-    affected ring around it; pass 2 gets warped noise of the clip's latent shape (here plain noise)."""
+    affected ring around it; pass 2 gets warped noise of the clip's ``latent_shape`` (here plain noise)."""
     import numpy as np
 
     from voidflow.void_ops.void.backend import PassInput, prepare_clip
-    from voidflow.void_ops.void.values import latent_frames
 
     rng = np.random.default_rng(0)
     frames = rng.random((SHOT, settings.height, settings.width, 3), dtype=np.float32)
@@ -236,7 +228,7 @@ def _input(name: str, settings: Any, channels: int, scale: int) -> Any:
     clip = prepare_clip(frames, quadmask, settings)
     noise = None
     if name == "pass2":
-        shape = (latent_frames(len(clip.video)), channels, settings.height // scale, settings.width // scale)
+        shape = latent_shape(len(clip.video), settings.height, settings.width)
         noise = rng.standard_normal((1, *shape), dtype=np.float32)
     return PassInput(clip, 0, "a quiet street", noise)
 
