@@ -52,16 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.role:
         print(json.dumps(child(args.role, folder, smoke=args.smoke)), flush=True)
         return 0
-    document = parent(folder, smoke=args.smoke)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(document, indent=2) + "\n")
+    document = parent(folder, smoke=args.smoke, out=args.out)
     print(json.dumps(document), flush=True)  # one line, the output's last
     return 0
 
 
-def parent(folder: Path, *, smoke: bool) -> dict[str, Any]:
-    """Build the tiny VOID, run the processes of ``ROLES`` in turn, and compare their keys with their warm-up's."""
+def parent(folder: Path, *, smoke: bool, out: Path | None = None) -> dict[str, Any]:
+    """Build the tiny VOID, run the processes of ``ROLES`` in turn, and compare their keys with their warm-up's;
+    ``out`` is rewritten after each process, so a run cut off at its time limit still tells what it found."""
     from benchmarks.device.cache_keys import TORCH_LOGS, compare, read
     from voidflow.void_ops.void.tiny import build_tiny_void
 
@@ -96,6 +94,10 @@ def parent(folder: Path, *, smoke: bool) -> dict[str, Any]:
         if warmed_by is not None:
             keys = compare(read(folder / f"keys-{warmed_by}.log"), read(log))
             document["processes"][role]["keys"] = {"warmed_by": warmed_by, **keys}
+        if out:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"{role}: done", file=sys.stderr, flush=True)
     return document
 
 
