@@ -95,7 +95,7 @@ def compare(warm: list[KeyBlock], later: list[KeyBlock]) -> dict[str, object]:
                     continue
                 differing[name] += 1
                 before = twin.values.get(name, "") if twin else ""
-                changed = _changed_fields(before, block.values.get(name, "")) if twin else []
+                changed = _changed_fields(before, block.values.get(name, ""))
                 fields.update(changed)
                 if name != "gm" and name not in values:
                     values[name] = {"later": block.values.get(name, ""), "warm": before, "fields": changed}

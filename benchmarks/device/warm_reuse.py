@@ -64,6 +64,8 @@ def parent(folder: Path, *, smoke: bool, out: Path | None = None) -> dict[str, A
     from voidflow.void_ops.void.tiny import build_tiny_void
 
     folder.mkdir(parents=True, exist_ok=True)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
     models = build_tiny_void(folder / "models")
     (folder / "models.json").write_text(json.dumps({"base": str(models.base), "pass1": str(models.pass1)}))
     env = {
@@ -95,7 +97,6 @@ def parent(folder: Path, *, smoke: bool, out: Path | None = None) -> dict[str, A
             keys = compare(read(folder / f"keys-{warmed_by}.log"), read(log))
             document["processes"][role]["keys"] = {"warmed_by": warmed_by, **keys}
         if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(document, indent=2) + "\n")
         print(f"{role}: done", file=sys.stderr, flush=True)
     return document
@@ -188,10 +189,11 @@ def _on_ray(
         calls: list[dict[str, Any]] = []
         if warm is not None:
             calls = ray.get(worker.__ray_call__.remote(_warm_in_worker, warm, settings.height, settings.width))
-        for name in specs if warm is None else ():
-            call = _input(name, settings, ActorModel(pool, name).latent_shape)
-            _, facts = ray.get(worker.run.remote(name, call, f"warm_reuse {name}"))
-            calls.append(_call(name, SHOT, facts["seconds"], facts))
+        else:
+            for name in specs:
+                call = _input(name, settings, ActorModel(pool, name).latent_shape)
+                _, facts = ray.get(worker.run.remote(name, call, f"warm_reuse {name}"))
+                calls.append(_call(name, SHOT, facts["seconds"], facts))
         process = ray.get(worker.__ray_call__.remote(_worker_fingerprint))
         stop_gpu_service(pool)
         return calls, process
