@@ -25,6 +25,9 @@ keys="${BATCH_RUN_KEYS:-0}"
 # BATCH_RUN_HOLD=1: after the warm-up the batch waits for `go`, which first copies this checkout over the job's copy
 # (a change made while the warm-up ran is what the batch runs).
 hold="${BATCH_RUN_HOLD:-0}"
+# BATCH_RUN_WARM=0: no warm-up; the batch starts from empty compile caches (its workers compile on their first calls,
+# which the after-warm-up figures leave out, and at each new length).
+warm="${BATCH_RUN_WARM:-1}"
 
 watch() {
     local deadline=$((SECONDS + $1))
@@ -64,14 +67,16 @@ start)
                 | grep --line-buffered -aEv '[VDI][0-9]{4} [0-9:.]+ +[0-9]+ .*(codecache|autograd_cache)[.]py:[0-9]+[]]'
             return \${PIPESTATUS[0]}
         }
-        run warm --warm --pass2-every $pass2_every --keep $work/tp --out $work/warm.json $extra \\
-            || { echo \$? > $work/exit; exit; }
-        echo 'batch_run: warm-up done; the batch waits for the media packages and for go'
+        if [ $warm = 1 ]; then
+            run warm --warm --pass2-every $pass2_every --keep $work/tp --out $work/warm.json $extra \\
+                || { echo \$? > $work/exit; exit; }
+            echo 'batch_run: warm-up done; the batch waits for the media packages and for go'
+        fi
         until [ -f /tmp/site312/.unpacked-media ] && [ -f $work/go ]; do sleep 5; done
         echo 'batch_run: media packages there, starting the batch'
         run batch --pass2-every $pass2_every --keep $work/tp --out $work/throughput.json $extra
         status=\$?
-        [ $keys = 1 ] && python3 benchmarks/device/cache_keys.py $work/keys-warm.log $work/keys-batch.log --out $work/keys.json
+        [ $keys = 1 ] && [ $warm = 1 ] && python3 benchmarks/device/cache_keys.py $work/keys-warm.log $work/keys-batch.log --out $work/keys.json
         echo \$status > $work/exit
     " >"$work/log" 2>&1 </dev/null &
     cd - >/dev/null || exit 1
