@@ -239,6 +239,9 @@ def test_warm_reuse_smoke(tmp_path: Path) -> None:
         "pass1": {"vae": False, "transformer": False}, "pass2": {"vae": False, "transformer": False}
     }  # fmt: skip
     assert "torch.layout" in worker["copyreg"] and worker["grad"] and not worker["inference_mode"], worker
+    pickled = worker["pickled"]  # the key pickler's hashes of one parameter's metadata: the same in both processes
+    assert pickled["printed"].startswith("TensorMetadata(dtype=torch.float32") and "is_inference" in pickled, pickled
+    assert pickled == processes["plain"]["process"]["pickled"] and processes["warm"]["process"]["pickled"] == {}
     warmed_by = {"plain": "warm", "ray": "warm", "ray-after": "ray-warm"}
     for role, warm in warmed_by.items():
         assert processes[role]["keys"]["warmed_by"] == warm

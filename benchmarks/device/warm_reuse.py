@@ -152,7 +152,8 @@ def child(role: str, folder: Path, *, smoke: bool) -> dict[str, Any]:
 def _fingerprint(models: dict[str, Any] | None) -> dict[str, Any]:
     """What about this process can change a cache key's tensor parts while their printed values stay the same:
     the reducers pickling uses (``copyreg``, which Inductor's key pickler starts from), torch's modes, the thread
-    count and visible GPUs, and whether the models' parameters are inference tensors."""
+    count and visible GPUs, whether the models' parameters are inference tensors, and how Inductor's key pickler
+    hashes one parameter's metadata and its parts (``pickled``: a pickling-only difference shows there)."""
     import copyreg
 
     import torch
@@ -169,7 +170,22 @@ def _fingerprint(models: dict[str, Any] | None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "parameters_are_inference_tensors": params,
+        "pickled": _pickled(next(iter(models.values())).models.transformer if models else None),
     }
+
+
+def _pickled(module: Any) -> dict[str, str]:
+    """Inductor's cache-key hash of ``module``'s first parameter's metadata, field by field and whole (with its
+    printed form), as the key pickler computes them in this process; empty without a module."""
+    import torch
+    from torch._inductor.codecache import FxGraphCachePickler, extract_tensor_metadata_for_cache_key
+
+    if module is None:
+        return {}
+    pickler = FxGraphCachePickler(torch.fx.GraphModule(torch.nn.Module(), torch.fx.Graph()))
+    metadata = extract_tensor_metadata_for_cache_key(next(module.parameters()))
+    fields = {field: pickler.get_hash(getattr(metadata, field)) for field in metadata.__dataclass_fields__}
+    return {**fields, "whole": pickler.get_hash(metadata), "printed": str(metadata)}
 
 
 def _on_ray(
