@@ -1,5 +1,6 @@
 """The fast path's switches that a CPU can exercise: a preferred attention kernel that falls back where it cannot
-run, and the recompile limit the compiled blocks need (issue 18)."""
+run, the recompile limit the compiled blocks need, and compile-cache keys that do not depend on the process
+(issue 18)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from voidflow.void_ops.void.speed import RECOMPILE_LIMIT, attention_backend, compile_transformer
+from voidflow.void_ops.exceptions import InvalidInput
+from voidflow.void_ops.void.speed import (
+    RECOMPILE_LIMIT,
+    attention_backend,
+    compile_transformer,
+    memory_format_named,
+    stable_cache_keys,
+)
 
 
 def test_a_preferred_attention_kernel_falls_back_where_it_cannot_run() -> None:
@@ -104,3 +112,81 @@ def test_after_a_warm_up_the_shots_of_a_mix_compile_nothing_new(tmp_path, name: 
         first_pass = None if name == "pass1" else rng.integers(0, 256, plate.shape, dtype=np.uint8)
         void(plate, quadmask, seed=1, prompt="an empty street", first_pass=first_pass)
         assert graphs() == warmed, f"a {frames}-frame shot compiled {graphs() - warmed} graph(s) after the warm-up"
+
+
+_COMPILE_ONE_BLOCK = """
+import json, sys
+if sys.argv[1] == "torch-reached-first-through-another-module":
+    import first_importer
+    first_importer.load()
+import torch
+from voidflow.void_ops.void.compile_cache import GraphCounts
+from voidflow.void_ops.void.speed import compile_transformer
+
+class Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.nn.functional.gelu(self.linear(x)) * 2
+
+class Blocks(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.transformer_blocks = torch.nn.ModuleList([Block()])
+
+torch.manual_seed(0)
+blocks = Blocks()
+compile_transformer(blocks)
+before = GraphCounts.now()
+with torch.inference_mode():
+    blocks.transformer_blocks[0](torch.randn(2, 8))
+print(json.dumps(GraphCounts.now().since(before).as_dict()))
+"""
+
+
+def test_a_process_finds_graphs_another_compiled_whatever_it_imported_first(tmp_path) -> None:
+    """A warmed node is only worth having if every process finds its graphs. Inductor keys a graph by pickling its
+    inputs' metadata, and pickle names a memory format by the first loaded module it can reach it through, which
+    depends on import order: a GPU worker of the batch's Ray service reached torch through another module than the
+    warm-up, and compiled everything again (found on an H100, ``warm_reuse_h100_memory_format.json``). Here one
+    process compiles a block; a second, which reached torch through a module it loaded earlier, must find it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "first_importer.py").write_text("def load():\n    global torch\n    import torch\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+        "TRITON_CACHE_DIR": str(tmp_path / "triton"),
+    }
+
+    def compile_in_a_fresh_process(import_order: str) -> dict[str, int]:
+        done = subprocess.run(
+            [sys.executable, "-c", _COMPILE_ONE_BLOCK, import_order], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    assert compile_in_a_fresh_process("plain") == {"found": 0, "compiled": 1, "uncached": 0}
+    assert compile_in_a_fresh_process("torch-reached-first-through-another-module") == {
+        "found": 1,
+        "compiled": 0,
+        "uncached": 0,
+    }
+
+
+def test_memory_formats_still_pickle_to_themselves() -> None:
+    """``stable_cache_keys`` changes how every memory format pickles in the process (Ray ships some): each must come
+    back as itself, and a name that is no memory format must say so."""
+    import pickle
+
+    stable_cache_keys()
+    for memory_format in (torch.contiguous_format, torch.channels_last, torch.channels_last_3d, torch.preserve_format):
+        assert pickle.loads(pickle.dumps(memory_format)) is memory_format
+    with pytest.raises(InvalidInput, match="no memory format named 'float32'"):
+        memory_format_named("float32")

@@ -17,12 +17,15 @@ What each switch does:
 * ``attention_backend``: picks PyTorch's scaled-dot-product attention kernel (``cudnn`` on H100 is the fastest for
   head dim 64 at these sequence lengths; ``flash`` and ``efficient`` are the other fused kernels); a batch prefers
   ``cudnn`` and falls back to the others where it cannot run.
+* ``stable_cache_keys``: makes Inductor's compile-cache keys the same in every process (both compile functions call
+  it), so a GPU worker finds what ``voidflow models warm`` or another process compiled.
 * ``to_fp8``: optional, not the default: stores the blocks' linear weights in float8 (e4m3, one scale per output
   row) and runs their matmuls in FP8 with per-row activation scales. Outputs drift more than bf16 rounding.
 """
 
 from __future__ import annotations
 
+import copyreg
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +33,8 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from voidflow.void_ops.exceptions import InvalidInput
 
 __all__ = [
     "RECOMPILE_LIMIT",
@@ -39,6 +44,8 @@ __all__ = [
     "compile_transformer",
     "compile_vae",
     "fuse_qkv",
+    "memory_format_named",
+    "stable_cache_keys",
     "to_fp8",
 ]
 
@@ -70,6 +77,7 @@ def compile_transformer(transformer: Any, *, mode: str | None = None) -> None:
     """
     import torch._dynamo.config as dynamo
 
+    stable_cache_keys()
     dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
     for block in transformer.transformer_blocks:
         block.compile(fullgraph=True, dynamic=False, mode=mode)
@@ -82,9 +90,42 @@ def compile_vae(vae: Any) -> None:
     depend on the clip's length; Dynamo guards on strides, so without the copy every padded length compiled the VAE
     again (minutes on a GPU) and a warm-up at some lengths did not cover the others.
     """
+    stable_cache_keys()
     for part in (vae.encoder, vae.decoder):
         compiled = torch.compile(part.forward, dynamic=False)
         part.forward = functools.partial(_contiguous_call, compiled)
+
+
+def stable_cache_keys() -> None:
+    """Make the compile-cache key of a graph the same in every process (process-wide; calling again changes nothing).
+
+    Inductor and AOTAutograd key a compiled graph by pickling its inputs' metadata, which includes each tensor's
+    memory format. ``torch.memory_format`` objects pickle as a bare global name with no module, so pickle names
+    the first loaded module it can reach the object through: which one depends on what the process imported first.
+    A plain process and a GPU worker of the batch's Ray service named different modules, so every input's key
+    differed and the worker compiled again what the warm-up had cached (on an H100, the tiny VOID: a plain process
+    found 8 of 8 graphs, the worker 0; only the ``memory_format`` field's hash differed,
+    ``benchmarks/results/warm_reuse_h100_memory_format.json``). A reducer naming ``memory_format_named`` pins the
+    bytes, as torch itself does for ``torch.layout``. Caches written before this were keyed the other way: such a
+    node compiles once more.
+    """
+    copyreg.pickle(torch.memory_format, _reduce_memory_format)
+
+
+def memory_format_named(name: str) -> torch.memory_format:
+    """The memory format ``torch.<name>``, e.g. ``contiguous_format`` (what a pickled memory format is rebuilt by).
+
+    Raises:
+        InvalidInput: ``name`` is not one of torch's memory formats.
+    """
+    found = getattr(torch, name, None)
+    if not isinstance(found, torch.memory_format):
+        raise InvalidInput(f"torch has no memory format named {name!r}")
+    return found
+
+
+def _reduce_memory_format(memory_format: torch.memory_format) -> tuple[Any, tuple[str]]:
+    return memory_format_named, (str(memory_format).removeprefix("torch."),)
 
 
 def _contiguous_call(compiled: Any, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
