@@ -19,11 +19,12 @@ the GPU time of its kernels):
   start-up and the first compile) to the end of the last call, summed over GPUs; ``occupancy_fraction_flow``: the
   same share over the whole flow after warm-up (conform and report included);
 - ``kernel_busy_fraction``: over the same span, the share the GPUs spent working inside those calls (each call's
-  ``kernel_s``: CUDA events around its device phases, spread evenly over the call);
+  ``kernel_s``: CUDA events around its device phases, less the host seconds it spent compiling inside them, spread
+  evenly over the call);
 - ``shots_per_hour``: shots delivered / flow wall time; ``shots_per_hour_after_warmup``: shots all of whose calls
   began after warm-up / (last call end - end of warm-up);
-- per shot: frames, padded runs, GPU, each pass's call seconds, kernel seconds, compile-cache states, pass 2's
-  noise time on the CPU before its lease.
+- per shot: frames, padded runs, GPU, each pass's call seconds, kernel seconds, compile seconds, compile-cache
+  states, pass 2's noise time on the CPU before its lease.
 
 Run on a CUDA machine: ``python benchmarks/throughput.py --out benchmarks/results/throughput_h100_x1.json``
 (12 shots; ``--shots N`` takes the first N of the same mix, for a shorter run). ``--smoke`` runs the same code on a
@@ -182,6 +183,7 @@ def measure(db_url: str, batch_id: str, called: float, returned: float) -> dict[
             entry[run.stage] = {
                 "call_s": round(sum(float(call["seconds"]) for call in stage_calls), 3),
                 "kernel_s": _sum(call.get("kernel_s") for call in stage_calls),
+                "compile_s": _sum(call.get("compile_s") for call in stage_calls),
                 "compile_cache": [call.get("compile_cache") for call in stage_calls],
                 "compile_graphs": [call.get("compile_graphs") for call in stage_calls],
                 "recipe": stage_calls[0]["recipe"]["name"] if stage_calls else None,

@@ -23,7 +23,7 @@ def occupancy_fraction(stats: dict[str, object], since: float, now: float) -> fl
 
 def kernel_busy_fraction(stats: dict[str, object], since: float, now: float) -> float | None:
     """The share of ``now - since`` the GPUs' kernels worked for model calls (each call's ``kernel_s``, CUDA events
-    around its device phases); None without GPUs, or when no call measured any (calls on the CPU)."""
+    around its device phases less its compiling); None without GPUs, or when no call measured any (calls on the CPU)."""
     share = _share(stats, "kernel_s", since, now)
     return share or None
 

@@ -1,4 +1,5 @@
-"""Persistent compile caches (issue 18): the key, and a save in one process served as a hit in the next.
+"""Persistent compile caches (issue 18): the key, a save in one process served as a hit in the next, and the
+seconds a call spent compiling.
 
 The round trip compiles a small function with the real ``torch.compile`` (Inductor's CPU backend) in two fresh
 processes, each with its own empty Inductor cache, so the only thing they share is the voidflow cache folder.
@@ -21,17 +22,19 @@ from voidflow.void_ops.void.compile_cache import CacheUse, CompileCache, GraphCo
 # One process: load the folder, compile what argv names (f, or f then g), save after each; print what happened.
 _PROCESS = """
 import json, sys, torch
-from voidflow.void_ops.void.compile_cache import CompileCache, GraphCounts
+from voidflow.void_ops.void.compile_cache import CompileCache, GraphCounts, compiling_seconds
 cache = CompileCache(sys.argv[1], "cpu-test")
 loaded = cache.load()
 uses = []
 for name in sys.argv[2:]:
     scale = 2.0 if name == "f" else 3.0
-    before = GraphCounts.now()
+    before, started = GraphCounts.now(), compiling_seconds()
     compiled = torch.compile(lambda x: (x.sin() * scale + 1).relu(), dynamic=False)
     compiled(torch.ones(8, 8))
     use = cache.save()
-    uses.append([use.state, use.note, GraphCounts.now().since(before).as_dict()])
+    graphs, compile_s = GraphCounts.now().since(before).as_dict(), compiling_seconds() - started
+    compiled(torch.ones(8, 8))  # compiled already: no compiling
+    uses.append([use.state, use.note, graphs, compile_s, compiling_seconds() - started - compile_s])
 print(json.dumps({"loaded": loaded.as_dict(), "uses": uses}))
 """
 
@@ -79,8 +82,10 @@ def test_a_compile_saved_by_one_process_is_a_hit_in_the_next(tmp_path: Path) -> 
         # an Inductor cache the environment pins is kept; Triton's, unpinned here, goes in the folder
         "inductor": str(tmp_path / "inductor-1"), "triton": str(folder / "triton"),
     }  # fmt: skip
-    [(state, note, graphs)] = first["uses"]  # type: ignore[misc]
+    [(state, note, graphs, compile_s, again_s)] = first["uses"]  # type: ignore[misc]
     assert graphs == {"found": 0, "compiled": 1, "uncached": 0}  # what provenance counts for a call
+    # the host seconds a call spent compiling, which a GPU call's kernel time leaves out: some, then none
+    assert compile_s > 0 and again_s == 0
     (blob,) = [name for name in _files(folder) if name.endswith(".bin")]
     assert state == "miss" and note.endswith(f"as {blob}")
     assert _files(folder) == [blob, blob.replace(".bin", ".json")]  # no temporary file left behind
@@ -95,7 +100,7 @@ def test_a_compile_saved_by_one_process_is_a_hit_in_the_next(tmp_path: Path) -> 
     second = _process(root, tmp_path / "inductor-2", "f", "g")
     loaded = second["loaded"]
     assert (loaded["files"], loaded["artifacts"]) == (1, len(manifest["artifacts"]))  # type: ignore[index]
-    [(hit, hit_note, found), (miss, _, compiled)] = second["uses"]  # type: ignore[misc]
+    [(hit, hit_note, found, *_), (miss, _, compiled, *_)] = second["uses"]  # type: ignore[misc]
     assert (hit, hit_note, found) == ("hit", "", {"found": 1, "compiled": 0, "uncached": 0})
     assert (miss, compiled) == ("miss", {"found": 0, "compiled": 1, "uncached": 0})
     (newer,) = [name for name in _files(folder) if name.endswith(".bin")]

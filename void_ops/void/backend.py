@@ -32,7 +32,7 @@ import numpy as np
 from voidflow.void_ops.exceptions import GpuOutOfMemory, InvalidInput
 from voidflow.void_ops.frames import from_unit, to_unit
 from voidflow.void_ops.quadmask import KEEP, quantise, region
-from voidflow.void_ops.void.compile_cache import CacheUse, CompileCache, GraphCounts
+from voidflow.void_ops.void.compile_cache import CacheUse, CompileCache, GraphCounts, compiling_seconds
 from voidflow.void_ops.void.memory import RECIPES, Footprint, Recipe, estimate_gb
 from voidflow.void_ops.void.values import (
     Fit,
@@ -328,7 +328,10 @@ class ModelSpec:
 
 
 #: What ``kernel_s`` measures on CUDA, and why there is none elsewhere (recorded with each run).
-KERNEL_TIMING_CUDA = "CUDA events around the call's device phases: VAE encode, T5, denoising, VAE decode"
+KERNEL_TIMING_CUDA = (
+    "CUDA events around the call's device phases (VAE encode, T5, denoising, VAE decode), less the host seconds "
+    "spent compiling inside them (compile_s)"
+)
 KERNEL_TIMING_NONE = "none: the pass ran on the CPU (no GPU kernels to time)"
 
 
@@ -340,8 +343,11 @@ class PassRun:
 
     Attributes:
         kernel_s: CUDA only: seconds of GPU time between events recorded around the device phases (VAE encode, T5,
-            denoising, decode), summed; host work between the phases (array copies, padding) is left out, gaps
-            inside a phase are not. None on the CPU.
+            denoising, decode), summed, less ``compile_s`` (compiling happens inside the phases while the GPU
+            waits); host work between the phases (array copies, padding) is left out, other gaps inside a phase
+            are not. None on the CPU.
+        compile_s: host seconds the call spent compiling (``compiling_seconds``; found-in-cache graphs too); None
+            where nothing compiles (the CPU, ``--no-compile``).
         attention: the attention kernel the transformer preferred (``cudnn`` on the fast path, else ``default``:
             PyTorch's choice).
     """
@@ -355,6 +361,7 @@ class PassRun:
     kernel_s: float | None = None
     attention: str = "default"
     cache: CacheUse = field(default_factory=lambda: CacheUse("off"))
+    compile_s: float | None = None
 
     def facts(self) -> dict[str, object]:
         """Return the run for provenance: the recipe, times, memory, ``kernel_s`` and ``kernel_busy_fraction``
@@ -373,6 +380,7 @@ class PassRun:
             "kernel_s": None if self.kernel_s is None else round(self.kernel_s, 3),
             "kernel_busy_fraction": None if busy is None else round(busy, 4),
             "kernel_timing": KERNEL_TIMING_NONE if self.kernel_s is None else KERNEL_TIMING_CUDA,
+            "compile_s": None if self.compile_s is None else round(self.compile_s, 3),
             "attention": self.attention,
             **self.cache.facts(),
         }
@@ -585,6 +593,7 @@ class VoidModel:
             cuda = self.sampler.device.type == "cuda"
             clock = _KernelClock(self.sampler.device)
             graphs = GraphCounts.now() if self._compiles else None
+            compiling = compiling_seconds() if self._compiles else None
             if cuda:
                 torch.cuda.reset_peak_memory_stats(self.sampler.device)
             try:
@@ -601,8 +610,12 @@ class VoidModel:
             cache = self.compile_cache.save() if self.compile_cache is not None else self._cache_off
             if graphs is not None:
                 cache = dataclasses.replace(cache, graphs=GraphCounts.now().since(graphs))
+            compile_s = None if compiling is None else max(0.0, compiling_seconds() - compiling)
+            kernel_s = clock.seconds()
+            if kernel_s is not None and compile_s:
+                kernel_s = max(0.0, kernel_s - compile_s)
             self.last_run = PassRun(
-                recipe, tuple(passed_over), started, finished, need, peak, clock.seconds(), self.attention, cache
+                recipe, tuple(passed_over), started, finished, need, peak, kernel_s, self.attention, cache, compile_s
             )
             return output
         where = f"{self.settings.name} on {self._params['device']}"

@@ -40,7 +40,16 @@ from typing import Any, Literal
 from voidflow.void_ops.exceptions import InvalidInput
 from voidflow.void_ops.files import atomic_write
 
-__all__ = ["CacheLoad", "CacheState", "CacheUse", "CompileCache", "GraphCounts", "cache_key", "device_key"]
+__all__ = [
+    "CacheLoad",
+    "CacheState",
+    "CacheUse",
+    "CompileCache",
+    "GraphCounts",
+    "cache_key",
+    "compiling_seconds",
+    "device_key",
+]
 
 #: How a model call met the compile cache: ``hit`` (every graph it needed came from the cache, or from this
 #: process's earlier calls), ``miss`` (it compiled a graph the cache lacked; saved after the call), ``off`` (nothing
@@ -158,6 +167,14 @@ class GraphCounts:
 
     def __str__(self) -> str:
         return f"{self.compiled} graph(s) compiled, {self.found} found in the cache, {self.uncached} uncacheable"
+
+
+def compiling_seconds() -> float:
+    """Seconds this process's host spent compiling so far: every frame Dynamo compiled, from tracing to the compiled
+    code or the cache entry found (torch's own timing); the GPU waits meanwhile. Zero where nothing compiled."""
+    from torch._dynamo.utils import compilation_time_metrics
+
+    return float(sum(compilation_time_metrics.get("_compile.compile_inner", ())))
 
 
 @dataclass(frozen=True, slots=True)
